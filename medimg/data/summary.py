@@ -1,0 +1,88 @@
+"""What a dataset holds: splits, classes, channels, image sizes and duplicates, as a dict."""
+from __future__ import annotations
+
+from collections import Counter
+
+from ..errors import MedimgError
+from ..paths import data_dir
+from .pipeline import PreparedData
+from .registry import MEDMNIST_SIZES, REGISTRY, DatasetSpec
+from .sources import SPLITS
+from .splits import duplicate_groups
+
+
+def describe(data: PreparedData) -> dict:
+    source, decoded, split = data.source, data.decoded, data.split
+    classes = list(source.classes)
+    label_of = dict(zip(decoded.ids, decoded.labels.tolist()))
+    splits = {}
+    for s in SPLITS:
+        members = [i for i in decoded.ids if split.assignment[i] == s]
+        per_class = Counter(classes[label_of[i]] for i in members)
+        splits[s] = dict(n=len(members), per_class={c: per_class.get(c, 0) for c in classes})
+    dups = duplicate_groups(source, decoded)
+    spec = source.spec
+    return dict(
+        name=source.name, kind=spec.kind, description=spec.description, root=str(source.root),
+        modality=decoded.modality, channels=decoded.channels, classes=classes,
+        n_images=len(decoded.ids),
+        per_class={c: int((decoded.labels == k).sum()) for k, c in enumerate(classes)},
+        split=dict(split.to_dict(), counts=split.counts()), splits=splits,
+        image_sizes={f"{w}x{h}": n for (w, h), n in sorted(Counter(decoded.original_sizes).items())},
+        stored_modes=dict(sorted(Counter(decoded.modes).items())),
+        cached_size=decoded.size, cache=str(decoded.path) if decoded.path else None,
+        duplicates=[dict(ids=g, labels=sorted({classes[label_of[i]] for i in g}),
+                         splits=sorted({split.assignment[i] for i in g})) for g in dups],
+        duplicates_across_splits=sum(len({split.assignment[i] for i in g}) > 1 for g in dups),
+        excluded_from_training=sorted(split.excluded),
+        lineage=[str(x) for x in spec.lineage], citation=spec.citation, licence=spec.licence,
+        caveats=list(spec.caveats),
+    )
+
+
+def format_description(d: dict) -> str:
+    lines = [f"{d['name']}: {d['description']}",
+             f"  {d['n_images']} images, {d['modality']} ({d['channels']} channel{'s' if d['channels'] > 1 else ''}), "
+             f"{len(d['classes'])} classes; cached at {d['cached_size']} px",
+             f"  split: {d['split']['method']}" + (f" (seed {d['split']['seed']})" if d['split']['seed'] is not None else "")]
+    width = max(len("total"), *(len(c) for c in d["classes"]))
+    lines.append(f"  {'class':<{width}}  {'train':>6} {'val':>6} {'test':>6} {'all':>6}")
+    for c in d["classes"]:
+        counts = [d["splits"][s]["per_class"][c] for s in SPLITS]
+        lines.append(f"  {c:<{width}}  " + " ".join(f"{n:>6}" for n in counts) + f" {sum(counts):>6}")
+    lines.append(f"  {'total':<{width}}  " + " ".join(f"{d['splits'][s]['n']:>6}" for s in SPLITS) + f" {d['n_images']:>6}")
+    sizes = ", ".join(f"{k} ({v})" for k, v in d["image_sizes"].items())
+    lines.append(f"  original sizes: {sizes}; stored modes: {', '.join(f'{k} ({v})' for k, v in d['stored_modes'].items())}")
+    lines.append(f"  exact duplicates: {len(d['duplicates'])} group(s), {d['duplicates_across_splits']} across splits")
+    if d["excluded_from_training"]:
+        lines.append(f"  left out of training and validation as copies of a later split's image: "
+                     f"{', '.join(d['excluded_from_training'])}")
+    for g in d["duplicates"][:10]:
+        lines.append(f"    {' = '.join(g['ids'])}  [{', '.join(g['labels'])}; {', '.join(g['splits'])}]")
+    for c in d["caveats"]:
+        lines.append(f"  caveat: {c}")
+    return "\n".join(lines)
+
+
+def availability(spec: DatasetSpec, base) -> str:
+    """Where a registered dataset is found here, or 'missing'."""
+    if spec.kind == "synthetic":
+        return "generated"
+    if base is None:
+        return "missing"
+    if spec.kind == "medmnist":
+        from .medmnist_files import find_medmnist_file
+
+        found = [f"{size}px" for size in MEDMNIST_SIZES if find_medmnist_file(base, spec.location, size)]
+        return ", ".join(found) if found else "missing"
+    return "yes" if (base / (spec.location or spec.name)).is_dir() else "missing"
+
+
+def dataset_table() -> list[dict]:
+    try:
+        base = data_dir()
+    except MedimgError:  # an unset or unreadable data dir just means nothing is available
+        base = None
+    return [dict(name=s.name, kind=s.kind, modality=s.modality,
+                 classes=len(s.classes) if s.classes else None, paper=s.paper,
+                 available=availability(s, base), licence=s.licence) for s in REGISTRY.values()]

@@ -1,0 +1,125 @@
+"""From cached uint8 arrays to model inputs: augmentation, preprocessing and channels.
+
+Preprocessing (size, mean, std, interpolation) comes from a model's timm ``pretrained_cfg``,
+never from constants here. How grey images meet a model is an explicit choice, ``grey_as``:
+``"single"`` feeds a 1-channel model (``in_chans=1``), ``"replicate"`` copies the grey
+channel three times for a 3-channel model. Nothing converts channels silently.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+from typing import Literal
+
+import numpy as np
+import torch
+from torchvision.transforms import InterpolationMode, v2
+
+from ..errors import MedimgError
+
+GreyAs = Literal["single", "replicate"]
+
+
+@dataclass(frozen=True)
+class Augmentation:
+    """The paper's augmentations — rotation, flips, zoom, blur — with every parameter explicit."""
+
+    rotation_degrees: float = 15.0
+    horizontal_flip_p: float = 0.5
+    vertical_flip_p: float = 0.5
+    zoom: tuple[float, float] = (0.9, 1.1)  # scale factors; >1 zooms in
+    blur_p: float = 0.3
+    blur_sigma: tuple[float, float] = (0.1, 1.0)  # in pixels of the cached image
+
+    def build(self) -> v2.Compose:
+        kernel = 2 * math.ceil(3 * self.blur_sigma[1]) + 1
+        return v2.Compose([
+            v2.RandomAffine(degrees=self.rotation_degrees, scale=self.zoom, interpolation=InterpolationMode.BILINEAR),
+            v2.RandomHorizontalFlip(self.horizontal_flip_p),
+            v2.RandomVerticalFlip(self.vertical_flip_p),
+            v2.RandomApply([v2.GaussianBlur(kernel, sigma=self.blur_sigma)], p=self.blur_p),
+        ])
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class Preprocess:
+    """Resize, scale to [0, 1], match the model's channels, normalise — the evaluation transform."""
+
+    size: int
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+    in_chans: int
+    grey_as: str | None  # how grey images were fed, or None for colour
+    interpolation: str = "bicubic"
+
+    @classmethod
+    def from_pretrained_cfg(cls, cfg: dict, *, image_channels: int, grey_as: GreyAs | None,
+                            size: int | None = None) -> "Preprocess":
+        """Build from a timm ``pretrained_cfg`` (``model.pretrained_cfg``).
+
+        ``size`` overrides the cfg's input size (small images train at small sizes); mean and
+        std always come from the cfg, averaged to one channel for ``grey_as="single"``.
+        """
+        mean, std = tuple(cfg["mean"]), tuple(cfg["std"])
+        size = size or int(cfg["input_size"][-1])
+        interpolation = cfg.get("interpolation", "bicubic")
+        if image_channels == 3:
+            if grey_as == "single":
+                raise MedimgError("colour images cannot feed a 1-channel model: use grey_as='replicate' or "
+                                  "a 3-channel model")
+            return cls(size, mean, std, 3, None, interpolation)
+        if image_channels != 1:
+            raise MedimgError(f"images with {image_channels} channels are not supported: use grey (1) or colour (3)")
+        if grey_as == "single":
+            return cls(size, (float(np.mean(mean)),), (float(np.mean(std)),), 1, "single", interpolation)
+        if grey_as == "replicate":
+            return cls(size, mean, std, 3, "replicate", interpolation)
+        raise MedimgError("grey images need an explicit grey_as: 'single' (a 1-channel model, in_chans=1) "
+                          "or 'replicate' (copied to 3 channels)")
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        """uint8 (C, H, W) -> float (in_chans, size, size)."""
+        if x.shape[-1] != self.size or x.shape[-2] != self.size:
+            mode = InterpolationMode(self.interpolation) if self.interpolation in ("bilinear", "bicubic", "nearest") \
+                else InterpolationMode.BICUBIC
+            x = v2.functional.resize(x, [self.size, self.size], interpolation=mode, antialias=True)
+        x = x.float().div_(255)
+        if x.shape[0] == 1 and self.in_chans == 3:
+            x = x.expand(3, -1, -1)
+        mean = torch.tensor(self.mean, dtype=x.dtype).view(-1, 1, 1)
+        std = torch.tensor(self.std, dtype=x.dtype).view(-1, 1, 1)
+        return (x - mean) / std
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+class ImageDataset(torch.utils.data.Dataset):
+    """Cached uint8 images as model inputs.
+
+    ``indices`` select (and may repeat) images; positions flagged in ``extra`` (over-sampled
+    copies) are always augmented, with ``augment`` or, if that is off, ``extra_augment``.
+    """
+
+    def __init__(self, images: np.ndarray, labels: np.ndarray, preprocess: Preprocess, *,
+                 indices: np.ndarray | None = None, augment: Augmentation | None = None,
+                 extra: np.ndarray | None = None, extra_augment: Augmentation | None = Augmentation()):
+        self.images, self.labels, self.preprocess = images, np.asarray(labels), preprocess
+        self.indices = np.arange(len(images)) if indices is None else np.asarray(indices)
+        self.extra = np.zeros(len(self.indices), bool) if extra is None else np.asarray(extra, bool)
+        self._augment = augment.build() if augment else None
+        self._extra_augment = (augment or extra_augment).build() if self.extra.any() else None
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+    def __getitem__(self, i: int):
+        j = int(self.indices[i])
+        x = torch.from_numpy(np.array(self.images[j], copy=True)).permute(2, 0, 1)
+        transform = self._extra_augment if self.extra[i] else self._augment
+        if transform is not None:
+            x = transform(x)
+        return self.preprocess(x), int(self.labels[j])
