@@ -7,6 +7,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from pathlib import Path
 
 from .errors import EXIT_USAGE, MedimgError
 
@@ -38,6 +39,56 @@ def _cmd_describe(args) -> int:
     return 0
 
 
+def _trainer_settings(args):
+    from .trainer_settings import TrainerSettings
+
+    return TrainerSettings(accelerator=args.accelerator, devices=args.devices, num_nodes=args.num_nodes,
+                           strategy=args.strategy, precision=args.precision, num_workers=args.num_workers,
+                           deterministic=not args.nondeterministic, channels_last=not args.no_channels_last,
+                           progress=not args.no_progress)
+
+
+def _add_trainer_options(p) -> None:
+    g = p.add_argument_group("hardware (one code path: CPU, a GPU, or DDP over several)")
+    g.add_argument("--accelerator", default="auto", help="cpu, gpu or auto (default)")
+    g.add_argument("--devices", default="1", type=lambda v: v if v == "auto" else int(v), help="devices per node")
+    g.add_argument("--num-nodes", type=int, default=1)
+    g.add_argument("--strategy", default="auto", help="e.g. ddp for several GPUs or nodes")
+    g.add_argument("--precision", default="auto",
+                   help="32-true, bf16-mixed, 16-mixed, or auto: bf16 where the hardware runs it fast")
+    g.add_argument("--num-workers", type=int, default=0, help="data-loader worker processes")
+    g.add_argument("--nondeterministic", action="store_true", help="allow non-deterministic kernels (faster on GPU)")
+    g.add_argument("--no-channels-last", action="store_true")
+    g.add_argument("--no-progress", action="store_true", help="no progress bars")
+
+
+def _cmd_finetune(args) -> int:
+    from .train import FinetuneConfig, finetune
+
+    config = FinetuneConfig(
+        dataset=args.dataset, method=args.method, arch=args.arch, weights=args.weights,
+        intermediate=args.intermediate, allow_overlap=args.allow_overlap, size=args.size,
+        medmnist_size=args.medmnist_size, split_seed=args.split_seed, grey_as=args.grey_as, augment=args.augment,
+        balance=args.balance, recipe=args.recipe, head_epochs=args.head_epochs, unfreeze_stages=args.unfreeze_stages,
+        epochs=args.epochs, intermediate_epochs=args.intermediate_epochs, batch_size=args.batch_size,
+        optimizer=args.optimizer, lr=args.lr, backbone_lr_scale=args.backbone_lr_scale,
+        weight_decay=args.weight_decay, schedule=args.schedule, patience=args.patience, seed=args.seed)
+    metrics = finetune(config, Path(args.out), settings=_trainer_settings(args), resume=args.resume, force=args.force)
+    test = metrics["test"]
+    print(f"{metrics['dataset']} {metrics['method']} ({metrics['arch']}, seed {metrics['seed']}): test accuracy "
+          f"{test['accuracy']:.3f} (majority {test['majority_accuracy']:.3f}), balanced {test['balanced_accuracy']:.3f}, "
+          f"loss {test['loss']:.3f}; best epoch {metrics['best_epoch']}; results in {args.out}")
+    return 0
+
+
+def _cmd_weights_import(args) -> int:
+    from .models.tflite_import import import_mobilenet_v2_tflite
+
+    out = import_mobilenet_v2_tflite(Path(args.file), Path(args.out), force=args.force)
+    print(f"wrote {out} (timm mobilenetv2_100, 1001 classes, inputs scaled to [-1, 1])")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="medimg", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -54,6 +105,48 @@ def build_parser() -> argparse.ArgumentParser:
                    help="which official MedMNIST file to read (default 28)")
     p.add_argument("--json", action="store_true", help="print JSON")
     p.set_defaults(func=_cmd_describe)
+
+    from .models.backbones import ARCHITECTURES
+    from .train import METHODS, RECIPES, FinetuneConfig
+
+    d = FinetuneConfig.__dataclass_fields__
+    p = sub.add_parser("finetune", help="fine-tune one arm (tl, ssl, tl+ssl, scratch) on one dataset into RUN_DIR")
+    p.add_argument("--dataset", required=True, help="registered name or image folder")
+    p.add_argument("--method", required=True, choices=METHODS)
+    p.add_argument("--arch", default=d["arch"].default, choices=ARCHITECTURES)
+    p.add_argument("--weights", help="tl: auto (default), timm, tflite or a .pth/.safetensors file; "
+                   "ssl and tl+ssl: a checkpoint from 'medimg pretrain-ssl'")
+    p.add_argument("--intermediate", help="double fine-tuning: first fine-tune on this dataset")
+    p.add_argument("--allow-overlap", action="store_true", help="allow an intermediate dataset that shares images "
+                   "with the target (recorded)")
+    p.add_argument("--size", type=int, default=d["size"].default, help="image size in pixels")
+    p.add_argument("--medmnist-size", type=int, default=28, choices=(28, 64, 128, 224))
+    p.add_argument("--split-seed", type=int, default=0)
+    p.add_argument("--grey-as", default=d["grey_as"].default, choices=("single", "replicate"),
+                   help="grey images feed a 1-channel model (single) or are copied to 3 channels (replicate)")
+    p.add_argument("--augment", action="store_true", help="rotation, flips, zoom and blur on the training images")
+    p.add_argument("--balance", default="none", choices=("none", "down", "over"))
+    p.add_argument("--recipe", default=d["recipe"].default, choices=RECIPES,
+                   help="auto (full for scratch, else paper); paper: head first, then everything; linear; partial; full")
+    for name in ("head_epochs", "unfreeze_stages", "epochs", "intermediate_epochs", "batch_size", "patience", "seed"):
+        p.add_argument(f"--{name.replace('_', '-')}", type=int, default=d[name].default)
+    for name in ("lr", "weight_decay"):
+        p.add_argument(f"--{name.replace('_', '-')}", type=float, default=d[name].default)
+    p.add_argument("--backbone-lr-scale", type=float, help="backbone lr = lr x this (default 1 for scratch, else 0.1)")
+    p.add_argument("--optimizer", default="adamw", choices=("adamw", "sgd"))
+    p.add_argument("--schedule", default="cosine", choices=("cosine", "constant"))
+    p.add_argument("--out", required=True, help="the run directory to write")
+    p.add_argument("--resume", action="store_true", help="continue an unfinished run in --out")
+    p.add_argument("--force", action="store_true", help="replace whatever is in --out")
+    _add_trainer_options(p)
+    p.set_defaults(func=_cmd_finetune)
+
+    weights = sub.add_parser("weights", help="weight files").add_subparsers(dest="weights_command", required=True)
+    p = weights.add_parser("import-tflite", help="convert Google's quantised MobileNet V2 .tflite to timm weights")
+    p.add_argument("file", help="mobilenet_v2_1.0_224_quant.tflite")
+    p.add_argument("--out", required=True, help="OUT.safetensors")
+    p.add_argument("--force", action="store_true", help="replace an existing OUT")
+    p.set_defaults(func=_cmd_weights_import)
     return parser
 
 

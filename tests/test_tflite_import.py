@@ -117,10 +117,18 @@ def test_state_dict_loads_strictly_into_plain_timm_model(weights, tflite_path):
     plain.load_state_dict(load_file(weights), strict=True)
     with safe_open(weights, "pt") as f:
         assert f.metadata()["source"] == tflite_path.name
-    # Every BatchNorm is the identity plus the folded conv bias, exactly.
+    # In eval mode every BatchNorm is still the identity plus the folded conv bias (the calibrated
+    # statistics cancel out: gamma = sqrt(var + eps), beta = folded bias + mean) ...
     bn = plain.eval().blocks[1][0].bn3  # one without activation
     x = torch.randn(2, bn.num_features, 5, 5)
-    assert torch.equal(bn(x), x + bn.bias.view(1, -1, 1, 1))
+    folded_bias = (bn.bias - bn.running_mean).view(1, -1, 1, 1)
+    assert torch.allclose(bn(x), x + folded_bias, atol=1e-4)
+    # ... but it carries real statistics, so train mode normalises natural inputs gently
+    assert (bn.running_var > 0).all() and not torch.allclose(bn.running_var, torch.ones_like(bn.running_var))
+    natural = bn.running_mean.view(1, -1, 1, 1) + bn.running_var.sqrt().view(1, -1, 1, 1) * torch.randn(64, bn.num_features, 4, 4)
+    with torch.no_grad():
+        gap = (bn.train()(natural) - bn.eval()(natural)).abs().mean()
+    assert gap < 0.1 * natural.std()  # an uncalibrated (identity) BN would shift by the whole mean
 
 
 def test_pretrained_cfg_reaches_timm(model, weights):

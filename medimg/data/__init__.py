@@ -13,7 +13,7 @@ _EXPORTS = {
     "REGISTRY": "registry", "DatasetSpec": "registry", "Lineage": "registry", "get_spec": "registry",
     "DatasetSource": "sources", "ImageRecord": "sources", "open_dataset": "sources",
     "Split": "splits", "duplicate_groups": "splits", "make_split": "splits",
-    "Augmentation": "transforms", "ImageDataset": "transforms", "Preprocess": "transforms",
+    "Augmentation": "transforms", "EpochSampler": "transforms", "ImageDataset": "transforms", "Preprocess": "transforms",
 }
 __all__ = sorted(_EXPORTS)
 

@@ -102,24 +102,65 @@ class ImageDataset(torch.utils.data.Dataset):
 
     ``indices`` select (and may repeat) images; positions flagged in ``extra`` (over-sampled
     copies) are always augmented, with ``augment`` or, if that is off, ``extra_augment``.
+
+    With a ``seed``, each item's augmentation is drawn from its own generator seeded by
+    (seed, epoch, position): the same epoch gives the same pixels whether the run was resumed,
+    split across workers or processes, or not. :class:`EpochSampler` passes the epoch.
     """
 
     def __init__(self, images: np.ndarray, labels: np.ndarray, preprocess: Preprocess, *,
                  indices: np.ndarray | None = None, augment: Augmentation | None = None,
-                 extra: np.ndarray | None = None, extra_augment: Augmentation | None = Augmentation()):
+                 extra: np.ndarray | None = None, extra_augment: Augmentation | None = Augmentation(),
+                 seed: int | None = None):
         self.images, self.labels, self.preprocess = images, np.asarray(labels), preprocess
         self.indices = np.arange(len(images)) if indices is None else np.asarray(indices)
         self.extra = np.zeros(len(self.indices), bool) if extra is None else np.asarray(extra, bool)
+        self.seed = seed
         self._augment = augment.build() if augment else None
         self._extra_augment = (augment or extra_augment).build() if self.extra.any() else None
 
     def __len__(self) -> int:
         return len(self.indices)
 
-    def __getitem__(self, i: int):
+    def __getitem__(self, key):
+        i, epoch = key if isinstance(key, tuple) else (key, 0)
         j = int(self.indices[i])
         x = torch.from_numpy(np.array(self.images[j], copy=True)).permute(2, 0, 1)
         transform = self._extra_augment if self.extra[i] else self._augment
         if transform is not None:
-            x = transform(x)
+            if self.seed is None:
+                x = transform(x)
+            else:
+                with torch.random.fork_rng(devices=[]):
+                    torch.manual_seed(_mix(self.seed, epoch, i))
+                    x = transform(x)
         return self.preprocess(x), int(self.labels[j])
+
+
+class EpochSampler(torch.utils.data.Sampler):
+    """Shuffles by (seed, epoch) and yields ``(position, epoch)`` so items can seed themselves.
+
+    Lightning calls ``set_epoch`` before each epoch (and DDP wraps this sampler), so a resumed
+    run sees exactly the batches an uninterrupted one would.
+    """
+
+    def __init__(self, n: int, *, seed: int, shuffle: bool = True):
+        self.n, self.seed, self.shuffle, self.epoch = n, seed, shuffle, 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return self.n
+
+    def __iter__(self):
+        order = torch.randperm(self.n, generator=torch.Generator().manual_seed(_mix(self.seed, self.epoch, -1))) \
+            if self.shuffle else torch.arange(self.n)
+        return iter([(int(i), self.epoch) for i in order])
+
+
+def _mix(*numbers: int) -> int:
+    """A 63-bit seed from several integers (stable across runs and platforms)."""
+    import hashlib
+
+    return int.from_bytes(hashlib.sha256(repr(numbers).encode()).digest()[:8], "little") >> 1

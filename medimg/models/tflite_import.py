@@ -208,7 +208,59 @@ def _convert(model, path: Path) -> dict[str, torch.Tensor]:
     state_dict["classifier.bias"] = torch.from_numpy(_dequantised(model, graph, logits.inputs[2], path))
     # Strict load: proves the keys and shapes are exactly those of a plain timm model.
     net.load_state_dict(state_dict, strict=True)
-    return state_dict
+    return _calibrate_batch_norm(net)
+
+
+def _calibrate_batch_norm(net: nn.Module) -> dict[str, torch.Tensor]:
+    """Give the folded, identity batch norms real statistics without changing the network.
+
+    An identity BN is exact in eval mode, but fine-tuning runs BN in train mode, where it
+    normalises each batch and would wreck the folded network. So each BN gets the mean and
+    variance of its input on natural photographs (random crops of scikit-image's sample
+    photos, standing in for ImageNet) and the affine terms that undo them:
+    gamma = sqrt(var + eps), beta = bias + mean. In eval mode that is still exactly x + bias
+    (up to rounding); in train mode it behaves like any ImageNet-pretrained BN network.
+    """
+    stats = {}
+
+    def record(name):
+        def hook(module, inputs, _):
+            x = inputs[0].double()
+            stats[name] = (x.mean(dim=(0, 2, 3)), x.var(dim=(0, 2, 3), unbiased=False))
+        return hook
+
+    bns = [(n, m) for n, m in net.named_modules() if isinstance(m, nn.BatchNorm2d)]
+    handles = [m.register_forward_hook(record(n)) for n, m in bns]
+    net.eval()
+    with torch.inference_mode():
+        net(_calibration_images())
+    for h in handles:
+        h.remove()
+    with torch.no_grad():
+        for name, bn in bns:
+            mean, var = stats[name]
+            bn.running_mean.copy_(mean.float())
+            bn.running_var.copy_(var.float())
+            bn.weight.copy_(torch.sqrt(var + bn.eps).float())
+            bn.bias.add_(mean.float())
+    return {k: v.detach().clone().contiguous() for k, v in net.state_dict().items()}
+
+
+def _calibration_images(n_crops: int = 12, size: int = 224, seed: int = 0) -> torch.Tensor:
+    """Random crops of scikit-image's colour photographs, scaled to the model's [-1, 1]."""
+    from PIL import Image
+    from skimage import data as photos
+
+    rng = np.random.default_rng(seed)
+    crops = []
+    for name in ("astronaut", "chelsea", "coffee", "rocket", "cat", "hubble_deep_field", "immunohistochemistry"):
+        img = Image.fromarray(getattr(photos, name)()).convert("RGB")
+        for _ in range(n_crops):
+            side = int(min(img.size) * rng.uniform(0.4, 1.0))
+            x0, y0 = rng.integers(0, img.size[0] - side + 1), rng.integers(0, img.size[1] - side + 1)
+            crops.append(np.asarray(img.crop((x0, y0, x0 + side, y0 + side)).resize((size, size), Image.BILINEAR)))
+    x = torch.from_numpy(np.stack(crops)).permute(0, 3, 1, 2).float() / 127.5 - 1.0
+    return x
 
 
 def _dequantised(model, graph, index: int, path: Path) -> np.ndarray:

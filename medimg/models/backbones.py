@@ -1,0 +1,242 @@
+"""Backbones through timm's ``create_model``, with every weight source explicit and recorded.
+
+Architectures: ``legacy_xception`` (the paper's TL network), ``resnet50`` (the paper's SSL
+network), and ``resnet18`` and ``mobilenetv2_100``, which train on a CPU.
+
+Where ImageNet weights come from (``weights``):
+
+* a path: that file (``.pth``/``.safetensors``), loaded by timm (``pretrained_cfg_overlay``),
+  or a medimg SimCLR checkpoint (``medimg pretrain-ssl``), whose backbone is loaded as is;
+* ``"timm"``: timm's own weights, first from the local timm/Hugging Face cache, then from the
+  hub when the machine is online;
+* ``"tflite"``: Google's quantised MobileNet V2, imported from the data directory
+  (``mobilenetv2_100`` only; the one ImageNet network available offline here);
+* ``"auto"``: ``"timm"``, then ``"tflite"`` where the architecture has it;
+* ``"random"``: random initialisation, only when asked for (the scratch arm).
+
+When none is available the error says what was tried; a model is never silently random.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import timm
+import torch
+from torch import nn
+
+from ..errors import MedimgError
+from ..paths import cache_dir, data_dir, offline
+
+ARCHITECTURES = ("legacy_xception", "resnet50", "resnet18", "mobilenetv2_100")
+TFLITE_FILE = Path("imagenet_mobilenet_tflite") / "mobilenet_v2_1.0_224_quant.tflite"
+SSL_FORMAT = "medimg-simclr-backbone-v1"
+
+
+@dataclass(frozen=True)
+class WeightSource:
+    """Where a model's initial weights came from: saved in every run's config."""
+
+    kind: str  # "file", "ssl-checkpoint", "timm-cache", "timm-hub", "tflite-import", "random"
+    detail: str = ""  # path or hub id
+    sha256: str | None = None
+    meta: dict | None = None  # an SSL checkpoint's own record (datasets, init, epochs, ...)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def check_architecture(arch: str) -> None:
+    if arch not in ARCHITECTURES:
+        raise MedimgError(f"unknown architecture {arch!r}: choose one of {', '.join(ARCHITECTURES)}")
+
+
+def create_backbone(arch: str, *, num_classes: int, in_chans: int, weights: str | os.PathLike,
+                    **kwargs) -> tuple[nn.Module, WeightSource]:
+    """A timm model with a fresh ``num_classes`` head and its initial weights from ``weights``.
+
+    ``in_chans=1`` adapts a pretrained first convolution by summing its colour channels
+    (timm's ``adapt_input_conv``); ``num_classes=0`` gives the bare feature extractor.
+    """
+    check_architecture(arch)
+    model, source = _create(arch, dict(num_classes=num_classes, in_chans=in_chans, **kwargs), weights)
+    if num_classes:
+        fresh_head(model)
+    return model, source
+
+
+def fresh_head(model: nn.Module, num_classes: int | None = None) -> nn.Module:
+    """A new classifier, initialised the same way for every architecture: N(0, 0.01), zero bias.
+
+    timm's own head inits differ by architecture; MobileNet's, uniform(+-1/sqrt(classes)), starts
+    a two-class head with logits around +-20, which then takes epochs to unlearn.
+    """
+    if num_classes is not None:
+        model.reset_classifier(num_classes)
+    head = model.get_classifier()
+    nn.init.normal_(head.weight, std=0.01)
+    nn.init.zeros_(head.bias)
+    return model
+
+
+def _create(arch: str, opts: dict, weights) -> tuple[nn.Module, WeightSource]:
+    if isinstance(weights, Path) or (isinstance(weights, str) and weights not in ("auto", "timm", "tflite", "random")):
+        return _from_file(arch, Path(weights), opts)
+    if weights == "random":
+        return timm.create_model(arch, pretrained=False, **opts), WeightSource("random")
+    tried = []
+    if weights in ("auto", "timm"):
+        found = _from_timm(arch, opts, tried)
+        if found:
+            return found
+    if weights in ("auto", "tflite"):
+        if arch == "mobilenetv2_100":
+            return _from_tflite(opts)
+        tried.append("tflite: only for mobilenetv2_100")
+    hint = " or --weights tflite --arch mobilenetv2_100" if arch != "mobilenetv2_100" else ""
+    raise MedimgError(f"no ImageNet weights for {arch} (tried {'; '.join(tried)}): pass --weights FILE{hint}, "
+                      f"or go online once so timm caches them")
+
+
+def _from_timm(arch, opts, tried):
+    with _hub_offline():
+        try:
+            model = timm.create_model(arch, pretrained=True, **opts)
+            return model, WeightSource("timm-cache", _hub_name(model))
+        except Exception as err:  # timm raises many kinds for a cache miss
+            tried.append(f"the local timm cache: {type(err).__name__}")
+    if offline():
+        tried.append("the hub: offline")
+        return None
+    try:
+        model = timm.create_model(arch, pretrained=True, **opts)
+        return model, WeightSource("timm-hub", _hub_name(model))
+    except Exception as err:
+        tried.append(f"the hub: {type(err).__name__}: {str(err)[:80]}")
+    return None
+
+
+def _hub_name(model) -> str:
+    cfg = model.pretrained_cfg
+    return cfg.get("hf_hub_id") or cfg.get("url") or cfg.get("architecture", "")
+
+
+@contextmanager
+def _hub_offline():
+    """Look only in the local cache: huggingface_hub reads HF_HUB_OFFLINE at call time via constants."""
+    import huggingface_hub.constants as hub_constants
+
+    saved = hub_constants.HF_HUB_OFFLINE
+    hub_constants.HF_HUB_OFFLINE = True
+    try:
+        yield
+    finally:
+        hub_constants.HF_HUB_OFFLINE = saved
+
+
+def _from_tflite(opts):
+    from .tflite_import import create_tflite_mobilenet, import_mobilenet_v2_tflite
+
+    source = data_dir() / TFLITE_FILE
+    if not source.is_file():
+        raise MedimgError(f"{source} is missing: put Google's {TFLITE_FILE.name} there to use --weights tflite")
+    digest = file_sha256(source)
+    converted = cache_dir() / "weights" / f"mobilenetv2_100-tflite-{digest[:16]}.safetensors"
+    if not converted.is_file():
+        import_mobilenet_v2_tflite(source, converted)
+    model = create_tflite_mobilenet(converted, **opts)
+    return model, WeightSource("tflite-import", str(source), digest)
+
+
+def _from_file(arch, path: Path, opts):
+    if not path.is_file():
+        raise MedimgError(f"weights file {path} does not exist: pass an existing .pth or .safetensors file")
+    if path.suffix not in (".pth", ".pt", ".bin", ".safetensors"):
+        raise MedimgError(f"weights file {path} is not .pth, .pt, .bin or .safetensors: convert it, or name it by its format")
+    meta = read_ssl_meta(path)
+    digest = file_sha256(path)
+    if meta is not None:
+        return load_ssl_backbone(path, meta, opts, arch), WeightSource("ssl-checkpoint", str(path), digest, meta)
+    try:
+        model = timm.create_model(arch, pretrained=True, pretrained_cfg_overlay=dict(file=str(path)), **opts)
+    except (RuntimeError, KeyError, ValueError, OSError) as err:
+        raise MedimgError(f"cannot load {path} into {arch} ({str(err).splitlines()[0][:160]}): "
+                          f"pass weights saved from a timm {arch}") from None
+    return model, WeightSource("file", str(path), digest)
+
+
+# --- SimCLR backbone checkpoints -----------------------------------------------------------------
+
+def save_ssl_backbone(path: Path, backbone: nn.Module, meta: dict) -> None:
+    """Save a pretrained backbone (no head) with its record, atomically, as safetensors."""
+    from safetensors.torch import save_file
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    state = {k: v.detach().contiguous().cpu() for k, v in backbone.state_dict().items()}
+    save_file(state, str(tmp), metadata={"format": "pt", "medimg": json.dumps({"format": SSL_FORMAT, **meta})})
+    os.replace(tmp, path)
+
+
+def read_ssl_meta(path: Path) -> dict | None:
+    """The medimg record of a SimCLR checkpoint, or None for any other weights file."""
+    if path.suffix != ".safetensors":
+        return None
+    from safetensors import safe_open
+
+    try:
+        with safe_open(str(path), framework="pt") as fh:
+            raw = (fh.metadata() or {}).get("medimg")
+    except Exception as err:  # safetensors raises its own error types for a damaged header
+        raise MedimgError(f"{path} is not a readable safetensors file ({err}): replace it") from None
+    meta = json.loads(raw) if raw else None
+    return meta if meta and meta.get("format") == SSL_FORMAT else None
+
+
+def load_ssl_backbone(path: Path, meta: dict, opts: dict, arch: str) -> nn.Module:
+    from safetensors.torch import load_file
+
+    if meta["arch"] != arch:
+        raise MedimgError(f"{path} holds a {meta['arch']} backbone, not {arch}: pass --arch {meta['arch']}")
+    if meta["in_chans"] != opts["in_chans"]:
+        raise MedimgError(f"{path} was pretrained on {meta['in_chans']}-channel input but this run feeds "
+                          f"{opts['in_chans']}: pretrain and fine-tune with the same --grey-as")
+    model = timm.create_model(arch, pretrained=False, **opts)
+    missing, unexpected = model.load_state_dict(load_file(str(path)), strict=False)
+    head = {f"{model.default_cfg['classifier']}.weight", f"{model.default_cfg['classifier']}.bias"}
+    if unexpected or set(missing) - head:
+        raise MedimgError(f"{path} does not fit {arch} ({len(missing)} missing, {len(unexpected)} unexpected "
+                          f"tensors): pretrain it again with medimg pretrain-ssl")
+    return model
+
+
+def file_sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while chunk := fh.read(1 << 20):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def parameter_groups(model: nn.Module) -> list[list[str]]:
+    """Parameter names from input to output in timm's coarse stages, the head last."""
+    from timm.models import group_parameters
+
+    groups = group_parameters(model, model.group_matcher(coarse=True))
+    ordered = [names for _, names in sorted(groups.items(), key=lambda kv: kv[0])]
+    head = set(classifier_parameters(model))
+    body = [[n for n in g if n not in head] for g in ordered]
+    return [g for g in body if g] + [sorted(head)]
+
+
+def classifier_parameters(model: nn.Module) -> list[str]:
+    prefix = model.default_cfg["classifier"]
+    return [n for n, _ in model.named_parameters() if n == prefix or n.startswith(prefix + ".")]
+
+
+def use_channels_last(model: nn.Module) -> nn.Module:
+    return model.to(memory_format=torch.channels_last)

@@ -1,0 +1,52 @@
+"""What produced a result: package versions, git commit, machine. Saved beside every result."""
+from __future__ import annotations
+
+import os
+import platform
+import subprocess
+import sys
+from datetime import datetime, timezone
+from importlib import metadata
+from pathlib import Path
+
+PACKAGES = ("medimg", "torch", "torchvision", "timm", "lightly", "pytorch-lightning", "numpy", "pillow",
+            "scikit-learn", "scipy", "grad-cam", "medmnist", "safetensors")
+
+
+def package_versions() -> dict[str, str | None]:
+    out = {}
+    for name in PACKAGES:
+        try:
+            out[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            out[name] = None
+    return out
+
+
+def git_commit(repo: Path | None = None) -> dict:
+    """The commit of the checkout medimg runs from, and whether it has uncommitted changes."""
+    repo = repo or Path(__file__).resolve().parents[1]
+    try:
+        commit = subprocess.run(["git", "-C", str(repo), "rev-parse", "HEAD"], capture_output=True, text=True,
+                                timeout=10, check=True).stdout.strip()
+        dirty = bool(subprocess.run(["git", "-C", str(repo), "status", "--porcelain", "--untracked-files=no"],
+                                    capture_output=True, text=True, timeout=10).stdout.strip())
+        return dict(commit=commit, dirty=dirty)
+    except (OSError, subprocess.SubprocessError):
+        return dict(commit=None, dirty=None)
+
+
+def machine() -> dict:
+    import torch
+
+    info = dict(python=sys.version.split()[0], platform=platform.platform(), processor=platform.machine(),
+                cpu_count=os.cpu_count(), torch_threads=torch.get_num_threads(),
+                cuda=torch.cuda.is_available())
+    if torch.cuda.is_available():
+        info["gpus"] = [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())]
+    return info
+
+
+def provenance() -> dict:
+    return dict(versions=package_versions(), git=git_commit(), machine=machine(),
+                created=datetime.now(timezone.utc).isoformat(timespec="seconds"))

@@ -1,0 +1,404 @@
+"""Fine-tuning on PyTorch Lightning: the TL, SSL, TL+SSL and scratch arms, single or double.
+
+One code path runs on a CPU, a GPU with mixed precision, or several GPUs and nodes with DDP;
+:class:`~medimg.trainer_settings.TrainerSettings` chooses. A run is described completely by a
+:class:`FinetuneConfig` and writes a run directory (:mod:`medimg.runs`).
+
+Recipes (what trains when):
+
+* ``paper`` (default): the new head alone for ``head_epochs``, then the whole network;
+* ``linear``: the head only (a linear probe);
+* ``partial``: the head and the last ``unfreeze_stages`` stages of the backbone;
+* ``full``: everything from the start.
+
+The backbone learns at ``lr * backbone_lr_scale``, the head at ``lr``. Early stopping and the
+kept checkpoint both follow the validation loss; the test set is only ever predicted.
+"""
+from __future__ import annotations
+
+import logging
+import shutil
+import time
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+
+import numpy as np
+import pytorch_lightning as pl
+import torch
+from torch import nn
+from torch.utils.data import DataLoader
+
+from .data import Augmentation, DataConfig, EpochSampler, ImageDataset, Preprocess, check_lineage, class_balance, prepare
+from .data.transforms import _mix
+from .errors import MedimgError
+from .evaluate.metrics import summary_metrics
+from .models.backbones import (check_architecture, classifier_parameters, create_backbone, fresh_head, parameter_groups,
+                               read_ssl_meta)
+from .provenance import provenance
+from .runs import prepare_run_dir, write_csv, write_json
+from .trainer_settings import TrainerSettings
+
+METHODS = ("tl", "ssl", "tl+ssl", "scratch")
+RECIPES = ("auto", "paper", "linear", "partial", "full")
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class FinetuneConfig:
+    """Everything that decides a fine-tuning run's result (saved as ``config.json``)."""
+
+    dataset: str
+    method: str  # tl | ssl | tl+ssl | scratch
+    arch: str = "mobilenetv2_100"
+    weights: str | None = None  # tl: auto|timm|tflite|FILE (default auto); ssl, tl+ssl: a SimCLR checkpoint
+    intermediate: str | None = None  # double fine-tuning: stage 1 on this dataset
+    allow_overlap: bool = False
+    size: int = 64
+    medmnist_size: int = 28
+    split_seed: int = 0
+    grey_as: str = "replicate"  # grey images: "single" (in_chans=1) or "replicate" (3 channels)
+    augment: bool = False
+    augmentation: Augmentation = field(default_factory=Augmentation)
+    balance: str = "none"  # none | down | over (training split only)
+    recipe: str = "auto"  # auto: full for scratch, paper for the pretrained arms
+    head_epochs: int = 2
+    unfreeze_stages: int = 2
+    epochs: int = 12
+    intermediate_epochs: int = 6
+    batch_size: int = 32
+    optimizer: str = "adamw"  # adamw | sgd
+    lr: float = 1e-3
+    backbone_lr_scale: float | None = None  # None: 1 for scratch, 0.1 to protect pretrained weights
+    weight_decay: float = 1e-4
+    schedule: str = "cosine"  # cosine | constant
+    patience: int = 4  # early stopping on validation loss
+    seed: int = 0
+
+    def __post_init__(self):
+        check_architecture(self.arch)
+        if self.recipe == "auto":  # a random backbone has nothing worth freezing
+            object.__setattr__(self, "recipe", "full" if self.method == "scratch" else "paper")
+        if self.backbone_lr_scale is None:
+            object.__setattr__(self, "backbone_lr_scale", 1.0 if self.method == "scratch" else 0.1)
+        for name, value, allowed in (("method", self.method, METHODS), ("recipe", self.recipe, RECIPES),
+                                     ("balance", self.balance, ("none", "down", "over")),
+                                     ("grey_as", self.grey_as, ("single", "replicate")),
+                                     ("optimizer", self.optimizer, ("adamw", "sgd")),
+                                     ("schedule", self.schedule, ("cosine", "constant"))):
+            if value not in allowed:
+                raise MedimgError(f"unknown {name} {value!r}: choose one of {', '.join(allowed)}")
+        if self.method in ("ssl", "tl+ssl") and not self.weights:
+            raise MedimgError(f"--method {self.method} needs --weights CKPT, a SimCLR checkpoint from "
+                              f"'medimg pretrain-ssl{' --init imagenet' if self.method == 'tl+ssl' else ''}'")
+        if self.method == "scratch" and self.weights not in (None, "random"):
+            raise MedimgError("--method scratch starts from random weights: drop --weights")
+        if min(self.epochs, self.batch_size, self.size) < 1 or self.head_epochs < 0:
+            raise MedimgError("epochs, batch size and size must be positive")
+
+    @property
+    def weight_spec(self) -> str:
+        if self.method == "scratch":
+            return "random"
+        return self.weights or "auto"
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "FinetuneConfig":
+        d = dict(d)
+        d["augmentation"] = Augmentation(**{k: tuple(v) if isinstance(v, list) else v
+                                            for k, v in d.get("augmentation", {}).items()})
+        return cls(**d)
+
+
+# --- the Lightning module ----------------------------------------------------------------------
+
+class Classifier(pl.LightningModule):
+    """A timm model trained with cross-entropy under one of the recipes."""
+
+    def __init__(self, model: nn.Module, *, config: FinetuneConfig, max_epochs: int, stage: str,
+                 channels_last: bool):
+        super().__init__()
+        self.model, self.config, self.max_epochs, self.stage = model, config, max_epochs, stage
+        self.channels_last = channels_last
+        self.groups = parameter_groups(model)
+        self.history: list[dict] = []
+        self._sums = np.zeros(3)  # this epoch's training loss * n, correct, n
+        self._val = np.zeros(3)  # the same for validation
+
+    # which parameters train in a given epoch
+    def trainable(self, epoch: int) -> set[str]:
+        head = set(classifier_parameters(self.model))
+        body = [n for g in self.groups[:-1] for n in g]
+        recipe = self.config.recipe
+        if recipe == "full" or (recipe == "paper" and epoch >= self.config.head_epochs):
+            return head | set(body)
+        if recipe == "partial":
+            return head | {n for g in self.groups[:-1][-self.config.unfreeze_stages:] for n in g}
+        return head
+
+    def on_train_epoch_start(self):
+        torch.manual_seed(_mix(self.config.seed, self.current_epoch, 1))  # anything not seeded per item
+        trainable = self.trainable(self.current_epoch)
+        for name, p in self.model.named_parameters():
+            p.requires_grad_(name in trainable)
+        # frozen layers keep their batch-norm statistics: put wholly frozen norm layers in eval mode
+        for module in self.model.modules():
+            if isinstance(module, nn.modules.batchnorm._BatchNorm):
+                module.train(any(p.requires_grad for p in module.parameters()))
+        self._sums, self._val = np.zeros(3), np.zeros(3)
+        self._lr = self.trainer.optimizers[0].param_groups[0]["lr"]  # the head's rate this epoch
+
+    def forward(self, x):
+        if self.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        return self.model(x)
+
+    def training_step(self, batch, _):
+        x, y = batch
+        logits = self(x)
+        loss = nn.functional.cross_entropy(logits, y)
+        n = len(y)
+        self._sums += [loss.item() * n, (logits.argmax(1) == y).sum().item(), n]
+        self.log("train_loss", loss, on_step=False, on_epoch=True, batch_size=n, sync_dist=True)
+        return loss
+
+    def validation_step(self, batch, _):
+        x, y = batch
+        logits = self(x)
+        loss = nn.functional.cross_entropy(logits, y, reduction="sum")
+        self._val += [loss.item(), (logits.argmax(1) == y).sum().item(), len(y)]
+        self.log("val_loss", loss / len(y), on_step=False, on_epoch=True, batch_size=len(y), sync_dist=True)
+
+    def on_validation_epoch_end(self):
+        if self.trainer.sanity_checking or self._sums[2] == 0:
+            return
+        trainable = self.trainable(self.current_epoch)
+        # plain floats: checkpoints are read back with torch.load(weights_only=True)
+        self.history.append(dict(
+            stage=self.stage, epoch=int(self.current_epoch),
+            train_loss=float(self._sums[0] / self._sums[2]), train_accuracy=float(self._sums[1] / self._sums[2]),
+            val_loss=float(self._val[0] / self._val[2]), val_accuracy=float(self._val[1] / self._val[2]),
+            lr=float(self._lr),
+            trainable_fraction=sum(p.numel() for n, p in self.model.named_parameters() if n in trainable)
+            / sum(p.numel() for p in self.model.parameters()),
+        ))
+
+    def configure_optimizers(self):
+        head = set(classifier_parameters(self.model))
+        params = dict(self.model.named_parameters())
+        groups = [dict(params=[params[n] for n in sorted(head)], lr=self.config.lr),
+                  dict(params=[p for n, p in params.items() if n not in head],
+                       lr=self.config.lr * self.config.backbone_lr_scale)]
+        if self.config.optimizer == "sgd":
+            opt = torch.optim.SGD(groups, momentum=0.9, weight_decay=self.config.weight_decay)
+        else:
+            opt = torch.optim.AdamW(groups, weight_decay=self.config.weight_decay)
+        if self.config.schedule == "constant":
+            return opt
+        sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(1, self.max_epochs))
+        return dict(optimizer=opt, lr_scheduler=dict(scheduler=sched, interval="epoch"))
+
+    def on_save_checkpoint(self, checkpoint):
+        checkpoint["medimg_history"] = self.history
+        checkpoint["medimg_config"] = self.config.to_dict()
+
+    def on_load_checkpoint(self, checkpoint):
+        self.history = list(checkpoint.get("medimg_history", []))
+
+
+# --- data --------------------------------------------------------------------------------------
+
+def _loaders(data, preprocess: Preprocess, config: FinetuneConfig, settings: TrainerSettings):
+    x_train, y_train, _ = data.part("train")
+    plan = class_balance(y_train, config.balance, random_state=config.seed)
+    train = ImageDataset(x_train, y_train, preprocess, indices=plan.indices, extra=plan.extra,
+                         augment=config.augmentation if config.augment else None, seed=config.seed)
+    common = dict(batch_size=config.batch_size, num_workers=settings.num_workers,
+                  persistent_workers=settings.num_workers > 0)
+    # drop_last: a last batch of one image breaks batch norm (and is noise anyway)
+    train_loader = DataLoader(train, sampler=EpochSampler(len(train), seed=config.seed),
+                              drop_last=len(train) > config.batch_size, **common)
+    evals = {s: DataLoader(ImageDataset(*data.part(s)[:2], preprocess), shuffle=False, **common)
+             for s in ("val", "test")}
+    return train_loader, evals["val"], evals["test"], plan
+
+
+def _preprocess(model, channels: int, config: FinetuneConfig) -> Preprocess:
+    return Preprocess.from_pretrained_cfg(model.pretrained_cfg, image_channels=channels,
+                                          grey_as=config.grey_as if channels == 1 else None, size=config.size)
+
+
+@torch.inference_mode()
+def predict(model: nn.Module, loader: DataLoader, *, channels_last: bool = False) -> np.ndarray:
+    """Class probabilities for every item of ``loader``, in order."""
+    model.eval()
+    out = []
+    for x, _ in loader:
+        if channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        out.append(torch.softmax(model(x).float(), 1).numpy())
+    return np.concatenate(out)
+
+
+# --- one stage ---------------------------------------------------------------------------------
+
+def _run_stage(*, stage: str, stage_dir: Path, model: nn.Module, data, config: FinetuneConfig, epochs: int,
+               settings: TrainerSettings, resume: bool) -> dict:
+    """Train ``model`` on ``data`` in ``stage_dir``; return the stage's record (best model loaded)."""
+    from pytorch_lightning.callbacks import EarlyStopping, ModelCheckpoint
+    from pytorch_lightning.loggers import CSVLogger
+
+    channels = data.decoded.channels
+    preprocess = _preprocess(model, channels, config)
+    if settings.channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    train_loader, val_loader, test_loader, plan = _loaders(data, preprocess, config, settings)
+    model.train()  # one handed over from an earlier stage arrives in eval mode
+    module = Classifier(model, config=config, max_epochs=epochs, stage=stage, channels_last=settings.channels_last)
+    ckpt_dir = stage_dir / "checkpoints"
+    checkpoint = ModelCheckpoint(dirpath=ckpt_dir, filename="best", monitor="val_loss", mode="min",
+                                 save_top_k=1, save_last=True, enable_version_counter=False)
+    stopper = EarlyStopping(monitor="val_loss", mode="min", patience=config.patience)
+    trainer = settings.build(max_epochs=epochs, callbacks=[checkpoint, stopper], default_root_dir=stage_dir,
+                             logger=CSVLogger(stage_dir, name="logs", version=0), log_every_n_steps=1)
+    last = ckpt_dir / "last.ckpt"
+    start = time.perf_counter()
+    trainer.fit(module, train_loader, val_loader, ckpt_path=str(last) if resume and last.is_file() else None)
+    train_seconds = time.perf_counter() - start
+    best = torch.load(checkpoint.best_model_path, map_location="cpu", weights_only=True)
+    module.load_state_dict(best["state_dict"])
+    history = module.history  # every epoch, including those after the best one
+    start = time.perf_counter()
+    val_probs = predict(module.model, val_loader, channels_last=settings.channels_last)
+    test_probs = predict(module.model, test_loader, channels_last=settings.channels_last)
+    eval_seconds = time.perf_counter() - start
+    classes = list(data.classes)
+    y_val, y_test = data.part("val")[1], data.part("test")[1]
+    return dict(
+        model=module.model, history=history, best_checkpoint=Path(checkpoint.best_model_path), preprocess=preprocess,
+        best_epoch=int(best["epoch"]), epochs_run=len(history), balance=plan.to_dict(),
+        val=summary_metrics(y_val, val_probs, classes), test=summary_metrics(y_test, test_probs, classes),
+        test_probs=test_probs,
+        timing=dict(train_seconds=train_seconds, eval_seconds=eval_seconds,
+                    train_images_per_second=len(history) * len(train_loader.dataset) / max(train_seconds, 1e-9)),
+    )
+
+
+# --- the whole run -----------------------------------------------------------------------------
+
+def finetune(config: FinetuneConfig, run_dir: Path, *, settings: TrainerSettings = TrainerSettings(),
+             resume: bool = False, force: bool = False, data_dir=None) -> dict:
+    """Run ``config`` into ``run_dir`` (single or double fine-tuning); return metrics.json's content."""
+    _quiet_lightning()
+    run_dir = Path(run_dir)
+    target = prepare(DataConfig(config.dataset, size=config.size, split_seed=config.split_seed,
+                                medmnist_size=config.medmnist_size), data_dir=data_dir, progress=settings.progress)
+    intermediate = None
+    lineage = None
+    if config.intermediate:
+        intermediate = prepare(DataConfig(config.intermediate, size=config.size, split_seed=config.split_seed,
+                                          medmnist_size=config.medmnist_size), data_dir=data_dir,
+                               progress=settings.progress)
+        lineage = check_lineage([intermediate.source, target.source], allow_overlap=config.allow_overlap,
+                                purpose=f"double fine-tuning of {target.source.name} after {intermediate.source.name}",
+                                hashes={d.source.name: set(d.decoded.sha256) for d in (intermediate, target)}).to_dict()
+        if intermediate.decoded.channels != target.decoded.channels:
+            raise MedimgError(f"{config.intermediate} is {intermediate.decoded.modality} but {config.dataset} is "
+                              f"{target.decoded.modality}: double fine-tuning needs the same kind of image")
+    channels = target.decoded.channels
+    in_chans = 1 if channels == 1 and config.grey_as == "single" else 3
+    weight_file = Path(config.weight_spec) if config.weight_spec not in ("auto", "timm", "tflite", "random") else None
+    _check_weights_match_method(config, weight_file)
+
+    record = dict(run=config.to_dict(), trainer=settings.to_dict(), data=dict(
+        target=dict(target.config.to_dict(), name=target.source.name, split=target.split.to_dict(),
+                    fingerprint=target.source.fingerprint, classes=list(target.classes)),
+        intermediate=None if intermediate is None else dict(
+            intermediate.config.to_dict(), name=intermediate.source.name, split=intermediate.split.to_dict(),
+            classes=list(intermediate.classes)),
+        lineage=lineage), provenance=provenance())
+    resuming = prepare_run_dir(run_dir, record, resume=resume, force=force)
+
+    pl.seed_everything(config.seed, workers=True, verbose=False)
+    first_classes = len(intermediate.classes) if intermediate else len(target.classes)
+    model, source = create_backbone(config.arch, num_classes=first_classes, in_chans=in_chans,
+                                    weights=config.weight_spec)
+    stages = {}
+    if intermediate is not None:
+        stage_dir = run_dir / "stage1"
+        done = stage_dir / "stage.json"
+        stage_config = replace(config, dataset=config.intermediate)
+        if resuming and done.is_file():  # stage 1 finished before the interruption
+            stage1 = _reload_stage(done, model)
+        else:
+            stage1 = _run_stage(stage="intermediate", stage_dir=stage_dir, model=model, data=intermediate,
+                                config=stage_config, epochs=config.intermediate_epochs, settings=settings,
+                                resume=resuming)
+            write_json(done, _stage_record(stage1))
+        stages["intermediate"] = stage1
+        model = stage1["model"]
+        pl.seed_everything(config.seed, workers=True, verbose=False)
+        fresh_head(model, len(target.classes))  # a fresh head for the target's classes
+    final = _run_stage(stage="target", stage_dir=run_dir, model=model, data=target, config=config,
+                       epochs=config.epochs, settings=settings, resume=resuming)
+    stages["target"] = final
+    return _write_results(run_dir, config, target, stages, source)
+
+
+def _check_weights_match_method(config: FinetuneConfig, weight_file: Path | None) -> None:
+    meta = read_ssl_meta(weight_file) if weight_file is not None and weight_file.is_file() else None
+    if config.method == "tl" and meta is not None:
+        raise MedimgError(f"{weight_file} is a SimCLR checkpoint: use --method ssl or tl+ssl for it")
+    if meta is not None:
+        wanted = "imagenet" if config.method == "tl+ssl" else "random"
+        if meta.get("init") != wanted:
+            raise MedimgError(f"{weight_file} was pretrained from {meta.get('init')} weights, but --method "
+                              f"{config.method} needs a checkpoint pretrained from {wanted} (--init {wanted})")
+
+
+def _stage_record(stage: dict) -> dict:
+    keep = ("history", "best_epoch", "epochs_run", "balance", "val", "test", "timing")
+    return dict({k: stage[k] for k in keep}, best_checkpoint=str(stage["best_checkpoint"]))
+
+
+def _reload_stage(done: Path, model: nn.Module) -> dict:
+    import json
+
+    rec = json.loads(done.read_text())
+    state = torch.load(rec["best_checkpoint"], map_location="cpu", weights_only=True)["state_dict"]
+    model.load_state_dict({k.removeprefix("model."): v for k, v in state.items()})
+    return dict(rec, model=model)
+
+
+def _write_results(run_dir: Path, config: FinetuneConfig, target, stages: dict, source) -> dict:
+    final = stages["target"]
+    classes = list(target.classes)
+    test_idx = target.split.indices("test", target.decoded.ids)
+    probs = final["test_probs"]
+    rows = [dict(id=target.decoded.ids[i], true=classes[target.decoded.labels[i]], predicted=classes[int(p.argmax())],
+                 **{f"prob_{c}": round(float(v), 6) for c, v in zip(classes, p)}) for i, p in zip(test_idx, probs)]
+    history = [row for s in stages.values() for row in s["history"]]
+    metrics = dict(
+        dataset=target.source.name, method=config.method, arch=config.arch, seed=config.seed,
+        weight_source=source.to_dict(), test=final["test"], val=final["val"], best_epoch=final["best_epoch"],
+        epochs_run=final["epochs_run"], balance=final["balance"],
+        intermediate=None if "intermediate" not in stages else {
+            k: stages["intermediate"][k] for k in ("test", "val", "best_epoch", "epochs_run")},
+        preprocess=final["preprocess"].to_dict(),
+        timing={name: s["timing"] for name, s in stages.items()},
+    )
+    write_csv(run_dir / "history.csv", history)
+    write_csv(run_dir / "predictions.csv", rows)
+    best = run_dir / "best.ckpt"
+    shutil.copyfile(final["best_checkpoint"], run_dir / ".best.ckpt.tmp")
+    (run_dir / ".best.ckpt.tmp").replace(best)
+    write_json(run_dir / "metrics.json", metrics)  # last: its presence marks the run finished
+    return metrics
+
+
+def _quiet_lightning() -> None:
+    for name in ("pytorch_lightning.utilities.rank_zero", "pytorch_lightning.accelerators.cuda",
+                 "lightning_fabric.utilities.seed", "lightning.pytorch.utilities.rank_zero"):
+        logging.getLogger(name).setLevel(logging.WARNING)

@@ -1,0 +1,160 @@
+"""Fine-tuning end to end on generated data: run directories, determinism, resume, double fine-tuning."""
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pandas as pd
+import pytest
+import timm
+import torch
+from safetensors.torch import save_file
+
+from conftest import REPO, run_cli
+from medimg.models.backbones import create_backbone
+from medimg.train import FinetuneConfig, finetune
+from medimg.trainer_settings import TrainerSettings
+
+FAST = TrainerSettings(accelerator="cpu", progress=False)
+SMALL = dict(arch="resnet18", size=32, epochs=3, batch_size=32)
+
+
+def without_timing(metrics: dict) -> dict:
+    return {k: v for k, v in metrics.items() if k != "timing"}
+
+
+def test_run_directory_contents(tmp_path):
+    run = tmp_path / "run"
+    metrics = finetune(FinetuneConfig("synthetic_colour", "scratch", seed=1, **SMALL), run, settings=FAST)
+    assert {p.name for p in run.iterdir()} >= {"config.json", "metrics.json", "predictions.csv", "history.csv",
+                                                "best.ckpt"}
+    config = json.loads((run / "config.json").read_text())
+    assert config["run"]["seed"] == 1 and config["run"]["method"] == "scratch"
+    assert config["provenance"]["versions"]["torch"] and "commit" in config["provenance"]["git"]
+    assert metrics["weight_source"]["kind"] == "random"
+    predictions = pd.read_csv(run / "predictions.csv")
+    assert len(predictions) == metrics["test"]["n"] == 60
+    assert {"id", "true", "predicted", "prob_disc", "prob_square", "prob_cross"} <= set(predictions.columns)
+    assert (predictions[["prob_disc", "prob_square", "prob_cross"]].sum(axis=1) - 1).abs().max() < 1e-4
+    assert (predictions["true"] == predictions["predicted"]).mean() == pytest.approx(metrics["test"]["accuracy"])
+    history = pd.read_csv(run / "history.csv")
+    assert len(history) == metrics["epochs_run"] and history["epoch"].tolist() == list(range(len(history)))
+    checkpoint = torch.load(run / "best.ckpt", map_location="cpu", weights_only=True)
+    assert {"state_dict", "optimizer_states", "lr_schedulers", "epoch", "medimg_config"} <= set(checkpoint)
+
+
+def test_same_seed_same_metrics(tmp_path):
+    config = FinetuneConfig("synthetic_grey", "scratch", grey_as="single", augment=True, balance="over", **SMALL)
+    a = finetune(config, tmp_path / "a", settings=FAST)
+    b = finetune(config, tmp_path / "b", settings=FAST)
+    assert without_timing(a) == without_timing(b)
+    c = finetune(FinetuneConfig("synthetic_grey", "scratch", grey_as="single", augment=True, balance="over",
+                                **{**SMALL, "epochs": 3}, seed=5), tmp_path / "c", settings=FAST)
+    assert without_timing(c)["test"] != without_timing(a)["test"]
+
+
+def test_existing_run_is_never_overwritten(tmp_path):
+    args = ["finetune", "--dataset", "synthetic_colour", "--method", "scratch", "--arch", "resnet18", "--size", "32",
+            "--epochs", "1", "--out", str(tmp_path / "run"), "--no-progress"]
+    assert run_cli(*args).returncode == 0
+    before = (tmp_path / "run" / "metrics.json").read_text()
+    again = run_cli(*args)
+    assert again.returncode == 2 and "finished run" in again.stderr and "--force" in again.stderr
+    assert (tmp_path / "run" / "metrics.json").read_text() == before
+    assert run_cli(*args, "--force").returncode == 0
+
+
+def test_killed_run_resumes_to_the_same_result(tmp_path):
+    args = ["finetune", "--dataset", "synthetic_colour", "--method", "scratch", "--arch", "resnet18", "--size", "32",
+            "--epochs", "5", "--patience", "10", "--augment", "--no-progress"]
+    assert run_cli(*args, "--out", str(tmp_path / "whole")).returncode == 0
+    killed = tmp_path / "killed"
+    proc = subprocess.Popen([sys.executable, "-m", "medimg", *args, "--out", str(killed)], cwd=REPO,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=os.environ.copy())
+    last = killed / "checkpoints" / "last.ckpt"
+    deadline = time.time() + 300
+    while time.time() < deadline and proc.poll() is None:
+        if last.is_file() and torch.load(last, map_location="cpu", weights_only=True)["epoch"] >= 1:
+            break
+        time.sleep(0.2)
+    assert proc.poll() is None, "the run ended before it could be killed"
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert not (killed / "metrics.json").exists()
+    refused = run_cli(*args, "--out", str(killed))
+    assert refused.returncode == 2 and "--resume" in refused.stderr
+    resumed = run_cli(*args, "--out", str(killed), "--resume")
+    assert resumed.returncode == 0, resumed.stderr
+    whole = json.loads((tmp_path / "whole" / "metrics.json").read_text())
+    again = json.loads((killed / "metrics.json").read_text())
+    assert without_timing(again) == without_timing(whole)
+    assert pd.read_csv(killed / "history.csv").equals(pd.read_csv(tmp_path / "whole" / "history.csv"))
+
+
+def test_double_finetuning_keeps_both_stages(tmp_path):
+    config = FinetuneConfig("synthetic_grey", "scratch", intermediate=str(_grey_folder(tmp_path)),
+                            grey_as="replicate", intermediate_epochs=2, **SMALL)
+    metrics = finetune(config, tmp_path / "run", settings=FAST)
+    history = pd.read_csv(tmp_path / "run" / "history.csv")
+    assert list(dict.fromkeys(history["stage"])) == ["intermediate", "target"]
+    assert metrics["intermediate"]["epochs_run"] == 2 and metrics["test"]["n"] == 60
+    stage1 = json.loads((tmp_path / "run" / "stage1" / "stage.json").read_text())
+    assert len(stage1["history"]) == 2
+    # the target head is new: the intermediate set has 2 classes, the target 3
+    state = torch.load(tmp_path / "run" / "best.ckpt", map_location="cpu", weights_only=True)["state_dict"]
+    assert state["model.fc.weight"].shape[0] == 3
+
+
+def _grey_folder(tmp_path):
+    from medimg.data.synthetic import write_image_folder
+
+    root = write_image_folder(tmp_path / "inter", n_per_class=20, size=32, colour=False, seed=9)
+    import shutil
+
+    shutil.rmtree(root / "images" / "cross")  # two classes, unlike the target
+    return root
+
+
+def test_overlapping_intermediate_is_refused(shared_data, tmp_path):
+    result = run_cli("finetune", "--dataset", "breastmnist", "--method", "scratch", "--intermediate", "busi_256",
+                     "--out", str(tmp_path / "run"))
+    assert result.returncode == 2 and "share images from busi" in result.stderr and "--allow-overlap" in result.stderr
+    assert not (tmp_path / "run").exists()
+
+
+def test_weight_sources(tmp_path, shared_data):
+    model, source = create_backbone("mobilenetv2_100", num_classes=2, in_chans=1, weights="tflite")
+    assert source.kind == "tflite-import" and model.conv_stem.in_channels == 1
+    assert model.pretrained_cfg["mean"] == (0.5, 0.5, 0.5)
+    assert create_backbone("mobilenetv2_100", num_classes=2, in_chans=3, weights="auto")[1].kind == "tflite-import"
+    # an explicit file: what timm saved is what comes back (the head is fresh)
+    reference = timm.create_model("resnet18", num_classes=5)
+    for suffix in (".safetensors", ".pth"):
+        path = tmp_path / f"r18{suffix}"
+        if suffix == ".pth":
+            torch.save(reference.state_dict(), path)
+        else:
+            save_file(reference.state_dict(), str(path))
+        loaded, source = create_backbone("resnet18", num_classes=3, in_chans=3, weights=str(path))
+        assert source.kind == "file" and source.sha256
+        assert torch.equal(loaded.conv1.weight, reference.conv1.weight)
+    from medimg.errors import MedimgError
+
+    with pytest.raises(MedimgError, match="does not exist"):
+        create_backbone("resnet18", num_classes=2, in_chans=3, weights=str(tmp_path / "missing.pth"))
+    with pytest.raises(MedimgError, match=r"no ImageNet weights for legacy_xception .*local timm cache.*--weights FILE"):
+        create_backbone("legacy_xception", num_classes=2, in_chans=3, weights="timm")
+    assert create_backbone("resnet18", num_classes=2, in_chans=3, weights="random")[1].kind == "random"
+
+
+def test_grey_and_colour_inputs(tmp_path):
+    grey = finetune(FinetuneConfig("synthetic_grey", "scratch", grey_as="single", **{**SMALL, "epochs": 1}),
+                    tmp_path / "g", settings=FAST)
+    colour = finetune(FinetuneConfig("synthetic_colour", "scratch", **{**SMALL, "epochs": 1}),
+                      tmp_path / "c", settings=FAST)
+    assert grey["preprocess"]["in_chans"] == 1 and grey["preprocess"]["grey_as"] == "single"
+    assert colour["preprocess"]["in_chans"] == 3 and colour["preprocess"]["grey_as"] is None
+    state = torch.load(tmp_path / "g" / "best.ckpt", map_location="cpu", weights_only=True)["state_dict"]
+    assert state["model.conv1.weight"].shape[1] == 1
