@@ -25,6 +25,7 @@ def main() -> int:
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--epochs", type=int, default=3, help="timed epochs, after one warm-up epoch")
     parser.add_argument("--precision", default="auto")
+    parser.add_argument("--nondeterministic", action="store_true", help="both without deterministic kernels")
     parser.add_argument("--repeats", type=int, default=2, help="runs of each, alternating; the best counts")
     args = parser.parse_args()
 
@@ -35,7 +36,8 @@ def main() -> int:
     from medimg.train import Classifier, FinetuneConfig, _loaders, _preprocess
     from medimg.trainer_settings import TrainerSettings
 
-    settings = TrainerSettings(accelerator="cpu", precision=args.precision, progress=False)
+    settings = TrainerSettings(accelerator="cpu", precision=args.precision, progress=False,
+                               deterministic=not args.nondeterministic)
     config = FinetuneConfig(args.dataset, "scratch", arch=args.arch, size=args.size, batch_size=args.batch_size,
                             epochs=args.epochs + 1)
     data = prepare(DataConfig(args.dataset, size=args.size), progress=False)
@@ -67,7 +69,8 @@ def main() -> int:
         return n_images * args.epochs / sum(timer.seconds[1:])
 
     def plain_rate() -> float:
-        """Forward, loss, backward, step: nothing else."""
+        """Forward, loss, backward, step: nothing else (with the same deterministic-kernel setting)."""
+        torch.use_deterministic_algorithms(settings.deterministic)
         plain = copy.deepcopy(model).train()
         optimizer = torch.optim.AdamW(plain.parameters(), lr=config.lr, weight_decay=config.weight_decay)
         autocast = dict(device_type="cpu", dtype=torch.bfloat16, enabled=precision.startswith("bf16"))
@@ -93,6 +96,7 @@ def main() -> int:
     plain, ours = max(rates["plain"]), max(rates["medimg"])
 
     print(f"{args.arch} on {args.dataset} at {args.size} px, batch {args.batch_size}, precision {precision}, "
+          f"deterministic {settings.deterministic}, "
           f"{torch.get_num_threads()} threads, {n_images} images/epoch, {args.epochs} timed epochs")
     print(f"plain PyTorch loop: {plain:7.1f} img/s (best of {', '.join(f'{r:.1f}' for r in rates['plain'])})")
     print(f"medimg (Lightning): {ours:7.1f} img/s (best of {', '.join(f'{r:.1f}' for r in rates['medimg'])})")

@@ -81,6 +81,18 @@ def _cmd_finetune(args) -> int:
     return 0
 
 
+def _cmd_pretrain_ssl(args) -> int:
+    from .ssl import SSLConfig, pretrain_ssl
+
+    config = SSLConfig(datasets=tuple(args.datasets), arch=args.arch, init=args.init, target=args.target,
+                       allow_overlap=args.allow_overlap, size=args.size, grey_as=args.grey_as, epochs=args.epochs,
+                       batch_size=args.batch_size, lr=args.lr, temperature=args.temperature, seed=args.seed,
+                       split_seed=args.split_seed, max_images=args.max_images)
+    out = pretrain_ssl(config, Path(args.out), trainer=_trainer_settings(args), force=args.force)
+    print(f"wrote {out}: {config.arch} pretrained with SimCLR from {config.init} weights on {', '.join(config.datasets)}")
+    return 0
+
+
 def _cmd_weights_import(args) -> int:
     from .models.tflite_import import import_mobilenet_v2_tflite
 
@@ -141,6 +153,28 @@ def build_parser() -> argparse.ArgumentParser:
     _add_trainer_options(p)
     p.set_defaults(func=_cmd_finetune)
 
+    from .ssl import SSLConfig
+
+    d = SSLConfig.__dataclass_fields__
+    p = sub.add_parser("pretrain-ssl", help="SimCLR-pretrain a backbone on the training images of some datasets")
+    p.add_argument("--datasets", nargs="+", required=True, help="registered names or image folders, pooled")
+    p.add_argument("--arch", default=d["arch"].default, choices=ARCHITECTURES)
+    p.add_argument("--init", default="random", choices=("random", "imagenet"),
+                   help="random: the SSL arm; imagenet: the TL+SSL arm")
+    p.add_argument("--target", help="the dataset to be fine-tuned later: pretraining data sharing images with it "
+                   "is refused")
+    p.add_argument("--allow-overlap", action="store_true", help="pretrain on overlapping data anyway (recorded)")
+    p.add_argument("--grey-as", choices=("single", "replicate"), help="how grey images feed the model (needed for grey)")
+    for name in ("size", "epochs", "batch_size", "seed", "split_seed"):
+        p.add_argument(f"--{name.replace('_', '-')}", type=int, default=d[name].default)
+    for name in ("lr", "temperature"):
+        p.add_argument(f"--{name}", type=float, default=d[name].default)
+    p.add_argument("--max-images", type=int, help="use a seeded subsample of at most this many images")
+    p.add_argument("--out", required=True, help="CKPT.safetensors to write")
+    p.add_argument("--force", action="store_true", help="replace an existing CKPT")
+    _add_trainer_options(p)
+    p.set_defaults(func=_cmd_pretrain_ssl)
+
     weights = sub.add_parser("weights", help="weight files").add_subparsers(dest="weights_command", required=True)
     p = weights.add_parser("import-tflite", help="convert Google's quantised MobileNet V2 .tflite to timm weights")
     p.add_argument("file", help="mobilenet_v2_1.0_224_quant.tflite")
@@ -151,6 +185,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    import warnings
+
+    # raised inside pytorch-lightning 2.6 by torch 2.14; nothing a user can act on
+    warnings.filterwarnings("ignore", message=".*isinstance.treespec, LeafSpec.*")
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)

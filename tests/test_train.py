@@ -144,7 +144,7 @@ def test_weight_sources(tmp_path, shared_data):
 
     with pytest.raises(MedimgError, match="does not exist"):
         create_backbone("resnet18", num_classes=2, in_chans=3, weights=str(tmp_path / "missing.pth"))
-    with pytest.raises(MedimgError, match=r"no ImageNet weights for legacy_xception .*local timm cache.*--weights FILE"):
+    with pytest.raises(MedimgError, match=r"no ImageNet weights for legacy_xception .*local timm cache.*--weights FILE.*--weights tflite"):
         create_backbone("legacy_xception", num_classes=2, in_chans=3, weights="timm")
     assert create_backbone("resnet18", num_classes=2, in_chans=3, weights="random")[1].kind == "random"
 
@@ -158,3 +158,37 @@ def test_grey_and_colour_inputs(tmp_path):
     assert colour["preprocess"]["in_chans"] == 3 and colour["preprocess"]["grey_as"] is None
     state = torch.load(tmp_path / "g" / "best.ckpt", map_location="cpu", weights_only=True)["state_dict"]
     assert state["model.conv1.weight"].shape[1] == 1
+
+
+@pytest.mark.parametrize("recipe", ["paper", "linear", "partial", "full"])
+def test_recipes_unfreeze_what_they_say(recipe):
+    from medimg.train import Classifier
+
+    model, _ = create_backbone("resnet18", num_classes=2, in_chans=3, weights="random")
+    config = FinetuneConfig("synthetic_colour", "tl", weights="random.pth", recipe=recipe, head_epochs=2,
+                            unfreeze_stages=1)
+    module = Classifier(model, config=config, max_epochs=4, stage="target", channels_last=False)
+    head = {"fc.weight", "fc.bias"}
+    everything = {n for n, _ in model.named_parameters()}
+    layer4 = {n for n in everything if n.startswith("layer4.")}
+    expected = {
+        "paper": (head, everything),
+        "linear": (head, head),
+        "partial": (head | layer4, head | layer4),
+        "full": (everything, everything),
+    }[recipe]
+    assert (module.trainable(0), module.trainable(3)) == expected
+
+
+def test_weights_import_tflite_command(shared_data, tmp_path):
+    out = tmp_path / "mnv2.safetensors"
+    tflite = shared_data / "imagenet_mobilenet_tflite" / "mobilenet_v2_1.0_224_quant.tflite"
+    result = run_cli("weights", "import-tflite", str(tflite), "--out", str(out))
+    assert result.returncode == 0, result.stderr
+    model, source = create_backbone("mobilenetv2_100", num_classes=1001, in_chans=3, weights=str(out))
+    assert source.kind == "tflite-import" and model.pretrained_cfg["file"] == str(out)
+    assert model.pretrained_cfg["mean"] == (0.5, 0.5, 0.5) and model.conv_stem.padding == (0, 0)  # TF "same"
+    again = run_cli("weights", "import-tflite", str(tflite), "--out", str(out))
+    assert again.returncode == 2 and "already exists" in again.stderr
+    missing = run_cli("weights", "import-tflite", str(tmp_path / "nope.tflite"), "--out", str(tmp_path / "x.safetensors"))
+    assert missing.returncode == 2 and "nope.tflite" in missing.stderr

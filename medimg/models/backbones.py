@@ -97,9 +97,9 @@ def _create(arch: str, opts: dict, weights) -> tuple[nn.Module, WeightSource]:
         if arch == "mobilenetv2_100":
             return _from_tflite(opts)
         tried.append("tflite: only for mobilenetv2_100")
-    hint = " or --weights tflite --arch mobilenetv2_100" if arch != "mobilenetv2_100" else ""
-    raise MedimgError(f"no ImageNet weights for {arch} (tried {'; '.join(tried)}): pass --weights FILE{hint}, "
-                      f"or go online once so timm caches them")
+    hint = "; offline, mobilenetv2_100 has them (--weights tflite)" if arch != "mobilenetv2_100" else ""
+    raise MedimgError(f"no ImageNet weights for {arch} (tried {'; '.join(tried)}): pass --weights FILE where "
+                      f"a command takes it, or go online once so timm caches them{hint}")
 
 
 def _from_timm(arch, opts, tried):
@@ -161,6 +161,13 @@ def _from_file(arch, path: Path, opts):
     digest = file_sha256(path)
     if meta is not None:
         return load_ssl_backbone(path, meta, opts, arch), WeightSource("ssl-checkpoint", str(path), digest, meta)
+    if _safetensors_metadata(path).get("source", "").endswith(".tflite"):
+        # made by `medimg weights import-tflite`: TF padding and [-1, 1] inputs come with it
+        from .tflite_import import create_tflite_mobilenet
+
+        if arch != "mobilenetv2_100":
+            raise MedimgError(f"{path} holds the imported TFLite MobileNet V2: pass --arch mobilenetv2_100")
+        return create_tflite_mobilenet(path, **opts), WeightSource("tflite-import", str(path), digest)
     try:
         model = timm.create_model(arch, pretrained=True, pretrained_cfg_overlay=dict(file=str(path)), **opts)
     except (RuntimeError, KeyError, ValueError, OSError) as err:
@@ -179,20 +186,25 @@ def save_ssl_backbone(path: Path, backbone: nn.Module, meta: dict) -> None:
     tmp = path.with_name(f".{path.name}.tmp")
     state = {k: v.detach().contiguous().cpu() for k, v in backbone.state_dict().items()}
     save_file(state, str(tmp), metadata={"format": "pt", "medimg": json.dumps({"format": SSL_FORMAT, **meta})})
+    os.chmod(tmp, 0o644)  # safetensors writes 0600 whatever the umask; a checkpoint is meant to be shared
     os.replace(tmp, path)
 
 
-def read_ssl_meta(path: Path) -> dict | None:
-    """The medimg record of a SimCLR checkpoint, or None for any other weights file."""
+def _safetensors_metadata(path: Path) -> dict:
     if path.suffix != ".safetensors":
-        return None
+        return {}
     from safetensors import safe_open
 
     try:
         with safe_open(str(path), framework="pt") as fh:
-            raw = (fh.metadata() or {}).get("medimg")
+            return dict(fh.metadata() or {})
     except Exception as err:  # safetensors raises its own error types for a damaged header
         raise MedimgError(f"{path} is not a readable safetensors file ({err}): replace it") from None
+
+
+def read_ssl_meta(path: Path) -> dict | None:
+    """The medimg record of a SimCLR checkpoint, or None for any other weights file."""
+    raw = _safetensors_metadata(path).get("medimg")
     meta = json.loads(raw) if raw else None
     return meta if meta and meta.get("format") == SSL_FORMAT else None
 
@@ -205,7 +217,9 @@ def load_ssl_backbone(path: Path, meta: dict, opts: dict, arch: str) -> nn.Modul
     if meta["in_chans"] != opts["in_chans"]:
         raise MedimgError(f"{path} was pretrained on {meta['in_chans']}-channel input but this run feeds "
                           f"{opts['in_chans']}: pretrain and fine-tune with the same --grey-as")
-    model = timm.create_model(arch, pretrained=False, **opts)
+    # the same network and preprocessing as in pretraining (the TFLite MobileNet pads TF-style, scales to [-1, 1])
+    model = timm.create_model(arch, pretrained=False, **{**meta.get("timm_kwargs", {}), **opts},
+                              pretrained_cfg_overlay=meta.get("pretrained_cfg") or None)
     missing, unexpected = model.load_state_dict(load_file(str(path)), strict=False)
     head = {f"{model.default_cfg['classifier']}.weight", f"{model.default_cfg['classifier']}.bias"}
     if unexpected or set(missing) - head:

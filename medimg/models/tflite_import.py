@@ -31,6 +31,7 @@ from ..errors import MedimgError
 ARCHITECTURE = "mobilenetv2_100"
 NUM_CLASSES = 1001  # 1000 ImageNet classes after index 0, "background"
 TFLITE_NAME = "mobilenet_v2_1.0_224_quant.tflite"
+TIMM_KWARGS = dict(pad_type="same")  # TensorFlow's SAME padding; timm's default symmetric padding shifts stride-2 layers
 
 _FIX = f"pass Google's {TFLITE_NAME} (see imagenet_mobilenet_tflite/SOURCE.md in the data directory)"
 
@@ -83,6 +84,7 @@ def import_mobilenet_v2_tflite(tflite_path, out_path, *, force: bool = False) ->
     tmp = Path(tmp)
     try:
         save_file(state_dict, str(tmp), metadata=metadata)
+        os.chmod(tmp, 0o644)  # safetensors writes 0600 whatever the umask
         os.replace(tmp, out_path)
     except BaseException:
         tmp.unlink(missing_ok=True)
@@ -107,7 +109,7 @@ def create_tflite_mobilenet(weights_path, num_classes: int = NUM_CLASSES, **kwar
         pretrained=True,
         pretrained_cfg_overlay=dict(file=str(weights_path), **tflite_mobilenet_pretrained_cfg()),
         num_classes=num_classes,
-        pad_type="same",  # TensorFlow's SAME padding; timm's default symmetric padding shifts stride-2 layers
+        **TIMM_KWARGS,
         **kwargs,
     )
 
