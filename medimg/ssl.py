@@ -31,7 +31,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from .data import DataConfig, EpochSampler, LineageCheck, Preprocess, check_lineage, load_images, open_dataset, prepare
 from .data.sources import DatasetSource
-from .data.transforms import _mix
+from .data.transforms import mix_seed
 from .errors import MedimgError
 from .models.backbones import WeightSource, check_architecture, create_backbone, save_ssl_backbone
 from .provenance import provenance
@@ -137,7 +137,7 @@ class SimCLRViews(Dataset):
         i, epoch = key if isinstance(key, tuple) else (key, 0)
         a = self.images[i]
         image = Image.fromarray(a[..., 0] if a.shape[-1] == 1 else a)  # mode "L" or "RGB"
-        with _seeded(_mix(self.seed, epoch, i)):
+        with _seeded(mix_seed(self.seed, epoch, i)):
             view0, view1 = self.transform(image)
         return view0, view1
 

@@ -29,7 +29,7 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from .data import Augmentation, DataConfig, EpochSampler, ImageDataset, Preprocess, check_lineage, class_balance, prepare
-from .data.transforms import _mix
+from .data.transforms import mix_seed
 from .errors import MedimgError
 from .evaluate.metrics import summary_metrics
 from .models.backbones import (check_architecture, classifier_parameters, create_backbone, fresh_head, parameter_groups,
@@ -139,7 +139,7 @@ class Classifier(pl.LightningModule):
         return head
 
     def on_train_epoch_start(self):
-        torch.manual_seed(_mix(self.config.seed, self.current_epoch, 1))  # anything not seeded per item
+        torch.manual_seed(mix_seed(self.config.seed, self.current_epoch, 1))  # anything not seeded per item
         trainable = self.trainable(self.current_epoch)
         for name, p in self.model.named_parameters():
             p.requires_grad_(name in trainable)

@@ -132,7 +132,7 @@ class ImageDataset(torch.utils.data.Dataset):
                 x = transform(x)
             else:
                 with torch.random.fork_rng(devices=[]):
-                    torch.manual_seed(_mix(self.seed, epoch, i))
+                    torch.manual_seed(mix_seed(self.seed, epoch, i))
                     x = transform(x)
         return self.preprocess(x), int(self.labels[j])
 
@@ -154,12 +154,12 @@ class EpochSampler(torch.utils.data.Sampler):
         return self.n
 
     def __iter__(self):
-        order = torch.randperm(self.n, generator=torch.Generator().manual_seed(_mix(self.seed, self.epoch, -1))) \
+        order = torch.randperm(self.n, generator=torch.Generator().manual_seed(mix_seed(self.seed, self.epoch, -1))) \
             if self.shuffle else torch.arange(self.n)
         return iter([(int(i), self.epoch) for i in order])
 
 
-def _mix(*numbers: int) -> int:
+def mix_seed(*numbers: int) -> int:
     """A 63-bit seed from several integers (stable across runs and platforms)."""
     import hashlib
 
