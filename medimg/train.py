@@ -319,12 +319,12 @@ def finetune(config: FinetuneConfig, run_dir: Path, *, settings: TrainerSettings
             intermediate.config.to_dict(), name=intermediate.source.name, split=intermediate.split.to_dict(),
             classes=list(intermediate.classes)),
         lineage=lineage), provenance=provenance())
-    resuming = prepare_run_dir(run_dir, record, resume=resume, force=force)
-
     pl.seed_everything(config.seed, workers=True, verbose=False)
     first_classes = len(intermediate.classes) if intermediate else len(target.classes)
     model, source = create_backbone(config.arch, num_classes=first_classes, in_chans=in_chans,
                                     weights=config.weight_spec)
+    # only now, with data and weights in hand, does the run directory get written
+    resuming = prepare_run_dir(run_dir, record, resume=resume, force=force)
     stages = {}
     if intermediate is not None:
         stage_dir = run_dir / "stage1"

@@ -192,3 +192,10 @@ def test_weights_import_tflite_command(shared_data, tmp_path):
     assert again.returncode == 2 and "already exists" in again.stderr
     missing = run_cli("weights", "import-tflite", str(tmp_path / "nope.tflite"), "--out", str(tmp_path / "x.safetensors"))
     assert missing.returncode == 2 and "nope.tflite" in missing.stderr
+
+
+def test_missing_weights_leave_no_run_directory(tmp_path):
+    result = run_cli("finetune", "--dataset", "synthetic_colour", "--method", "tl", "--arch", "legacy_xception",
+                     "--weights", "timm", "--out", str(tmp_path / "run"))
+    assert result.returncode == 2 and "no ImageNet weights for legacy_xception" in result.stderr
+    assert not (tmp_path / "run").exists()
