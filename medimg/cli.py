@@ -69,7 +69,7 @@ def _cmd_finetune(args) -> int:
         dataset=args.dataset, method=args.method, arch=args.arch, weights=args.weights,
         intermediate=args.intermediate, allow_overlap=args.allow_overlap, size=args.size,
         medmnist_size=args.medmnist_size, split_seed=args.split_seed, grey_as=args.grey_as, augment=args.augment,
-        balance=args.balance, recipe=args.recipe, head_epochs=args.head_epochs, unfreeze_stages=args.unfreeze_stages,
+        balance=args.balance, max_train_images=args.max_train_images, recipe=args.recipe, head_epochs=args.head_epochs, unfreeze_stages=args.unfreeze_stages,
         epochs=args.epochs, intermediate_epochs=args.intermediate_epochs, batch_size=args.batch_size,
         optimizer=args.optimizer, lr=args.lr, backbone_lr_scale=args.backbone_lr_scale,
         weight_decay=args.weight_decay, schedule=args.schedule, patience=args.patience, seed=args.seed)
@@ -99,6 +99,55 @@ def _cmd_weights_import(args) -> int:
     out = import_mobilenet_v2_tflite(Path(args.file), Path(args.out), force=args.force)
     print(f"wrote {out} (timm mobilenetv2_100, 1001 classes, inputs scaled to [-1, 1])")
     return 0
+
+
+def _cmd_evaluate(args) -> int:
+    from .evaluate.report import EVALUATION_FILE, evaluate_run
+
+    result = evaluate_run(args.run_dir, n_boot=args.n_boot, level=args.level, random_state=args.seed, force=args.force)
+    pct = int(round(args.level * 100))
+    for name in ("accuracy", "balanced_accuracy", "macro_f1", "roc_auc", "mcc", "ece"):
+        m = result["metrics"][name]
+        print(f"{name:>18} {m['estimate']:.3f}  {pct}% CI [{m['low']:.3f}, {m['high']:.3f}]")
+    print(f"all {len(result['metrics'])} metrics in {Path(args.run_dir) / EVALUATION_FILE} and evaluation.md")
+    return 0
+
+
+def _cmd_compare(args) -> int:
+    from .evaluate.compare import compare_runs, write_comparison
+
+    comparison = compare_runs(args.run_dirs, by=args.by, metric=args.metric, level=args.level, alpha=args.alpha)
+    out = write_comparison(comparison, Path(args.out), force=args.force)
+    for row in comparison.tests.itertuples():
+        verdict = "significant" if row.significant else "not significant"
+        print(f"{row.dataset}: {row.arm_a} vs {row.arm_b}: {row.metric} difference {row.mean_difference:+.3f}, "
+              f"{row.test} p {row.p:.3g}, Holm p {row.p_holm:.3g} ({verdict}); better: {row.winner}")
+    for note in comparison.notes:
+        print(f"note: {note}")
+    print(f"tables and figures in {out}")
+    return 0
+
+
+def _cmd_gradcam(args) -> int:
+    from .explain import explain_run
+
+    result = explain_run(Path(args.run_dir), n=args.n, seed=args.seed, out=Path(args.out), force=args.force)
+    s = result.summary()
+    print(f"Grad-CAM of {result.n} test images at layer {result.layer} ({result.layer_size[0]}x{result.layer_size[1]}); "
+          f"randomised-weights map similarity (Spearman) {s['randomisation']['spearman']:.2f}; deletion AUC "
+          f"{s['deletion']['auc_mean']:.3f} vs {s['deletion']['random_auc_mean']:.3f} in random order; in {args.out}")
+    return 0
+
+
+def _cmd_study(args) -> int:
+    from .study import run_study
+
+    report = run_study(args.profile, force=args.force, build=not args.no_build, only=args.only)
+    print(f"study {args.profile}: {len(report.executed)} chapters executed, {len(report.reused)} reused, "
+          f"{len(report.failed)} failed")
+    for path, why in report.failed.items():
+        print(f"FAILED {path}: {why}", file=sys.stderr)
+    return 1 if report.failed else 0
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -138,6 +187,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="grey images feed a 1-channel model (single) or are copied to 3 channels (replicate)")
     p.add_argument("--augment", action="store_true", help="rotation, flips, zoom and blur on the training images")
     p.add_argument("--balance", default="none", choices=("none", "down", "over"))
+    p.add_argument("--max-train-images", type=int, help="train on a stratified subsample of this many training "
+                   "images (the same for every seed)")
     p.add_argument("--recipe", default=d["recipe"].default, choices=RECIPES,
                    help="auto (full for scratch, else paper); paper: head first, then everything; linear; partial; full")
     for name in ("head_epochs", "unfreeze_stages", "epochs", "intermediate_epochs", "batch_size", "patience", "seed"):
@@ -174,6 +225,43 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--force", action="store_true", help="replace an existing CKPT")
     _add_trainer_options(p)
     p.set_defaults(func=_cmd_pretrain_ssl)
+
+    p = sub.add_parser("evaluate", help="every metric of a run with bootstrap intervals, written beside it")
+    p.add_argument("run_dir", help="a finished run directory")
+    p.add_argument("--n-boot", type=int, default=2000, help="bootstrap resamples of the test images (default 2000)")
+    p.add_argument("--level", type=float, default=0.95, help="interval level (default 0.95)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the resampling (default 0)")
+    p.add_argument("--force", action="store_true", help="recompute an existing evaluation.json")
+    p.set_defaults(func=_cmd_evaluate)
+
+    from .evaluate.compare import ALPHA, HEADLINE
+
+    p = sub.add_parser("compare", help="compare arms on the same test images: tables, tests and figures")
+    p.add_argument("run_dirs", nargs="+", help="finished run directories (several datasets and seeds welcome)")
+    p.add_argument("--by", default="method", help="the setting that defines the arms: method (default), augment, "
+                   "balance, double (single vs double fine-tuning) or any other config field")
+    p.add_argument("--metric", default="accuracy", choices=HEADLINE, help="the metric that is tested")
+    p.add_argument("--level", type=float, default=0.95)
+    p.add_argument("--alpha", type=float, default=ALPHA, help="significance level after Holm's correction")
+    p.add_argument("--out", required=True, help="directory for the CSV and Markdown tables and the PNG figures")
+    p.add_argument("--force", action="store_true", help="replace an existing --out")
+    p.set_defaults(func=_cmd_compare)
+
+    p = sub.add_parser("gradcam", help="Grad-CAM maps of a run's test images, with a sanity check and deletion score")
+    p.add_argument("run_dir", help="a finished run directory")
+    p.add_argument("--n", type=int, default=16, help="how many test images (correct and wrong, per class)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the image choice")
+    p.add_argument("--out", required=True, help="directory for gradcam.json, gradcam.npz and gradcam.png")
+    p.add_argument("--force", action="store_true", help="replace an existing result in --out")
+    p.set_defaults(func=_cmd_gradcam)
+
+    p = sub.add_parser("study", help="execute a profile of study.yml into book/PROFILE with papermill and build the book")
+    p.add_argument("--profile", default="quick", help="quick (CPU, default), smoke (minutes) or paper (GPU)")
+    p.add_argument("--force", action="store_true", help="re-execute chapters whose notebooks exist (finished runs "
+                   "are still reused; delete results/PROFILE to retrain)")
+    p.add_argument("--only", help="only the chapters whose path contains this text, e.g. a dataset name")
+    p.add_argument("--no-build", action="store_true", help="execute the chapters but do not build the book")
+    p.set_defaults(func=_cmd_study)
 
     weights = sub.add_parser("weights", help="weight files").add_subparsers(dest="weights_command", required=True)
     p = weights.add_parser("import-tflite", help="convert Google's quantised MobileNet V2 .tflite to timm weights")

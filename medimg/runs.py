@@ -9,36 +9,25 @@ from __future__ import annotations
 
 import csv
 import json
-import os
 import shutil
-import tempfile
 from pathlib import Path
 
+from .atomic import atomic_path, write_text
 from .errors import MedimgError
 
 FINISHED_MARKER = "metrics.json"
 
 
 def write_json(path: Path, obj) -> None:
-    _atomic_text(path, json.dumps(obj, indent=1, sort_keys=True, default=str) + "\n")
+    write_text(path, json.dumps(obj, indent=1, sort_keys=True, default=str) + "\n")
 
 
 def write_csv(path: Path, rows: list[dict]) -> None:
     fields = list(dict.fromkeys(k for row in rows for k in row))
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    with os.fdopen(fd, "w", newline="") as fh:
+    with atomic_path(path) as tmp, open(tmp, "w", newline="") as fh:
         writer = csv.DictWriter(fh, fieldnames=fields)
         writer.writeheader()
         writer.writerows(rows)
-    os.replace(tmp, path)
-
-
-def _atomic_text(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    with os.fdopen(fd, "w") as fh:
-        fh.write(text)
-    os.replace(tmp, path)
 
 
 def prepare_run_dir(run_dir: Path, config: dict, *, resume: bool, force: bool) -> bool:

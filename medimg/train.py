@@ -28,7 +28,9 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader
 
+from .atomic import atomic_path
 from .data import Augmentation, DataConfig, EpochSampler, ImageDataset, Preprocess, check_lineage, class_balance, prepare
+from .data.balance import stratified_subsample
 from .data.transforms import mix_seed
 from .errors import MedimgError
 from .evaluate.metrics import summary_metrics
@@ -60,6 +62,7 @@ class FinetuneConfig:
     augment: bool = False
     augmentation: Augmentation = field(default_factory=Augmentation)
     balance: str = "none"  # none | down | over (training split only)
+    max_train_images: int | None = None  # a stratified subsample of the training split (quick profiles), same for every seed
     recipe: str = "auto"  # auto: full for scratch, paper for the pretrained arms
     head_epochs: int = 2
     unfreeze_stages: int = 2
@@ -92,6 +95,8 @@ class FinetuneConfig:
                               f"'medimg pretrain-ssl{' --init imagenet' if self.method == 'tl+ssl' else ''}'")
         if self.method == "scratch" and self.weights not in (None, "random"):
             raise MedimgError("--method scratch starts from random weights: drop --weights")
+        if self.max_train_images is not None and self.max_train_images < 2:
+            raise MedimgError("max_train_images must be at least 2 (or unset for the whole training split)")
         if min(self.epochs, self.batch_size, self.size) < 1 or self.head_epochs < 0:
             raise MedimgError("epochs, batch size and size must be positive")
 
@@ -212,6 +217,9 @@ class Classifier(pl.LightningModule):
 
 def _loaders(data, preprocess: Preprocess, config: FinetuneConfig, settings: TrainerSettings):
     x_train, y_train, _ = data.part("train")
+    if config.max_train_images:
+        keep = stratified_subsample(y_train, config.max_train_images, random_state=config.split_seed)
+        x_train, y_train = x_train[keep], y_train[keep]
     plan = class_balance(y_train, config.balance, random_state=config.seed)
     train = ImageDataset(x_train, y_train, preprocess, indices=plan.indices, extra=plan.extra,
                          augment=config.augmentation if config.augment else None, seed=config.seed)
@@ -392,8 +400,8 @@ def _write_results(run_dir: Path, config: FinetuneConfig, target, stages: dict, 
     write_csv(run_dir / "history.csv", history)
     write_csv(run_dir / "predictions.csv", rows)
     best = run_dir / "best.ckpt"
-    shutil.copyfile(final["best_checkpoint"], run_dir / ".best.ckpt.tmp")
-    (run_dir / ".best.ckpt.tmp").replace(best)
+    with atomic_path(best) as tmp:
+        shutil.copyfile(final["best_checkpoint"], tmp)
     write_json(run_dir / "metrics.json", metrics)  # last: its presence marks the run finished
     return metrics
 

@@ -23,6 +23,16 @@ def _isolated(tmp_path_factory, monkeypatch):
     monkeypatch.setenv("MEDIMG_RUNS_DIR", str(tmp_path_factory.mktemp("runs")))
 
 
+@pytest.fixture(scope="module")
+def module_env(tmp_path_factory):
+    """The isolation of ``_isolated`` for module-scoped fixtures, which are set up before it."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("MEDIMG_CACHE_DIR", str(tmp_path_factory.mktemp("cache")))
+        mp.setenv("MEDIMG_DATA_DIR", str(SHARED_DATA))
+        mp.setenv("MEDIMG_RUNS_DIR", str(tmp_path_factory.mktemp("runs")))
+        yield
+
+
 @pytest.fixture
 def shared_data() -> Path:
     if not SHARED_DATA.is_dir():

@@ -26,3 +26,17 @@ def test_none_and_unknown():
     assert class_balance(LABELS, "none", random_state=0).counts_after == {0: 50, 1: 20, 2: 7}
     with pytest.raises(MedimgError, match="none, down or over"):
         class_balance(LABELS, "up", random_state=0)
+
+
+def test_stratified_subsample_keeps_class_shares_and_is_seeded():
+    from medimg.data.balance import stratified_subsample
+
+    labels = np.array([0] * 700 + [1] * 250 + [2] * 50)
+    keep = stratified_subsample(labels, 200, random_state=3)
+    assert len(keep) == 200 and len(set(keep)) == 200
+    assert np.bincount(labels[keep]).tolist() == [140, 50, 10]
+    assert np.array_equal(keep, stratified_subsample(labels, 200, random_state=3))
+    assert not np.array_equal(keep, stratified_subsample(labels, 200, random_state=4))
+    assert np.array_equal(stratified_subsample(labels, 5000, random_state=0), np.arange(1000))
+    tiny = stratified_subsample(np.array([0] * 98 + [1] * 2), 10, random_state=0)
+    assert np.bincount(np.array([0] * 98 + [1] * 2)[tiny]).tolist() == [9, 1]  # a rare class keeps one

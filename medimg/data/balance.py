@@ -57,3 +57,25 @@ def class_balance(labels: np.ndarray, mode: BalanceMode, *, random_state: int) -
     after_classes, after_counts = np.unique(labels[idx], return_counts=True)
     return BalancePlan(indices=idx, extra=extra, mode=mode, counts_before=before,
                        counts_after={int(k): int(n) for k, n in zip(after_classes, after_counts)})
+
+
+def stratified_subsample(labels: np.ndarray, n: int, *, random_state: int) -> np.ndarray:
+    """Sorted positions of at most ``n`` items keeping every class's share (each class keeps at least one).
+
+    For quick profiles that cap the training set: the same ``random_state`` gives every arm and
+    seed the same images, so the arms stay paired.
+    """
+    labels = np.asarray(labels)
+    if n >= len(labels):
+        return np.arange(len(labels))
+    rng = np.random.default_rng(random_state)
+    classes, counts = np.unique(labels, return_counts=True)
+    quota = np.maximum(1, np.floor(counts * n / len(labels)).astype(int))
+    # hand the remainder to the classes with the largest fractional parts
+    remainder = n - quota.sum()
+    if remainder > 0:
+        order = np.argsort(-(counts * n / len(labels) - quota), kind="stable")
+        quota[order[:remainder]] += 1
+    keep = [rng.choice(np.flatnonzero(labels == c), min(q, k), replace=False)
+            for c, q, k in zip(classes, quota, counts)]
+    return np.sort(np.concatenate(keep))

@@ -2,13 +2,12 @@
 from __future__ import annotations
 
 import hashlib
-import os
-import tempfile
 import urllib.request
 from pathlib import Path
 
 import numpy as np
 
+from ..atomic import atomic_path
 from ..errors import MedimgError
 from ..paths import offline
 from .registry import DatasetSpec
@@ -71,25 +70,20 @@ def download_medmnist(flag: str, size: int, dest: Path) -> None:
     info = INFO[flag]
     suffix = "" if size == 28 else f"_{size}"
     url, md5 = info[f"url{suffix}"], info[f"MD5{suffix}"]
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", dir=dest.parent)
     digest = hashlib.md5()
     try:
         from tqdm.auto import tqdm
 
-        with os.fdopen(fd, "wb") as out, urllib.request.urlopen(url, timeout=30) as resp:
-            total = int(resp.headers.get("Content-Length") or 0) or None
-            with tqdm(total=total, unit="B", unit_scale=True, desc=f"download {dest.name}") as bar:
-                while chunk := resp.read(1 << 20):
-                    out.write(chunk)
-                    digest.update(chunk)
-                    bar.update(len(chunk))
-        if digest.hexdigest() != md5:
-            raise MedimgError(f"the download of {url} has MD5 {digest.hexdigest()}, not {md5}: rerun, "
-                              f"or put the official file at {dest}")
-        os.replace(tmp, dest)
+        with atomic_path(dest) as tmp:  # dest appears only complete and with the right MD5
+            with open(tmp, "wb") as out, urllib.request.urlopen(url, timeout=30) as resp:
+                total = int(resp.headers.get("Content-Length") or 0) or None
+                with tqdm(total=total, unit="B", unit_scale=True, desc=f"download {dest.name}") as bar:
+                    while chunk := resp.read(1 << 20):
+                        out.write(chunk)
+                        digest.update(chunk)
+                        bar.update(len(chunk))
+            if digest.hexdigest() != md5:
+                raise MedimgError(f"the download of {url} has MD5 {digest.hexdigest()}, not {md5}: rerun, "
+                                  f"or put the official file at {dest}")
     except OSError as err:
         raise MedimgError(f"cannot download {url} ({err}): put the official {dest.name} in {dest.parent}") from None
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)

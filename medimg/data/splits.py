@@ -8,14 +8,13 @@ file to a folder can never quietly move a test image into training.
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from collections import Counter, defaultdict
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from ..atomic import write_text
 from ..errors import MedimgError
 from ..paths import cache_dir
 from .cache import DecodedImages
@@ -136,10 +135,7 @@ def _write_split(path: Path, source: DatasetSource, assignment: dict, seed: int,
     path.parent.mkdir(parents=True, exist_ok=True)
     body = dict(dataset=source.name, root=str(source.root), method="stratified-group", seed=seed, ratios=list(ratios),
                 ids={s: sorted(i for i, v in assignment.items() if v == s) for s in SPLITS})
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    with os.fdopen(fd, "w") as fh:
-        json.dump(body, fh, indent=1)
-    os.replace(tmp, path)
+    write_text(path, json.dumps(body, indent=1))
 
 
 def _read_split(path: Path, ids: set[str], seed: int, ratios) -> Split:

@@ -29,6 +29,7 @@ import timm
 import torch
 from torch import nn
 
+from ..atomic import atomic_path
 from ..errors import MedimgError
 from ..paths import cache_dir, data_dir, offline
 
@@ -182,12 +183,9 @@ def save_ssl_backbone(path: Path, backbone: nn.Module, meta: dict) -> None:
     """Save a pretrained backbone (no head) with its record, atomically, as safetensors."""
     from safetensors.torch import save_file
 
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
     state = {k: v.detach().contiguous().cpu() for k, v in backbone.state_dict().items()}
-    save_file(state, str(tmp), metadata={"format": "pt", "medimg": json.dumps({"format": SSL_FORMAT, **meta})})
-    os.chmod(tmp, 0o644)  # safetensors writes 0600 whatever the umask; a checkpoint is meant to be shared
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        save_file(state, str(tmp), metadata={"format": "pt", "medimg": json.dumps({"format": SSL_FORMAT, **meta})})
 
 
 def _safetensors_metadata(path: Path) -> dict:

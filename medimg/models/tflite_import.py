@@ -16,8 +16,6 @@ dilation, fused activation) so that any other ``.tflite`` is refused instead of 
 from __future__ import annotations
 
 import hashlib
-import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -26,6 +24,7 @@ import torch
 from safetensors.torch import save_file
 from torch import nn
 
+from ..atomic import atomic_path
 from ..errors import MedimgError
 
 ARCHITECTURE = "mobilenetv2_100"
@@ -77,18 +76,8 @@ def import_mobilenet_v2_tflite(tflite_path, out_path, *, force: bool = False) ->
     state_dict = _convert(_parse_tflite(raw, tflite_path), tflite_path)
     metadata = {"format": "pt", "source": tflite_path.name, "source_sha256": hashlib.sha256(raw).hexdigest()}
 
-    out_path.parent.mkdir(parents=True, exist_ok=True)
-    # Written beside the target then renamed, so a crash never leaves a truncated file at out_path.
-    fd, tmp = tempfile.mkstemp(dir=out_path.parent, prefix=f".{out_path.name}.", suffix=".tmp")
-    os.close(fd)
-    tmp = Path(tmp)
-    try:
+    with atomic_path(out_path) as tmp:
         save_file(state_dict, str(tmp), metadata=metadata)
-        os.chmod(tmp, 0o644)  # safetensors writes 0600 whatever the umask
-        os.replace(tmp, out_path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
     return out_path
 
 

@@ -1,0 +1,130 @@
+"""Result figures: metric bars with intervals, the grey-vs-colour summary, confusion matrices, reliability.
+
+Figures are built with :class:`matplotlib.figure.Figure` directly, not through pyplot, so a long
+study never accumulates open figures; Jupyter still displays a returned Figure.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+import seaborn as sns
+from matplotlib.figure import Figure
+
+MODALITY_COLOURS = {"grey": "#6c757d", "colour": "#d9480f"}
+
+
+def arm_palette(arms) -> dict[str, tuple]:
+    """One colour per arm, the same in every figure of a study."""
+    return dict(zip(arms, sns.color_palette("colorblind", len(arms))))
+
+
+def _pretty(metric: str) -> str:
+    return metric.replace("_", " ")
+
+
+def metric_bars(summary: pd.DataFrame, metric: str = "accuracy", *, arms=None, title: str | None = None) -> Figure:
+    """Bars of ``metric`` per dataset and arm with their intervals; a black tick marks the majority class.
+
+    ``summary`` has one row per (dataset, arm) with columns ``{metric}``, ``{metric}_low``,
+    ``{metric}_high`` and optionally ``majority_accuracy`` (see :func:`medimg.evaluate.compare.compare_runs`).
+    """
+    arms = list(arms or dict.fromkeys(summary["arm"]))
+    datasets = list(dict.fromkeys(summary["dataset"]))
+    palette = arm_palette(arms)
+    fig = Figure(figsize=(max(6.0, 1.1 * len(datasets) * max(1, len(arms)) * 0.45 + 2), 4.2), layout="constrained")
+    ax = fig.subplots()
+    width = 0.8 / len(arms)
+    for j, arm in enumerate(arms):
+        rows = summary[summary["arm"] == arm].set_index("dataset").reindex(datasets)
+        x = np.arange(len(datasets)) + (j - (len(arms) - 1) / 2) * width
+        value = rows[metric].to_numpy(float)
+        err = np.vstack([value - rows[f"{metric}_low"].to_numpy(float), rows[f"{metric}_high"].to_numpy(float) - value])
+        ax.bar(x, value, width, color=palette[arm], label=arm, yerr=np.nan_to_num(err), capsize=3,
+               error_kw=dict(lw=1))
+    if metric == "accuracy" and "majority_accuracy" in summary:
+        majority = summary.groupby("dataset", sort=False)["majority_accuracy"].first().reindex(datasets)
+        ax.hlines(majority, np.arange(len(datasets)) - 0.45, np.arange(len(datasets)) + 0.45, colors="black",
+                  linestyles="dashed", lw=1.2, zorder=3, label="majority class")
+    ax.set_xticks(np.arange(len(datasets)), datasets, rotation=20, ha="right")
+    ax.set_ylabel(_pretty(metric))
+    if metric not in ("loss", "brier"):
+        ax.set_ylim(0, 1)
+    ax.legend(ncols=min(5, len(arms) + 1), loc="lower left", fontsize="small", framealpha=0.9)
+    ax.set_title(title or f"Test {_pretty(metric)} with 95% intervals")
+    ax.grid(axis="y", alpha=0.3)
+    return fig
+
+
+def grey_vs_colour(tests: pd.DataFrame, *, pair: tuple[str, str], metric: str = "accuracy") -> Figure:
+    """The paper's central claim in one picture: ``pair[0] - pair[1]`` per dataset, grey above colour.
+
+    ``tests`` has one row per (dataset, arm pair) with ``mean_difference``, ``low``, ``high``,
+    ``modality`` and ``significant`` (see :func:`medimg.evaluate.compare.compare_runs`). A filled
+    marker is significant after Holm's correction, an open one is not.
+    """
+    a, b = pair
+    rows = tests[(tests["arm_a"] == a) & (tests["arm_b"] == b)].copy()
+    rows["order"] = rows["modality"].map({"grey": 0, "colour": 1})
+    rows = rows.sort_values(["order", "dataset"]).reset_index(drop=True)
+    fig = Figure(figsize=(6.5, 0.45 * len(rows) + 1.6), layout="constrained")
+    ax = fig.subplots()
+    y = np.arange(len(rows))[::-1]
+    for yi, (_, row) in zip(y, rows.iterrows()):
+        colour = MODALITY_COLOURS.get(row["modality"], "black")
+        if np.isfinite(row["low"]):
+            ax.plot([row["low"], row["high"]], [yi, yi], color=colour, lw=2)
+        ax.scatter([row["mean_difference"]], [yi], s=60, color=colour if row["significant"] else "white",
+                   edgecolors=colour, linewidths=2, zorder=3)
+    ax.axvline(0, color="black", lw=1)
+    ax.set_yticks(y, [f"{d} ({m})" for d, m in zip(rows["dataset"], rows["modality"])])
+    ax.set_xlabel(f"{_pretty(metric)}: {a} minus {b}  (right: {a} better)")
+    ax.set_title(f"{a} vs {b} on grey and colour images\nfilled: significant after Holm correction")
+    ax.grid(axis="x", alpha=0.3)
+    return fig
+
+
+def confusion_matrices(matrices: dict[str, tuple[np.ndarray, list[str]]], *, normalize: bool = True,
+                       ncols: int = 4) -> Figure:
+    """A grid of confusion matrices, ``{title: (counts, classes)}``; rows normalised to recall by default."""
+    n = len(matrices)
+    ncols = min(ncols, n)
+    nrows = math.ceil(n / ncols)
+    k = max(len(c) for _, c in matrices.values())
+    side = 1.2 + 0.45 * k
+    fig = Figure(figsize=(side * ncols + 0.5, side * nrows + 0.3), layout="constrained")
+    axes = np.atleast_1d(fig.subplots(nrows, ncols)).ravel()
+    for ax, (title, (cm, classes)) in zip(axes, matrices.items()):
+        cm = np.asarray(cm, float)
+        shown = cm / np.maximum(cm.sum(1, keepdims=True), 1) if normalize else cm
+        sns.heatmap(shown, ax=ax, annot=cm.astype(int) if k <= 8 else False, fmt="d", cmap="Blues", vmin=0,
+                    vmax=1 if normalize else None, cbar=False, square=True, xticklabels=classes, yticklabels=classes)
+        ax.set_title(title, fontsize="medium")
+        ax.set_xlabel("predicted")
+        ax.set_ylabel("true")
+        ax.tick_params(labelsize="x-small")
+    for ax in axes[n:]:
+        ax.set_visible(False)
+    return fig
+
+
+def reliability_diagrams(curves: dict[str, dict], *, title: str = "Reliability") -> Figure:
+    """Accuracy against confidence per arm, ``{label: medimg.evaluate.metrics.reliability(...) plus "ece"}``."""
+    fig = Figure(figsize=(5, 4.5), layout="constrained")
+    ax = fig.subplots()
+    ax.plot([0, 1], [0, 1], color="black", lw=1, ls="--", label="perfectly calibrated")
+    palette = arm_palette(list(curves))
+    for label, r in curves.items():
+        count = np.asarray(r["count"])
+        used = count > 0
+        ece = f" (ECE {r['ece']:.3f})" if "ece" in r else ""
+        ax.plot(np.asarray(r["confidence"])[used], np.asarray(r["accuracy"])[used], marker="o",
+                color=palette[label], label=f"{label}{ece}")
+    ax.set_xlim(0, 1)
+    ax.set_ylim(0, 1)
+    ax.set_xlabel("confidence (top probability)")
+    ax.set_ylabel("accuracy")
+    ax.set_title(title)
+    ax.legend(fontsize="small")
+    return fig

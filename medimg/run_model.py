@@ -1,0 +1,110 @@
+"""A finished run directory back in memory: the trained network, its preprocessing and its data.
+
+The network is rebuilt with exactly the options it was trained with (input channels, and the
+TensorFlow padding of the imported TFLite MobileNet or whatever an SSL checkpoint recorded),
+then ``best.ckpt`` is loaded strictly, so a mismatch fails instead of loading half a model.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import timm
+import torch
+from torch import nn
+
+from .data import DataConfig, PreparedData, Preprocess, prepare
+from .errors import MedimgError
+from .runs import FINISHED_MARKER
+from .train import FinetuneConfig
+
+
+@dataclass
+class LoadedRun:
+    """A trained model (eval mode) with everything needed to feed it the run's images."""
+
+    run_dir: Path
+    model: nn.Module
+    config: FinetuneConfig
+    preprocess: Preprocess
+    classes: list[str]
+    data: PreparedData  # the target dataset, as the run saw it
+    metrics: dict
+
+    def predictions(self) -> pd.DataFrame:
+        return read_predictions(self.run_dir)
+
+    def positions(self, ids) -> np.ndarray:
+        """Positions of image ``ids`` in ``data.decoded``."""
+        where = {id_: i for i, id_ in enumerate(self.data.decoded.ids)}
+        missing = [i for i in ids if i not in where]
+        if missing:
+            raise MedimgError(f"{len(missing)} image ids (e.g. {missing[0]!r}) are not in {self.config.dataset}: "
+                              f"pick ids from {self.run_dir / 'predictions.csv'}")
+        return np.array([where[i] for i in ids], dtype=np.int64)
+
+    def inputs(self, positions) -> torch.Tensor:
+        """Model inputs (N, C, H, W) for the images at ``positions``."""
+        images = self.data.decoded.images[np.asarray(positions)]
+        return torch.stack([self.preprocess(torch.from_numpy(np.array(im)).permute(2, 0, 1)) for im in images])
+
+
+def read_predictions(run_dir) -> pd.DataFrame:
+    """``predictions.csv`` with ids kept as text (``00042`` must not become 42)."""
+    path = Path(run_dir) / "predictions.csv"
+    if not path.is_file():
+        raise MedimgError(f"{path} is missing: point at a finished run directory written by medimg finetune")
+    return pd.read_csv(path, dtype={"id": str, "true": str, "predicted": str})
+
+
+def load_run(run_dir) -> LoadedRun:
+    """Load a finished fine-tuning run: model from ``best.ckpt``, config, preprocessing and data."""
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        raise MedimgError(f"run directory {run_dir} is missing: pass a directory written by medimg finetune --out")
+    if not (run_dir / FINISHED_MARKER).is_file() or not (run_dir / "config.json").is_file():
+        raise MedimgError(f"{run_dir} is not a finished medimg run (no {FINISHED_MARKER}): pass a directory written "
+                          f"by medimg finetune, or finish it with medimg finetune --resume")
+    record = json.loads((run_dir / "config.json").read_text())
+    metrics = json.loads((run_dir / FINISHED_MARKER).read_text())
+    config = FinetuneConfig.from_dict(record["run"])
+    saved = record["data"]["target"]
+    data = prepare(DataConfig(config.dataset, size=config.size, split_seed=config.split_seed,
+                              split_ratios=tuple(saved.get("split_ratios", DataConfig.split_ratios)),
+                              medmnist_size=config.medmnist_size), progress=False)
+    if saved.get("fingerprint") not in (None, data.source.fingerprint):
+        raise MedimgError(f"{config.dataset} has changed since {run_dir} was trained (fingerprint "
+                          f"{data.source.fingerprint[:12]} != {saved['fingerprint'][:12]}): "
+                          f"explain it on the data it saw")
+    classes = list(data.classes)
+    pre = metrics["preprocess"]
+    preprocess = Preprocess(**{**pre, "mean": tuple(pre["mean"]), "std": tuple(pre["std"])})
+    in_chans = 1 if data.decoded.channels == 1 and config.grey_as == "single" else 3
+    assert in_chans == preprocess.in_chans, "metrics.json and config.json disagree on input channels"
+
+    model = timm.create_model(config.arch, pretrained=False, num_classes=len(classes), in_chans=in_chans,
+                              **architecture_kwargs(metrics["weight_source"]))
+    checkpoint = run_dir / "best.ckpt"
+    state = torch.load(checkpoint, map_location="cpu", weights_only=True)["state_dict"]
+    try:
+        model.load_state_dict({k.removeprefix("model."): v for k, v in state.items()}, strict=True)
+    except RuntimeError as err:
+        why = str(err).splitlines()[0][:120]
+        raise MedimgError(f"{checkpoint} does not fit a {config.arch} with {in_chans} input channels ({why}): "
+                          f"was the run written by another medimg version?") from None
+    return LoadedRun(run_dir=run_dir, model=model.eval(), config=config, preprocess=preprocess, classes=classes,
+                     data=data, metrics=metrics)
+
+
+def architecture_kwargs(weight_source: dict) -> dict:
+    """Extra timm options the network was created with, which depend on where its weights came from."""
+    if weight_source["kind"] == "tflite-import":
+        from .models.tflite_import import TIMM_KWARGS
+
+        return dict(TIMM_KWARGS)  # TensorFlow "SAME" padding
+    if weight_source["kind"] == "ssl-checkpoint":
+        return dict((weight_source.get("meta") or {}).get("timm_kwargs", {}))
+    return {}
