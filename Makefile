@@ -3,25 +3,21 @@
 SHELL := /bin/bash
 MEDIMG_DATA_DIR ?= $(abspath ../shared/data)
 export MEDIMG_DATA_DIR
-# The quick profile's datasets: the study prepares (decodes, caches, splits) each of them.
-STUDY_DATASETS := breastmnist pneumoniamnist busi_256 iq_othnccd_lung_ct retinamnist ham10000_224 \
-                  eye_diseases_fundus_400 bccd_wbc_640 ham10000_224_large
-
 .PHONY: study test book venv bench
 
 venv:
 	@scripts/venv.sh >/dev/null
 
 study:
-	@venv=$$(scripts/venv.sh) && \
-	for d in $(STUDY_DATASETS); do "$$venv/bin/medimg" describe $$d || exit 1; done && \
-	$(MAKE) --no-print-directory book
+	@venv=$$(scripts/venv.sh) && "$$venv/bin/medimg" study --profile quick
 
 book:
-	@venv=$$(scripts/venv.sh) && "$$venv/bin/jupyter-book" build --warningiserror --keep-going . 
+	@venv=$$(scripts/venv.sh) && "$$venv/bin/jupyter-book" build --warningiserror --keep-going .
 
+# the tests, nbval on the notebook templates at their small defaults, the book build and the browser check
 test:
-	@venv=$$(scripts/venv.sh) && HF_HUB_OFFLINE=1 MEDIMG_OFFLINE=1 "$$venv/bin/python" -m pytest
+	@scripts/system-packages.sh && venv=$$(scripts/venv.sh) && HF_HUB_OFFLINE=1 MEDIMG_OFFLINE=1 \
+	  "$$venv/bin/python" -m pytest tests notebooks --nbval-lax --nbval-current-env --nbval-sanitize-with tests/nbval_sanitize.cfg
 
 bench:
 	@venv=$$(scripts/venv.sh) && "$$venv/bin/python" benchmarks/bench_cache.py

@@ -86,3 +86,19 @@ def dataset_table() -> list[dict]:
     return [dict(name=s.name, kind=s.kind, modality=s.modality,
                  classes=len(s.classes) if s.classes else None, paper=s.paper,
                  available=availability(s, base), licence=s.licence) for s in REGISTRY.values()]
+
+
+def card_markdown(d: dict) -> str:
+    """A dataset card's facts as Markdown: what it is, where it comes from, its licence and caveats."""
+    lines = [f"**{d['name']}**: {d['description']}.", "",
+             f"- **Images**: {d['n_images']}, {d['modality']}, {len(d['classes'])} classes "
+             f"({', '.join(d['classes'])}); stored sizes {', '.join(list(d['image_sizes'])[:4])}"
+             f"{' and more' if len(d['image_sizes']) > 4 else ''}.",
+             f"- **Split**: {d['split']['method']}; train / val / test = "
+             f"{d['splits']['train']['n']} / {d['splits']['val']['n']} / {d['splits']['test']['n']}.",
+             f"- **Exact duplicates**: {len(d['duplicates'])} groups, {d['duplicates_across_splits']} across "
+             f"splits; {len(d['excluded_from_training'])} copies of a later split's image left out of training.",
+             f"- **Cite**: {d['citation']}", f"- **Licence**: {d['licence']}"]
+    if d["caveats"]:
+        lines += ["", "```{admonition} Caveats", ":class: warning"] + [f"- {c}" for c in d["caveats"]] + ["```"]
+    return "\n".join(lines)

@@ -1,0 +1,103 @@
+"""The paper's three claims, judged from measured comparisons.
+
+1. TL beats SSL on colour images; 2. SSL beats TL on grey-scale images; 3. double fine-tuning
+helps TL more than SSL on small data. A claim *holds* when the claimed winner is significantly
+better (after Holm's correction) on most datasets of the kind and never significantly worse; it
+is *contradicted* when the other arm is significantly better on most; otherwise the data *do
+not decide* it. The rules are stated in the book next to the verdicts.
+"""
+from __future__ import annotations
+
+import pandas as pd
+
+from .evaluate.compare import Comparison
+
+
+def _pair_rows(tests: pd.DataFrame, a: str, b: str) -> pd.DataFrame:
+    """Rows comparing ``a`` with ``b``, oriented so that a positive difference favours ``a``."""
+    direct = tests[(tests["arm_a"] == a) & (tests["arm_b"] == b)].copy()
+    flipped = tests[(tests["arm_a"] == b) & (tests["arm_b"] == a)].copy()
+    for col in ("mean_difference", "low", "high"):
+        flipped[col] = -flipped[col]
+    flipped[["low", "high"]] = flipped[["high", "low"]].to_numpy()
+    flipped[["arm_a", "arm_b"]] = a, b
+    return pd.concat([direct, flipped], ignore_index=True)
+
+
+def _verdict(rows: pd.DataFrame, winner: str, loser: str) -> tuple[str, str]:
+    n = len(rows)
+    if n == 0:
+        return "not tested", "no dataset of this kind has both arms"
+    wins = int((rows["significant"] & (rows["winner"] == winner)).sum())
+    losses = int((rows["significant"] & (rows["winner"] == loser)).sum())
+    evidence = (f"{winner} significantly better on {wins} of {n} datasets, {loser} significantly better on "
+                f"{losses}, no significant difference on {n - wins - losses}")
+    if wins > n / 2 and losses == 0:
+        return "holds", evidence
+    if losses > n / 2:
+        return "contradicted", evidence
+    return "not decided", evidence
+
+
+def modality_claims(main: Comparison, tl: str = "tl", ssl: str = "ssl") -> list[dict]:
+    """Claims 1 and 2 from a comparison by method over grey and colour datasets."""
+    out = []
+    for claim, modality, winner, loser in (("TL wins on colour images", "colour", tl, ssl),
+                                           ("SSL wins on grey-scale images", "grey", ssl, tl)):
+        rows = _pair_rows(main.tests, tl, ssl) if not main.tests.empty else pd.DataFrame()
+        rows = rows[rows["modality"] == modality] if not rows.empty else rows
+        verdict, evidence = _verdict(rows, winner, loser)
+        out.append(dict(claim=claim, verdict=verdict, evidence=evidence, datasets=int(len(rows))))
+    return out
+
+
+def double_claim(double: Comparison | None, tl: str = "tl", ssl: str = "ssl") -> dict:
+    """Claim 3 from a comparison by ``method,double``: the gain of double over single fine-tuning, per arm."""
+    claim = "Double fine-tuning helps TL most on small data"
+    if double is None or double.tests.empty:
+        return dict(claim=claim, verdict="not tested", evidence="no double fine-tuning runs", datasets=0)
+    gains = {}
+    for method in (tl, ssl):
+        rows = _pair_rows(double.tests, f"{method}/double", f"{method}/single")
+        gains[method] = rows.set_index("dataset")
+    datasets = sorted(set(gains[tl].index) & set(gains[ssl].index))
+    parts, tl_more, tl_sig = [], 0, 0
+    for d in datasets:
+        g_tl, g_ssl = gains[tl].loc[d], gains[ssl].loc[d]
+        tl_more += g_tl["mean_difference"] > g_ssl["mean_difference"]
+        tl_sig += bool(g_tl["significant"]) and g_tl["mean_difference"] > 0
+        parts.append(f"{d}: TL {g_tl['mean_difference']:+.3f} (Holm p {g_tl['p_holm']:.2g}), "
+                     f"SSL {g_ssl['mean_difference']:+.3f} (Holm p {g_ssl['p_holm']:.2g})")
+    n = len(datasets)
+    if n == 0:
+        verdict = "not tested"
+    elif tl_more == n and tl_sig > n / 2:
+        verdict = "holds"
+    elif tl_more == 0 or tl_sig == 0 and all(gains[tl].loc[d]["mean_difference"] <= 0 for d in datasets):
+        verdict = "contradicted"
+    else:
+        verdict = "not decided"
+    evidence = "accuracy gain of double over single fine-tuning: " + "; ".join(parts)
+    return dict(claim=claim, verdict=verdict, evidence=evidence, datasets=n)
+
+
+def grey_colour_table(main: Comparison, arms=("tl", "ssl", "scratch")) -> pd.DataFrame:
+    """One row per dataset: each arm's mean accuracy with its interval, the winner of TL vs SSL and its Holm p."""
+    s = main.summary
+    rows = []
+    for dataset, group in s.groupby("dataset", sort=False):
+        by_arm = group.set_index("arm")
+        row = dict(dataset=dataset, modality=group["modality"].iloc[0], seeds=int(group["seeds"].max()))
+        for arm in arms:
+            if arm in by_arm.index:
+                r = by_arm.loc[arm]
+                row[arm] = f"{r['accuracy']:.3f} [{r['accuracy_low']:.3f}, {r['accuracy_high']:.3f}]"
+        pair = _pair_rows(main.tests, "tl", "ssl") if not main.tests.empty else pd.DataFrame()
+        pair = pair[pair["dataset"] == dataset] if not pair.empty else pair
+        if len(pair):
+            t = pair.iloc[0]
+            row.update(tl_minus_ssl=round(float(t["mean_difference"]), 3), p_holm=float(t["p_holm"]),
+                       verdict=(f"{t['winner']} (significant)" if t["significant"] else "no significant difference"))
+        rows.append(row)
+    out = pd.DataFrame(rows)
+    return out.sort_values("modality", key=lambda m: m.map({"grey": 0, "colour": 1}), kind="stable")

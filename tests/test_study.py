@@ -1,0 +1,103 @@
+"""The study file, the driver and the committed book: the plan says what the issue asks, and the driver runs it."""
+import shutil
+
+import nbformat
+import pytest
+
+from conftest import REPO, SHARED_DATA
+from medimg.study import committed_parameter_mismatches, flatten, load_profile, plan
+
+
+def quick_plan():
+    if not SHARED_DATA.is_dir():
+        pytest.skip("the shared data folder is not here")
+    return plan(load_profile("quick", REPO / "study.yml"))
+
+
+def test_quick_profile_is_the_study_the_issue_asks_for():
+    chapters, skipped = quick_plan()
+    assert skipped == []
+    p = load_profile("quick", REPO / "study.yml")
+    assert len(p["seeds"]) >= 5
+    assert p["targets"] == {"grey": ["breastmnist", "pneumoniamnist", "busi_256", "iq_othnccd_lung_ct"],
+                            "colour": ["retinamnist", "ham10000_224", "eye_diseases_fundus_400", "bccd_wbc_640"]}
+    runs = [c.parameters["arm"] for c in flatten(chapters) if c.template == "finetune"]
+    # one architecture for every arm: only the initialisation differs
+    assert {a["finetune"]["arch"] for a in runs} == {"mobilenetv2_100"}
+    assert {a["method"] for a in runs} == {"tl", "ssl", "tl+ssl", "scratch"}
+    assert any(a["finetune"].get("augment") for a in runs) and any(a["finetune"].get("balance") == "down" for a in runs)
+    doubles = {(a["dataset"], a["finetune"]["intermediate"]) for a in runs if a["finetune"].get("intermediate")}
+    assert doubles == {("iq_othnccd_lung_ct", "pneumoniamnist"), ("ham10000_224", "ham10000_224_large")}
+    titles = [c.title for c in chapters]
+    assert titles[-2:] == ["Summary: the paper's claims", "Reproducibility"]
+
+
+def test_ssl_pools_never_hold_the_target_or_its_sources():
+    chapters, _ = quick_plan()
+    from medimg.experiments import ssl_pool
+
+    for c in flatten(chapters):
+        if c.template == "finetune" and c.parameters["arm"]["method"] in ("ssl", "tl+ssl"):
+            arm = c.parameters["arm"]
+            pool = ssl_pool(arm["dataset"], arm["ssl_candidates"])
+            assert arm["dataset"] not in pool and pool
+            if arm["dataset"] in ("breastmnist", "busi_256"):
+                assert not {"breastmnist", "busi_256"} & set(pool)  # BreastMNIST is made from BUSI
+
+
+def test_committed_chapters_match_the_study_file():
+    committed = [d.name for d in (REPO / "book").iterdir() if d.is_dir() and (d.name in ("quick", "paper"))]
+    if not committed:
+        pytest.skip("no executed profile is committed under book/ yet")
+    for profile in committed:
+        assert committed_parameter_mismatches(profile, REPO) == []
+
+
+@pytest.mark.slow
+def test_driver_runs_a_profile_end_to_end(tmp_path, monkeypatch):
+    """The smoke profile in a copy of the repository: chapters, toc, book; reuse; a failing chapter reported."""
+    from medimg import study
+
+    root = tmp_path / "study"
+    root.mkdir()
+    for name in ("study.yml", "_config.yml", "notebooks", "book"):
+        (shutil.copytree if (REPO / name).is_dir() else shutil.copy)(REPO / name, root / name)
+    for old in root.glob("book/*/"):
+        shutil.rmtree(old)
+    monkeypatch.setenv("MEDIMG_STUDY_ROOT", str(root))
+    report = study.run_study("smoke")
+    assert report.failed == {}, report.failed
+    chapters, _ = study.plan(study.load_profile("smoke", root / "study.yml"))
+    for c in flatten(chapters):
+        book = nbformat.read(root / c.path, as_version=4)
+        assert book.cells[0].source.startswith(f"# {c.title}")
+        errors = [o for cell in book.cells if cell.cell_type == "code" for o in cell.get("outputs", [])
+                  if o.get("output_type") == "error"]
+        assert not errors, c.path
+    assert (root / "_build" / "html" / "book" / "smoke" / "summary.html").is_file()
+    assert "book/smoke/summary" in (root / "_toc.yml").read_text()
+    # the pages render in a real browser: no missing page, no broken image; screenshots to look at
+    from browser import check_book
+    from test_book import assert_screenshot_shows_a_page, require_chromium, screenshot_targets
+
+    require_chromium()
+    shots = screenshot_targets(root, REPO / "_build" / "screenshots" / "smoke")
+    assert len(shots) == 2
+    assert check_book(root, root / "_build" / "html", shots) == []
+    for png in shots.values():
+        assert_screenshot_shows_a_page(png)
+    assert committed_parameter_mismatches("smoke", root) == []
+
+    again = study.run_study("smoke", build=False)
+    assert again.executed == [] and len(again.reused) == len(flatten(chapters))
+
+    # a broken chapter is reported with its cell, and the others still run
+    text = (root / "study.yml").read_text()
+    smoke = text[text.index("  smoke:"):text.index("  paper:")]
+    broken = smoke.replace("      grey: [breastmnist]\n", "      grey: [synthetic_grey]\n")  # a pool with only the target
+    assert broken != smoke
+    (root / "study.yml").write_text(text.replace(smoke, broken))
+    report = study.run_study("smoke", force=True, build=False, only="ssl")
+    assert report.failed and all("cell" in why and "no SimCLR data for synthetic_grey" in why
+                                 for why in report.failed.values())
+    assert any("synthetic_colour" in path for path in report.executed)
