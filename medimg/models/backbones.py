@@ -200,9 +200,9 @@ def _safetensors_metadata(path: Path) -> dict:
         raise MedimgError(f"{path} is not a readable safetensors file ({err}): replace it") from None
 
 
-def read_ssl_meta(path: Path) -> dict | None:
+def read_ssl_meta(path) -> dict | None:
     """The medimg record of a SimCLR checkpoint, or None for any other weights file."""
-    raw = _safetensors_metadata(path).get("medimg")
+    raw = _safetensors_metadata(Path(path)).get("medimg")
     meta = json.loads(raw) if raw else None
     return meta if meta and meta.get("format") == SSL_FORMAT else None
 
