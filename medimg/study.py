@@ -72,9 +72,14 @@ def _modality(dataset: str) -> str:
 
 
 def available(dataset: str) -> bool:
+    """Here already, or a MedMNIST set on a machine that may download it."""
+    from .data.registry import get_spec
     from .data.summary import dataset_table
+    from .paths import offline
 
-    return next(r["available"] for r in dataset_table() if r["name"] == dataset)
+    if next(r["available"] for r in dataset_table() if r["name"] == dataset) != "missing":
+        return True
+    return get_spec(dataset).kind == "medmnist" and not offline()
 
 
 def plan(p: dict) -> tuple[list[Chapter], list[str]]:
@@ -110,6 +115,8 @@ def plan(p: dict) -> tuple[list[Chapter], list[str]]:
                                 dict(dataset=dataset, size=p["finetune"]["size"],
                                      medmnist_size=p["finetune"].get("medmnist_size", 28)),
                                 tuple(sections), part=f"{modality.capitalize()} datasets"))
+    if not targets:  # nothing to study here: the book is the datasets page, saying how to get them
+        return chapters, skipped
     chapters += _ablations(p, book, [d for _, d in targets])
     main_arms = [_arm(p, d, m) for _, d in targets for m in p["methods"]]
     chapters.append(Chapter(f"{book}/summary.ipynb", "summary", "Summary: the paper's claims",

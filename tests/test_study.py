@@ -101,3 +101,15 @@ def test_driver_runs_a_profile_end_to_end(tmp_path, monkeypatch):
     assert report.failed and all("cell" in why and "no SimCLR data for synthetic_grey" in why
                                  for why in report.failed.values())
     assert any("synthetic_colour" in path for path in report.executed)
+
+
+def test_paper_profile_here_lists_its_missing_datasets_with_how_to_get_them():
+    from medimg.study import datasets_page
+
+    p = load_profile("paper", REPO / "study.yml")
+    chapters, skipped = plan(p)
+    assert chapters == []
+    assert skipped == ["vindr_cxr", "oasis_mri", "ct_kidney", "busi", "iq_othnccd", "odir2019", "isic2019",
+                       "kvasir_v2", "eyepacs"]
+    page = datasets_page(p)
+    assert page.count("no, skipped:") == 9 and page.count("**Cite**") == 9 and page.count("**Licence**") == 9
