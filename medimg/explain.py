@@ -237,7 +237,7 @@ def select_gallery(predictions, n: int, seed: int = 0) -> np.ndarray:
 def common_gallery(runs, n: int, seed: int = 0) -> list[str]:
     """Ids of test images for a side-by-side gallery: chosen from the first run's predictions among
     the ids that every run predicted. ``runs`` are run directories or ``predictions.csv`` tables."""
-    from .run_model import read_predictions
+    from .evaluate.run_results import read_predictions
 
     tables = [r if isinstance(r, pd.DataFrame) else read_predictions(r) for r in runs]
     shared = set.intersection(*(set(t["id"].astype(str)) for t in tables))

@@ -18,6 +18,7 @@ from torch import nn
 
 from .data import DataConfig, PreparedData, Preprocess, prepare
 from .errors import MedimgError
+from .evaluate.run_results import read_predictions
 from .runs import FINISHED_MARKER
 from .train import FinetuneConfig
 
@@ -50,14 +51,6 @@ class LoadedRun:
         """Model inputs (N, C, H, W) for the images at ``positions``."""
         images = self.data.decoded.images[np.asarray(positions)]
         return torch.stack([self.preprocess(torch.from_numpy(np.array(im)).permute(2, 0, 1)) for im in images])
-
-
-def read_predictions(run_dir) -> pd.DataFrame:
-    """``predictions.csv`` with ids kept as text (``00042`` must not become 42)."""
-    path = Path(run_dir) / "predictions.csv"
-    if not path.is_file():
-        raise MedimgError(f"{path} is missing: point at a finished run directory written by medimg finetune")
-    return pd.read_csv(path, dtype={"id": str, "true": str, "predicted": str})
 
 
 def load_run(run_dir) -> LoadedRun:

@@ -25,7 +25,7 @@ import pandas as pd
 from ..errors import MedimgError
 from ..provenance import provenance
 from ..runs import write_json
-from .metrics import confusion, reliability, scalar_metrics
+from .metrics import confusion, expected_calibration_error, reliability, scalar_metrics
 from .run_results import RunResult, read_run
 from .stats import LEVEL, holm, mcnemar_exact, paired_test, seed_summary
 from .tables import markdown_table
@@ -235,9 +235,7 @@ def comparison_figures(c: Comparison) -> dict[str, Figure]:
 def _pooled_reliability(runs: list[RunResult]) -> dict:
     y = np.concatenate([r.y_true for r in runs])
     probs = np.concatenate([r.probs for r in runs])
-    out = reliability(y, probs)
-    out["ece"] = float((out["count"] * np.abs(out["accuracy"] - out["confidence"])).sum() / len(y))
-    return out
+    return dict(reliability(y, probs), ece=expected_calibration_error(y, probs))
 
 
 def _slug(text: str) -> str:

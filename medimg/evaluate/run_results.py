@@ -41,10 +41,6 @@ class RunResult:
         channels = self.metrics.get("preprocess", {}).get("image_channels")
         return _spec_value(self.dataset, "modality", "grey" if channels == 1 else "colour")
 
-    @property
-    def correct(self) -> np.ndarray:
-        return self.probs.argmax(1) == self.y_true
-
     @cached_property
     def history(self) -> pd.DataFrame:
         return pd.read_csv(self.path / "history.csv")
@@ -55,6 +51,14 @@ def _spec_value(dataset: str, attribute: str, default: str) -> str:
 
     spec = REGISTRY.get(dataset)
     return getattr(spec, attribute) if spec is not None else default
+
+
+def read_predictions(run_dir) -> pd.DataFrame:
+    """``predictions.csv`` with ids and labels kept as text (``00042`` must not become 42, nor class "0" become 0)."""
+    path = Path(run_dir) / "predictions.csv"
+    if not path.is_file():
+        raise MedimgError(f"{path} is missing: point at a finished run directory written by medimg finetune")
+    return pd.read_csv(path, dtype={"id": str, "true": str, "predicted": str})
 
 
 def read_run(run_dir) -> RunResult:
@@ -69,8 +73,7 @@ def read_run(run_dir) -> RunResult:
     record = json.loads((path / "config.json").read_text())
     metrics = json.loads((path / FINISHED_MARKER).read_text())
     classes = tuple(record["data"]["target"]["classes"])
-    # class names such as RetinaMNIST's "0".."4" must stay strings
-    predictions = pd.read_csv(path / "predictions.csv", dtype={"id": str, "true": str, "predicted": str})
+    predictions = read_predictions(path)
     index = {c: i for i, c in enumerate(classes)}
     unknown = set(predictions["true"]) - set(index)
     if unknown:
