@@ -81,9 +81,23 @@ def double_claim(double: Comparison | None, tl: str = "tl", ssl: str = "ssl") ->
     return dict(claim=claim, verdict=verdict, evidence=evidence, datasets=n)
 
 
+def above_chance(main: Comparison) -> dict[str, list[str]]:
+    """Per dataset, the arms whose balanced accuracy interval over seeds lies wholly above chance.
+
+    Chance is one over the number of classes: what a model that ignores the image scores (always the
+    majority class, say). Where no arm clears it, the arms learned nothing the class prior does not
+    give, and their comparison says nothing about the claims.
+    """
+    classes = {r.dataset: len(r.classes) for r in main.runs}
+    return {dataset: [a for a, low in zip(group["arm"], group["balanced_accuracy_low"]) if low > 1 / classes[dataset]]
+            for dataset, group in main.summary.groupby("dataset", sort=False)}
+
+
 def grey_colour_table(main: Comparison, arms=("tl", "ssl", "scratch")) -> pd.DataFrame:
-    """One row per dataset: each arm's mean accuracy with its interval, the winner of TL vs SSL and its Holm p."""
+    """One row per dataset: each arm's mean accuracy with its interval, the majority class's accuracy,
+    the arms above chance, the winner of TL vs SSL and its Holm p."""
     s = main.summary
+    learned = above_chance(main)
     rows = []
     for dataset, group in s.groupby("dataset", sort=False):
         by_arm = group.set_index("arm")
@@ -92,6 +106,8 @@ def grey_colour_table(main: Comparison, arms=("tl", "ssl", "scratch")) -> pd.Dat
             if arm in by_arm.index:
                 r = by_arm.loc[arm]
                 row[arm] = f"{r['accuracy']:.3f} [{r['accuracy_low']:.3f}, {r['accuracy_high']:.3f}]"
+        row.update(majority=round(float(group["majority_accuracy"].iloc[0]), 3),
+                   above_chance=", ".join(learned[dataset]) or "none")
         pair = _pair_rows(main.tests, "tl", "ssl") if not main.tests.empty else pd.DataFrame()
         pair = pair[pair["dataset"] == dataset] if not pair.empty else pair
         if len(pair):

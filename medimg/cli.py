@@ -69,7 +69,9 @@ def _cmd_finetune(args) -> int:
         dataset=args.dataset, method=args.method, arch=args.arch, weights=args.weights,
         intermediate=args.intermediate, allow_overlap=args.allow_overlap, size=args.size,
         medmnist_size=args.medmnist_size, split_seed=args.split_seed, grey_as=args.grey_as, augment=args.augment,
-        balance=args.balance, max_train_images=args.max_train_images, recipe=args.recipe, head_epochs=args.head_epochs, unfreeze_stages=args.unfreeze_stages,
+        balance=args.balance, max_train_images=args.max_train_images,
+        intermediate_max_train_images=args.intermediate_max_train_images, recipe=args.recipe,
+        head_epochs=args.head_epochs, unfreeze_stages=args.unfreeze_stages,
         epochs=args.epochs, intermediate_epochs=args.intermediate_epochs, batch_size=args.batch_size,
         optimizer=args.optimizer, lr=args.lr, backbone_lr_scale=args.backbone_lr_scale,
         weight_decay=args.weight_decay, schedule=args.schedule, patience=args.patience, seed=args.seed)
@@ -143,7 +145,8 @@ def _cmd_study(args) -> int:
     from .study import run_study
 
     report = run_study(args.profile, force=args.force, build=not args.no_build, only=args.only)
-    print(f"study {args.profile}: {len(report.executed)} chapters executed, {len(report.reused)} reused, "
+    stale = f" ({len(report.stale)} of them because their parameters changed)" if report.stale else ""
+    print(f"study {args.profile}: {len(report.executed)} chapters executed{stale}, {len(report.reused)} reused, "
           f"{len(report.failed)} failed")
     for path, why in report.failed.items():
         print(f"FAILED {path}: {why}", file=sys.stderr)
@@ -189,6 +192,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--balance", default="none", choices=("none", "down", "over"))
     p.add_argument("--max-train-images", type=int, help="train on a stratified subsample of this many training "
                    "images (the same for every seed)")
+    p.add_argument("--intermediate-max-train-images", type=int, help="the same for the --intermediate dataset "
+                   "(default: its whole training split)")
     p.add_argument("--recipe", default=d["recipe"].default, choices=RECIPES,
                    help="auto (full for scratch, else paper); paper: head first, then everything; linear; partial; full")
     for name in ("head_epochs", "unfreeze_stages", "epochs", "intermediate_epochs", "batch_size", "patience", "seed"):

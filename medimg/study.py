@@ -34,6 +34,7 @@ class Chapter:
 class StudyReport:
     executed: list[str] = field(default_factory=list)
     reused: list[str] = field(default_factory=list)
+    stale: list[str] = field(default_factory=list)  # existing chapters re-executed: their parameters changed
     failed: dict[str, str] = field(default_factory=dict)  # path -> "cell N: error"
     seconds: dict[str, float] = field(default_factory=dict)
 
@@ -88,22 +89,10 @@ def plan(p: dict) -> tuple[list[Chapter], list[str]]:
     targets = [(m, d) for m in ("grey", "colour") for d in p["targets"].get(m, [])]
     skipped = [d for _, d in targets if not available(d)]
     targets = [(m, d) for m, d in targets if d not in skipped]
-    chapters = []
-    pretraining = []  # one notebook per distinct SimCLR checkpoint, before the runs that need it
-    seen_pools = set()
-    for _, dataset in targets:
-        for method in ("ssl", "tl+ssl"):
-            if method in p["methods"]:
-                arm = _arm(p, dataset, method)
-                key = (method, tuple(ssl_pool(dataset, arm["ssl_candidates"])))
-                if key not in seen_pools:
-                    seen_pools.add(key)
-                    pretraining.append(Chapter(f"{book}/ssl/{method.replace('+', '_')}-{dataset}.ipynb",
-                                               "ssl_pretraining", f"SimCLR pool for {dataset} ({method})",
-                                               dict(arm=arm)))
-    if pretraining:
-        chapters.append(Chapter(f"{book}/ssl/index.ipynb", "ssl_pretraining", "SimCLR pretraining",
-                                pretraining[0].parameters, tuple(pretraining[1:]), part="Pretraining"))
+    names = [d for _, d in targets]
+    ablations = _ablations(p, book, names) if targets else []
+    chapters = _pretraining(p, book, [_arm(p, d, m) for d in names for m in p["methods"]] +
+                            [a for c in ablations for a in c.parameters["arms"]])
     for modality, dataset in targets:
         arms = [_arm(p, dataset, m) for m in p["methods"]]
         sections = [Chapter(f"{book}/{dataset}/{a['method'].replace('+', '_')}.ipynb", "finetune",
@@ -117,7 +106,7 @@ def plan(p: dict) -> tuple[list[Chapter], list[str]]:
                                 tuple(sections), part=f"{modality.capitalize()} datasets"))
     if not targets:  # nothing to study here: the book is the datasets page, saying how to get them
         return chapters, skipped
-    chapters += _ablations(p, book, [d for _, d in targets])
+    chapters += ablations
     main_arms = [_arm(p, d, m) for _, d in targets for m in p["methods"]]
     chapters.append(Chapter(f"{book}/summary.ipynb", "summary", "Summary: the paper's claims",
                             dict(arms=main_arms, double=[_double_arms(p, spec) for spec in _doubles(p, targets)],
@@ -127,14 +116,31 @@ def plan(p: dict) -> tuple[list[Chapter], list[str]]:
     return chapters, skipped
 
 
+def _pretraining(p: dict, book: str, arms: list[dict]) -> list[Chapter]:
+    """One notebook per distinct SimCLR checkpoint the arms need, in a part before the runs."""
+    pretraining, seen_pools = [], set()
+    for arm in arms:
+        if arm["method"] in ("ssl", "tl+ssl"):
+            key = (arm["method"], tuple(ssl_pool(arm["dataset"], arm["ssl_candidates"])))
+            if key not in seen_pools:
+                seen_pools.add(key)
+                pretraining.append(Chapter(f"{book}/ssl/{arm['method'].replace('+', '_')}-{arm['dataset']}.ipynb",
+                                           "ssl_pretraining", f"SimCLR pool for {arm['dataset']} ({arm['method']})",
+                                           dict(arm=arm)))
+    if not pretraining:
+        return []
+    return [Chapter(f"{book}/ssl/index.ipynb", "ssl_pretraining", "SimCLR pretraining",
+                    pretraining[0].parameters, tuple(pretraining[1:]), part="Pretraining")]
+
+
 def _doubles(p: dict, targets) -> list[dict]:
     names = {d for _, d in targets}
     return [s for s in p.get("ablations", {}).get("double", []) if s["target"] in names and available(s["intermediate"])]
 
 
 def _double_arms(p: dict, spec: dict) -> list[dict]:
-    return [_arm(p, spec["target"], m, **variant) for m in spec["methods"]
-            for variant in ({}, {"intermediate": spec["intermediate"]})]
+    stage1 = {"intermediate": spec["intermediate"], **spec.get("finetune", {})}  # stage 1's own settings
+    return [_arm(p, spec["target"], m, **variant) for m in spec["methods"] for variant in ({}, stage1)]
 
 
 def _ablations(p: dict, book: str, names: list[str]) -> list[Chapter]:
@@ -153,6 +159,16 @@ def _ablations(p: dict, book: str, names: list[str]) -> list[Chapter]:
         chapters.append(Chapter(f"{book}/ablations/{key}.ipynb", "comparison", f"Ablation: {key}",
                                 dict(arms=arms, by=f"method,{by}", gallery=[], title=f"Ablation: {key}"), sections,
                                 part="Ablations"))
+    spec = ablations.get("imagenet_then_simclr")
+    if spec:  # TL+SSL: SimCLR continued from the ImageNet weights, beside the arms it combines
+        arms = [_arm(p, d, m) for d in spec["targets"] if d in names for m in spec["methods"]]
+        sections = tuple(Chapter(f"{book}/ablations/imagenet_then_simclr/{a['dataset']}-{a['method'].replace('+', '_')}"
+                                 ".ipynb", "finetune", f"{a['dataset']}: {a['method']}", dict(arm=a))
+                         for a in arms if a["method"] not in p["methods"])
+        chapters.append(Chapter(f"{book}/ablations/imagenet_then_simclr.ipynb", "comparison",
+                                "Ablation: SimCLR after ImageNet (TL+SSL)",
+                                dict(arms=arms, by="method", gallery=[], title="Ablation: SimCLR after ImageNet (TL+SSL)"),
+                                sections, part="Ablations"))
     doubles = _doubles(p, [(None, n) for n in names])
     if doubles:
         arms = [a for spec in doubles for a in _double_arms(p, spec)]
@@ -202,8 +218,10 @@ def execute(chapter: Chapter, root: Path, *, force: bool, report: StudyReport) -
 
     out = root / chapter.path
     if out.is_file() and not force:
-        report.reused.append(chapter.path)
-        return
+        if _recorded_parameters(out) == _expected_parameters(chapter):
+            report.reused.append(chapter.path)
+            return
+        report.stale.append(chapter.path)  # made with other parameters: the study file changed since
     out.parent.mkdir(parents=True, exist_ok=True)
     partial = out.with_name(f".{out.name}.partial.ipynb")
     start = time.perf_counter()
@@ -263,10 +281,19 @@ def build_book(root: Path) -> int:
     return subprocess.call([str(exe), "build", "--warningiserror", "--keep-going", str(root)])
 
 
-def committed_parameter_mismatches(profile: str, root: Path | None = None) -> list[str]:
-    """Chapters in book/PROFILE whose recorded papermill parameters differ from what study.yml now says."""
+def _recorded_parameters(path: Path) -> dict:
     import nbformat
 
+    return nbformat.read(path, as_version=4).metadata.get("papermill", {}).get("parameters", {})
+
+
+def _expected_parameters(chapter: Chapter) -> dict:
+    """The parameters papermill records for ``chapter``, as they read back from the notebook's JSON."""
+    return json.loads(json.dumps(dict(chapter.parameters, chapter_title=chapter.title)))
+
+
+def committed_parameter_mismatches(profile: str, root: Path | None = None) -> list[str]:
+    """Chapters in book/PROFILE whose recorded papermill parameters differ from what study.yml now says."""
     root = root or study_root()
     chapters, _ = plan(load_profile(profile, root / STUDY_FILE))
     problems = []
@@ -275,8 +302,7 @@ def committed_parameter_mismatches(profile: str, root: Path | None = None) -> li
         if not path.is_file():
             problems.append(f"{c.path}: missing")
             continue
-        recorded = nbformat.read(path, as_version=4).metadata.get("papermill", {}).get("parameters", {})
-        expected = json.loads(json.dumps(dict(c.parameters, chapter_title=c.title)))
+        recorded, expected = _recorded_parameters(path), _expected_parameters(c)
         if recorded != expected:
             changed = sorted(k for k in set(recorded) | set(expected) if recorded.get(k) != expected.get(k))
             problems.append(f"{c.path}: parameters differ from study.yml ({', '.join(changed)})")

@@ -68,6 +68,8 @@ class FinetuneConfig:
     unfreeze_stages: int = 2
     epochs: int = 12
     intermediate_epochs: int = 6
+    # stage 1's own cap (None: its whole training split); max_train_images caps the target only
+    intermediate_max_train_images: int | None = None
     batch_size: int = 32
     optimizer: str = "adamw"  # adamw | sgd
     lr: float = 1e-3
@@ -95,8 +97,9 @@ class FinetuneConfig:
                               f"'medimg pretrain-ssl{' --init imagenet' if self.method == 'tl+ssl' else ''}'")
         if self.method == "scratch" and self.weights not in (None, "random"):
             raise MedimgError("--method scratch starts from random weights: drop --weights")
-        if self.max_train_images is not None and self.max_train_images < 2:
-            raise MedimgError("max_train_images must be at least 2 (or unset for the whole training split)")
+        for name in ("max_train_images", "intermediate_max_train_images"):
+            if getattr(self, name) is not None and getattr(self, name) < 2:
+                raise MedimgError(f"{name} must be at least 2 (or unset for the whole training split)")
         if min(self.epochs, self.batch_size, self.size) < 1 or self.head_epochs < 0:
             raise MedimgError("epochs, batch size and size must be positive")
 
@@ -107,7 +110,10 @@ class FinetuneConfig:
         return self.weights or "auto"
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        d = asdict(self)
+        if d["intermediate_max_train_images"] is None:  # added later: runs named before it keep their names
+            del d["intermediate_max_train_images"]
+        return d
 
     @classmethod
     def from_dict(cls, d: dict) -> "FinetuneConfig":
@@ -337,7 +343,8 @@ def finetune(config: FinetuneConfig, run_dir: Path, *, settings: TrainerSettings
     if intermediate is not None:
         stage_dir = run_dir / "stage1"
         done = stage_dir / "stage.json"
-        stage_config = replace(config, dataset=config.intermediate)
+        stage_config = replace(config, dataset=config.intermediate,
+                               max_train_images=config.intermediate_max_train_images)
         if resuming and done.is_file():  # stage 1 finished before the interruption
             stage1 = _reload_stage(done, model)
         else:

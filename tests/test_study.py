@@ -25,6 +25,13 @@ def test_quick_profile_is_the_study_the_issue_asks_for():
     # one architecture for every arm: only the initialisation differs
     assert {a["finetune"]["arch"] for a in runs} == {"mobilenetv2_100"}
     assert {a["method"] for a in runs} == {"tl", "ssl", "tl+ssl", "scratch"}
+    # every target compares TL, SSL and scratch; TL+SSL on at least one grey and one colour target
+    comparisons = {c.parameters["title"]: c.parameters["arms"] for c in flatten(chapters) if c.template == "comparison"}
+    for dataset in (*p["targets"]["grey"], *p["targets"]["colour"]):
+        arms = comparisons[f"{dataset}: TL vs SSL vs scratch"]
+        assert [a["method"] for a in arms] == ["tl", "ssl", "scratch"] and {a["dataset"] for a in arms} == {dataset}
+    tl_ssl = {a["dataset"] for a in runs if a["method"] == "tl+ssl"}
+    assert tl_ssl & set(p["targets"]["grey"]) and tl_ssl & set(p["targets"]["colour"])
     assert any(a["finetune"].get("augment") for a in runs) and any(a["finetune"].get("balance") == "down" for a in runs)
     doubles = {(a["dataset"], a["finetune"]["intermediate"]) for a in runs if a["finetune"].get("intermediate")}
     assert doubles == {("iq_othnccd_lung_ct", "pneumoniamnist"), ("ham10000_224", "ham10000_224_large")}
@@ -90,6 +97,15 @@ def test_driver_runs_a_profile_end_to_end(tmp_path, monkeypatch):
 
     again = study.run_study("smoke", build=False)
     assert again.executed == [] and len(again.reused) == len(flatten(chapters))
+
+    # a chapter whose parameters changed in the study file is executed again, not reused
+    text = (root / "study.yml").read_text()
+    assert text.count("    gallery: [tl, ssl]\n    ablations: {}\n") == 1
+    (root / "study.yml").write_text(text.replace("    gallery: [tl, ssl]\n    ablations: {}\n",
+                                                 "    gallery: [tl]\n    ablations: {}\n"))
+    changed = study.run_study("smoke", build=False, only="comparison")
+    assert changed.failed == {} and len(changed.executed) == 2 and changed.stale == changed.executed
+    assert committed_parameter_mismatches("smoke", root) == []
 
     # a broken chapter is reported with its cell, and the others still run
     text = (root / "study.yml").read_text()

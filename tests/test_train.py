@@ -95,16 +95,28 @@ def test_killed_run_resumes_to_the_same_result(tmp_path):
 
 def test_double_finetuning_keeps_both_stages(tmp_path):
     config = FinetuneConfig("synthetic_grey", "scratch", intermediate=str(_grey_folder(tmp_path)),
-                            grey_as="replicate", intermediate_epochs=2, **SMALL)
+                            grey_as="replicate", intermediate_epochs=2, max_train_images=50,
+                            intermediate_max_train_images=12, **SMALL)
     metrics = finetune(config, tmp_path / "run", settings=FAST)
+    # each stage has its own cap: stage 1 trains on 12 images, the target on 50
+    assert sum(metrics["balance"]["counts_before"].values()) == 50
     history = pd.read_csv(tmp_path / "run" / "history.csv")
     assert list(dict.fromkeys(history["stage"])) == ["intermediate", "target"]
     assert metrics["intermediate"]["epochs_run"] == 2 and metrics["test"]["n"] == 60
     stage1 = json.loads((tmp_path / "run" / "stage1" / "stage.json").read_text())
     assert len(stage1["history"]) == 2
+    assert sum(stage1["balance"]["counts_before"].values()) == 12
     # the target head is new: the intermediate set has 2 classes, the target 3
     state = torch.load(tmp_path / "run" / "best.ckpt", map_location="cpu", weights_only=True)["state_dict"]
     assert state["model.fc.weight"].shape[0] == 3
+
+
+def test_a_stage_one_cap_leaves_the_names_of_earlier_runs_alone():
+    """Study runs are named by a hash of to_dict(): a field added with its default must not rename them."""
+    assert "intermediate_max_train_images" not in FinetuneConfig("breastmnist", "scratch").to_dict()
+    capped = FinetuneConfig("breastmnist", "scratch", intermediate="pneumoniamnist", intermediate_max_train_images=9)
+    assert capped.to_dict()["intermediate_max_train_images"] == 9
+    assert FinetuneConfig.from_dict(capped.to_dict()) == capped
 
 
 def _grey_folder(tmp_path):

@@ -1,0 +1,58 @@
+"""The verdicts on the paper's claims follow the rule the summary chapter prints, from comparison tables."""
+from types import SimpleNamespace
+
+import pandas as pd
+
+from medimg.claims import above_chance, double_claim, grey_colour_table, modality_claims
+
+
+def pair_row(dataset, modality, a, b, difference, significant):
+    return dict(dataset=dataset, modality=modality, arm_a=a, arm_b=b, mean_difference=difference,
+                low=difference - 0.02, high=difference + 0.02, p_holm=0.01 if significant else 0.4,
+                significant=significant, winner=a if difference > 0 else b)
+
+
+def comparison(tests, summary=(), classes=None):
+    runs = [SimpleNamespace(dataset=d, classes=tuple(range(k))) for d, k in (classes or {}).items()]
+    return SimpleNamespace(tests=pd.DataFrame(tests), summary=pd.DataFrame(list(summary)), runs=runs)
+
+
+def test_modality_claims_hold_contradict_or_leave_undecided():
+    tests = [pair_row("c1", "colour", "tl", "ssl", 0.10, True), pair_row("c2", "colour", "tl", "ssl", 0.05, True),
+             pair_row("c3", "colour", "tl", "ssl", -0.01, False),
+             # grey: written the other way round (ssl vs tl), so the orientation must be flipped
+             pair_row("g1", "grey", "ssl", "tl", -0.08, True), pair_row("g2", "grey", "ssl", "tl", -0.06, True),
+             pair_row("g3", "grey", "ssl", "tl", 0.02, False)]
+    colour, grey = modality_claims(comparison(tests))
+    assert colour["verdict"] == "holds" and colour["datasets"] == 3
+    assert "tl significantly better on 2 of 3" in colour["evidence"]
+    assert grey["verdict"] == "contradicted" and "tl significantly better on 2" in grey["evidence"]
+    # one significant loss is enough to stop a claim from holding
+    tests[2] = pair_row("c3", "colour", "tl", "ssl", -0.05, True)
+    assert modality_claims(comparison(tests))[0]["verdict"] == "not decided"
+
+
+def test_double_claim_compares_the_gains_of_tl_and_ssl():
+    def rows(tl_gain, ssl_gain, tl_significant):
+        return [pair_row("d1", "grey", "tl/double", "tl/single", tl_gain, tl_significant),
+                pair_row("d1", "grey", "ssl/double", "ssl/single", ssl_gain, False)]
+
+    assert double_claim(comparison(rows(0.08, 0.01, True)))["verdict"] == "holds"
+    assert double_claim(comparison(rows(-0.03, 0.02, False)))["verdict"] == "contradicted"
+    assert double_claim(comparison(rows(0.03, 0.01, False)))["verdict"] == "not decided"
+    assert double_claim(None)["verdict"] == "not tested"
+
+
+def test_above_chance_uses_the_balanced_accuracy_interval_and_the_class_count():
+    summary = [dict(dataset="two", modality="grey", arm="tl", seeds=5, balanced_accuracy_low=0.55,
+                    accuracy=0.8, accuracy_low=0.78, accuracy_high=0.82, majority_accuracy=0.73),
+               dict(dataset="two", modality="grey", arm="ssl", seeds=5, balanced_accuracy_low=0.50,
+                    accuracy=0.73, accuracy_low=0.73, accuracy_high=0.73, majority_accuracy=0.73),
+               dict(dataset="five", modality="colour", arm="tl", seeds=5, balanced_accuracy_low=0.25,
+                    accuracy=0.4, accuracy_low=0.35, accuracy_high=0.45, majority_accuracy=0.3)]
+    main = comparison([pair_row("two", "grey", "tl", "ssl", 0.07, True)], summary, {"two": 2, "five": 5})
+    # a constant prediction scores exactly chance (0.5 for two classes): not above it
+    assert above_chance(main) == {"two": ["tl"], "five": ["tl"]}
+    table = grey_colour_table(main).set_index("dataset")
+    assert table.loc["two", "above_chance"] == "tl" and table.loc["two", "majority"] == 0.73
+    assert table.loc["two", "verdict"] == "tl (significant)" and list(table.index) == ["two", "five"]
