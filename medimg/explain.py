@@ -291,7 +291,7 @@ def explain_run(run_dir, n: int = 16, seed: int = 0, out=None, *, ids: list[str]
                 min_size: int = 4, steps: int = 10) -> Explanation:
     """Grad-CAM of the run in ``run_dir`` on ``n`` test images (or on ``ids``), each map for the predicted class.
 
-    With ``out``, writes ``gradcam.npz`` (maps, images, ids), ``gradcam.png`` (the gallery) and
+    With ``out``, writes ``gradcam.npz`` (maps, ids), ``gradcam.png`` (the gallery) and
     ``gradcam.json`` (summary) there; an existing ``gradcam.json`` is only replaced with ``force``.
     """
     from .run_model import load_run
@@ -321,18 +321,18 @@ def explain_run(run_dir, n: int = 16, seed: int = 0, out=None, *, ids: list[str]
     name, layer = pick_target_layer(run.model, run.config.size, run.preprocess.in_chans, min_size)
     size = {k: hw for k, _, hw in layer_sizes(run.model, run.config.size, run.preprocess.in_chans)}[name]
     maps = gradcam_maps(run.model, x, targets, layer)
-    images = run.data.decoded.images[positions]
     result = Explanation(
         run_dir=str(run_dir), arch=run.config.arch, method=run.config.method, classes=run.classes, ids=list(ids),
         true=rows["true"].tolist(), predicted=rows["predicted"].tolist(),
         probability=probs[np.arange(len(ids)), targets], maps=maps,
-        images=np.repeat(images, 3, axis=-1) if images.shape[-1] == 1 else images, layer=name, layer_size=size,
+        images=_shown_images(run.data, positions), layer=name, layer_size=size,
         randomisation=randomisation_check(run.model, x, targets, name, seed, maps=maps),
         deletion=deletion_score(run.model, x, targets, maps, steps=steps, seed=seed),
         reproduced_max_abs_diff=diff, n=len(ids), seed=seed)
     if out is not None:
         with atomic_path(Path(out) / "gradcam.npz") as tmp, open(tmp, "wb") as fh:
-            np.savez_compressed(fh, maps=result.maps, images=result.images, ids=np.array(result.ids))
+            # no images: they are the dataset's, read back from the data directory by id
+            np.savez_compressed(fh, maps=result.maps, ids=np.array(result.ids))
         from .plots.gradcam import gradcam_grid
 
         with atomic_path(Path(out) / "gradcam.png") as tmp:
@@ -342,21 +342,40 @@ def explain_run(run_dir, n: int = 16, seed: int = 0, out=None, *, ids: list[str]
 
 
 
-def load_explanation(out) -> Explanation:
-    """An explanation written by :func:`explain_run` (``gradcam.json`` and ``gradcam.npz`` in ``out``)."""
+def _shown_images(data, positions) -> np.ndarray:
+    """The images at ``positions`` as the gallery shows them: (N, H, W, 3) uint8, grey copied to 3 channels."""
+    images = data.decoded.images[np.asarray(positions)]
+    return np.repeat(images, 3, axis=-1) if images.shape[-1] == 1 else images
+
+
+def load_explanation(out, run_dir=None) -> Explanation:
+    """An explanation written by :func:`explain_run` (``gradcam.json`` and ``gradcam.npz`` in ``out``).
+
+    The images come from the data directory, by id, through the run's data settings: ``run_dir``,
+    or the run directory recorded in ``gradcam.json`` (which a moved or cloned folder no longer has).
+    """
     import json
+
+    from .run_model import image_positions, load_run_data
 
     out = Path(out)
     try:
         summary = json.loads((out / "gradcam.json").read_text())
-        arrays = np.load(out / "gradcam.npz")
-    except (OSError, ValueError) as err:
+        with np.load(out / "gradcam.npz") as arrays:
+            maps, ids = arrays["maps"], arrays["ids"].tolist()
+    except (OSError, ValueError, KeyError) as err:
         raise MedimgError(f"cannot read the Grad-CAM result in {out} ({err}): rerun 'medimg gradcam' with --force")
+    if ids != summary["ids"]:
+        raise MedimgError(f"{out / 'gradcam.npz'} and gradcam.json name different images: rerun 'medimg gradcam' "
+                          f"with --force")
+    run_dir = Path(run_dir or summary["run_dir"])
+    _, _, data = load_run_data(run_dir)
+    images = _shown_images(data, image_positions(data, ids, run_dir))
     d = summary["deletion"]
     return Explanation(
-        run_dir=summary["run_dir"], arch=summary["arch"], method=summary["method"], classes=summary["classes"],
+        run_dir=str(run_dir), arch=summary["arch"], method=summary["method"], classes=summary["classes"],
         ids=summary["ids"], true=summary["true"], predicted=summary["predicted"],
-        probability=np.asarray(summary["probability"]), maps=arrays["maps"], images=arrays["images"],
+        probability=np.asarray(summary["probability"]), maps=maps, images=images,
         layer=summary["layer"], layer_size=tuple(summary["layer_size"]), randomisation=summary["randomisation"],
         deletion=dict(auc=np.asarray(d["auc"]), random_auc=np.asarray(d["random_auc"]),
                       fractions=np.linspace(0, 1, d["steps"] + 1)),
@@ -367,9 +386,9 @@ def gallery(run_dirs: dict[str, Path], n: int = 8, seed: int = 0) -> dict[str, E
     """Grad-CAM of the same ``n`` test images for each arm's run, kept in ``RUN_DIR/gradcam``.
 
     Computed once (that needs the run's ``best.ckpt``) and read back afterwards, so a book built
-    from committed results shows its galleries without the checkpoints.
+    from committed results shows its galleries without the checkpoints (the images come from the data directory).
     """
-    cached = {arm: load_explanation(Path(d) / "gradcam") for arm, d in run_dirs.items()
+    cached = {arm: load_explanation(Path(d) / "gradcam", run_dir=d) for arm, d in run_dirs.items()
               if (Path(d) / "gradcam" / "gradcam.json").is_file()}
     ids = next(iter(cached.values())).ids if cached else common_gallery(list(run_dirs.values()), n, seed)
     return {arm: cached[arm] if arm in cached and cached[arm].ids == ids

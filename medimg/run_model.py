@@ -40,12 +40,7 @@ class LoadedRun:
 
     def positions(self, ids) -> np.ndarray:
         """Positions of image ``ids`` in ``data.decoded``."""
-        where = {id_: i for i, id_ in enumerate(self.data.decoded.ids)}
-        missing = [i for i in ids if i not in where]
-        if missing:
-            raise MedimgError(f"{len(missing)} image ids (e.g. {missing[0]!r}) are not in {self.config.dataset}: "
-                              f"pick ids from {self.run_dir / 'predictions.csv'}")
-        return np.array([where[i] for i in ids], dtype=np.int64)
+        return image_positions(self.data, ids, self.run_dir)
 
     def inputs(self, positions) -> torch.Tensor:
         """Model inputs (N, C, H, W) for the images at ``positions``."""
@@ -53,8 +48,18 @@ class LoadedRun:
         return torch.stack([self.preprocess(torch.from_numpy(np.array(im)).permute(2, 0, 1)) for im in images])
 
 
-def load_run(run_dir) -> LoadedRun:
-    """Load a finished fine-tuning run: model from ``best.ckpt``, config, preprocessing and data."""
+def image_positions(data: PreparedData, ids, run_dir) -> np.ndarray:
+    """Positions of image ``ids`` in ``data.decoded`` (the data of the run in ``run_dir``)."""
+    where = {id_: i for i, id_ in enumerate(data.decoded.ids)}
+    missing = [i for i in ids if i not in where]
+    if missing:
+        raise MedimgError(f"{len(missing)} image ids (e.g. {missing[0]!r}) are not in {data.config.dataset}: "
+                          f"pick ids from {Path(run_dir) / 'predictions.csv'}")
+    return np.array([where[i] for i in ids], dtype=np.int64)
+
+
+def load_run_data(run_dir) -> tuple[FinetuneConfig, dict, PreparedData]:
+    """A finished run's config, metrics and target data as the run saw it; no network is built."""
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
         raise MedimgError(f"run directory {run_dir} is missing: pass a directory written by medimg finetune --out")
@@ -72,6 +77,13 @@ def load_run(run_dir) -> LoadedRun:
         raise MedimgError(f"{config.dataset} has changed since {run_dir} was trained (fingerprint "
                           f"{data.source.fingerprint[:12]} != {saved['fingerprint'][:12]}): "
                           f"explain it on the data it saw")
+    return config, metrics, data
+
+
+def load_run(run_dir) -> LoadedRun:
+    """Load a finished fine-tuning run: model from ``best.ckpt``, config, preprocessing and data."""
+    run_dir = Path(run_dir)
+    config, metrics, data = load_run_data(run_dir)
     classes = list(data.classes)
     pre = metrics["preprocess"]
     preprocess = Preprocess(**{**pre, "mean": tuple(pre["mean"]), "std": tuple(pre["std"])})

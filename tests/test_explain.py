@@ -9,8 +9,8 @@ import torch
 
 from conftest import SHARED_DATA
 from medimg.errors import MedimgError
-from medimg.explain import (common_gallery, deletion_score, explain_run, gradcam_maps, layer_sizes, pick_target_layer,
-                            randomisation_check, randomised_copy, select_gallery)
+from medimg.explain import (common_gallery, deletion_score, explain_run, gradcam_maps, layer_sizes, load_explanation,
+                            pick_target_layer, randomisation_check, randomised_copy, select_gallery)
 from medimg.run_model import load_run, read_predictions
 
 ARCHS = ("legacy_xception", "resnet50", "mobilenetv2_100")
@@ -182,9 +182,14 @@ def test_explain_run_end_to_end(breast_runs, tmp_path):
     assert summary["predicted"] == table.loc[result.ids, "predicted"].tolist()
     assert {"malignant", "normal, benign"} <= set(summary["true"])  # both classes shown
     with np.load(out / "gradcam.npz") as saved_arrays:
-        assert saved_arrays["maps"].shape == (8, 28, 28) and saved_arrays["images"].shape == (8, 28, 28, 3)
-        assert saved_arrays["images"].dtype == np.uint8 and saved_arrays["ids"].tolist() == result.ids
+        # the dataset's images are not copied into the result: they are read back from the data directory
+        assert set(saved_arrays.files) == {"maps", "ids"}
+        assert saved_arrays["maps"].shape == (8, 28, 28) and saved_arrays["ids"].tolist() == result.ids
         assert np.array_equal(saved_arrays["maps"], result.maps)
+    reloaded = load_explanation(out, run_dir=breast_runs["scratch"])
+    assert reloaded.images.shape == (8, 28, 28, 3) and reloaded.images.dtype == np.uint8
+    assert np.array_equal(reloaded.images, result.images) and np.array_equal(reloaded.maps, result.maps)
+    assert reloaded.ids == result.ids and reloaded.layer == result.layer
     with pytest.raises(MedimgError, match="gradcam.json already exists.*force"):
         explain_run(breast_runs["scratch"], n=8, seed=0, out=out)
     again = explain_run(breast_runs["scratch"], n=8, seed=0, out=out, force=True)
