@@ -153,32 +153,30 @@ def _ablations(p: dict, book: str, names: list[str]) -> list[Chapter]:
         variant = setting or {"balance": spec.get("mode", "down")}
         arms = [_arm(p, d, m, **v) for d in spec["targets"] if d in names for m in spec["methods"]
                 for v in ({}, variant)]
-        sections = tuple(Chapter(f"{book}/ablations/{key}/{a['dataset']}-{a['method'].replace('+', '_')}.ipynb",
-                                 "finetune", f"{a['dataset']}: {a['method']} with {key}", dict(arm=a))
-                         for a in arms if a["finetune"].get(by, None) not in (None, False, "none"))
-        chapters.append(Chapter(f"{book}/ablations/{key}.ipynb", "comparison", f"Ablation: {key}",
-                                dict(arms=arms, by=f"method,{by}", gallery=[], title=f"Ablation: {key}"), sections,
-                                part="Ablations"))
+        chapters.append(_ablation(book, key, f"Ablation: {key}", arms, f"method,{by}",
+                                  [(f"{a['method']} with {key}", a) for a in arms
+                                   if a["finetune"].get(by, None) not in (None, False, "none")]))
     spec = ablations.get("imagenet_then_simclr")
     if spec:  # TL+SSL: SimCLR continued from the ImageNet weights, beside the arms it combines
         arms = [_arm(p, d, m) for d in spec["targets"] if d in names for m in spec["methods"]]
-        sections = tuple(Chapter(f"{book}/ablations/imagenet_then_simclr/{a['dataset']}-{a['method'].replace('+', '_')}"
-                                 ".ipynb", "finetune", f"{a['dataset']}: {a['method']}", dict(arm=a))
-                         for a in arms if a["method"] not in p["methods"])
-        chapters.append(Chapter(f"{book}/ablations/imagenet_then_simclr.ipynb", "comparison",
-                                "Ablation: SimCLR after ImageNet (TL+SSL)",
-                                dict(arms=arms, by="method", gallery=[], title="Ablation: SimCLR after ImageNet (TL+SSL)"),
-                                sections, part="Ablations"))
+        chapters.append(_ablation(book, "imagenet_then_simclr", "Ablation: SimCLR after ImageNet (TL+SSL)", arms,
+                                  "method", [(a["method"], a) for a in arms if a["method"] not in p["methods"]]))
     doubles = _doubles(p, [(None, n) for n in names])
     if doubles:
         arms = [a for spec in doubles for a in _double_arms(p, spec)]
-        sections = tuple(Chapter(f"{book}/ablations/double/{a['dataset']}-{a['method'].replace('+', '_')}.ipynb",
-                                 "finetune", f"{a['dataset']}: {a['method']} after {a['finetune']['intermediate']}",
-                                 dict(arm=a)) for a in arms if a["finetune"].get("intermediate"))
-        chapters.append(Chapter(f"{book}/ablations/double.ipynb", "comparison", "Ablation: double fine-tuning",
-                                dict(arms=arms, by="method,double", gallery=[], title="Ablation: double fine-tuning"),
-                                sections, part="Ablations"))
+        chapters.append(_ablation(book, "double", "Ablation: double fine-tuning", arms, "method,double",
+                                  [(f"{a['method']} after {a['finetune']['intermediate']}", a)
+                                   for a in arms if a["finetune"].get("intermediate")]))
     return chapters
+
+
+def _ablation(book: str, key: str, title: str, arms: list[dict], by: str, new: list[tuple[str, dict]]) -> Chapter:
+    """An ablation's comparison of ``arms`` by ``by``, with a fine-tuning section for each (label, arm) in
+    ``new``: the arms no earlier chapter runs."""
+    sections = tuple(Chapter(f"{book}/ablations/{key}/{a['dataset']}-{a['method'].replace('+', '_')}.ipynb",
+                             "finetune", f"{a['dataset']}: {label}", dict(arm=a)) for label, a in new)
+    return Chapter(f"{book}/ablations/{key}.ipynb", "comparison", title,
+                   dict(arms=arms, by=by, gallery=[], title=title), sections, part="Ablations")
 
 
 def profile_datasets(p: dict) -> list[str]:
