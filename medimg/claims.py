@@ -11,6 +11,7 @@ from __future__ import annotations
 import pandas as pd
 
 from .evaluate.compare import Comparison
+from .evaluate.tables import interval_cell
 
 
 def _pair_rows(tests: pd.DataFrame, a: str, b: str) -> pd.DataFrame:
@@ -81,23 +82,38 @@ def double_claim(double: Comparison | None, tl: str = "tl", ssl: str = "ssl") ->
     return dict(claim=claim, verdict=verdict, evidence=evidence, datasets=n)
 
 
+def _above_chance(main: Comparison) -> dict[str, dict[str, bool]]:
+    """Per dataset, ``{arm: judged by its interval}`` for the arms above chance (see :func:`above_chance`)."""
+    classes = {r.dataset: len(r.classes) for r in main.runs}
+    out = {}
+    for dataset, group in main.summary.groupby("dataset", sort=False):
+        has_interval = group["balanced_accuracy_low"].notna()
+        bound = group["balanced_accuracy_low"].where(has_interval, group["balanced_accuracy"])
+        out[dataset] = {a: bool(i) for a, b, i in zip(group["arm"], bound, has_interval) if b > 1 / classes[dataset]}
+    return out
+
+
 def above_chance(main: Comparison) -> dict[str, list[str]]:
     """Per dataset, the arms whose balanced accuracy interval over seeds lies wholly above chance.
 
     Chance is one over the number of classes: what a model that ignores the image scores (always the
     majority class, say). Where no arm clears it, the arms learned nothing the class prior does not
-    give, and their comparison says nothing about the claims.
+    give, and their comparison says nothing about the claims. An arm with a single seed has no
+    interval (see :func:`medimg.evaluate.stats.seed_summary`): its seed's balanced accuracy must
+    then exceed chance, weaker evidence that :func:`grey_colour_table` marks.
     """
-    classes = {r.dataset: len(r.classes) for r in main.runs}
-    return {dataset: [a for a, low in zip(group["arm"], group["balanced_accuracy_low"]) if low > 1 / classes[dataset]]
-            for dataset, group in main.summary.groupby("dataset", sort=False)}
+    return {dataset: list(arms) for dataset, arms in _above_chance(main).items()}
 
 
 def grey_colour_table(main: Comparison, arms=("tl", "ssl", "scratch")) -> pd.DataFrame:
     """One row per dataset: each arm's mean accuracy with its interval, the majority class's accuracy,
-    the arms above chance, the winner of TL vs SSL and its Holm p."""
+    the arms above chance, the winner of TL vs SSL and its Holm p.
+
+    An interval that cannot be computed (one seed) shows as "—" followed by the reason in parentheses,
+    and so does an arm above chance by its single seed's value rather than an interval.
+    """
     s = main.summary
-    learned = above_chance(main)
+    learned = _above_chance(main)
     rows = []
     for dataset, group in s.groupby("dataset", sort=False):
         by_arm = group.set_index("arm")
@@ -105,9 +121,11 @@ def grey_colour_table(main: Comparison, arms=("tl", "ssl", "scratch")) -> pd.Dat
         for arm in arms:
             if arm in by_arm.index:
                 r = by_arm.loc[arm]
-                row[arm] = f"{r['accuracy']:.3f} [{r['accuracy_low']:.3f}, {r['accuracy_high']:.3f}]"
+                row[arm] = interval_cell(r["accuracy"], r["accuracy_low"], r["accuracy_high"],
+                                         reason=r.get("accuracy_note"))
+        above = [a if by_interval else f"{a} (1 seed: no interval)" for a, by_interval in learned[dataset].items()]
         row.update(majority=round(float(group["majority_accuracy"].iloc[0]), 3),
-                   above_chance=", ".join(learned[dataset]) or "none")
+                   above_chance=", ".join(above) or "none")
         pair = _pair_rows(main.tests, "tl", "ssl") if not main.tests.empty else pd.DataFrame()
         pair = pair[pair["dataset"] == dataset] if not pair.empty else pair
         if len(pair):

@@ -33,10 +33,26 @@ def _cmd_describe(args) -> int:
     from .data import DataConfig, describe, format_description, prepare
 
     config = DataConfig(dataset=args.dataset, size=args.size, split_seed=args.split_seed,
-                        medmnist_size=args.medmnist_size)
+                        medmnist_size=args.medmnist_size, intensity=args.intensity,
+                        near_duplicate_distance=args.near_duplicate_distance)
     info = describe(prepare(config, progress=not args.json and sys.stderr.isatty()))
     print(json.dumps(info, indent=1) if args.json else format_description(info))
     return 0
+
+
+def _add_data_options(p) -> None:
+    """How files become pixels and splits: the same options for describe, finetune and pretrain-ssl."""
+    from .data.intensity import CHOICES
+    from .data.splits import DEFAULT_NEAR_DUPLICATE_DISTANCE
+
+    p.add_argument("--intensity", default="auto",
+                   help=f"how images stored beyond 8 bits become pixels, one rule for the whole dataset: "
+                        f"{', '.join(CHOICES)} (default auto: the bit depth for unsigned images, the dataset's "
+                        f"range for signed or float ones)")
+    p.add_argument("--near-duplicate-distance", default=DEFAULT_NEAR_DUPLICATE_DISTANCE,
+                   type=lambda v: None if v.lower() == "none" else int(v),
+                   help=f"keep images whose 256-bit difference hashes differ in at most this many bits in one split "
+                        f"(default {DEFAULT_NEAR_DUPLICATE_DISTANCE}; none: exact duplicates only)")
 
 
 def _trainer_settings(args):
@@ -68,7 +84,8 @@ def _cmd_finetune(args) -> int:
     config = FinetuneConfig(
         dataset=args.dataset, method=args.method, arch=args.arch, weights=args.weights,
         intermediate=args.intermediate, allow_overlap=args.allow_overlap, size=args.size,
-        medmnist_size=args.medmnist_size, split_seed=args.split_seed, grey_as=args.grey_as, augment=args.augment,
+        medmnist_size=args.medmnist_size, split_seed=args.split_seed, intensity=args.intensity,
+        near_duplicate_distance=args.near_duplicate_distance, grey_as=args.grey_as, augment=args.augment,
         balance=args.balance, max_train_images=args.max_train_images,
         intermediate_max_train_images=args.intermediate_max_train_images, recipe=args.recipe,
         head_epochs=args.head_epochs, unfreeze_stages=args.unfreeze_stages,
@@ -89,7 +106,8 @@ def _cmd_pretrain_ssl(args) -> int:
     config = SSLConfig(datasets=tuple(args.datasets), arch=args.arch, init=args.init, target=args.target,
                        allow_overlap=args.allow_overlap, size=args.size, grey_as=args.grey_as, epochs=args.epochs,
                        batch_size=args.batch_size, lr=args.lr, temperature=args.temperature, seed=args.seed,
-                       split_seed=args.split_seed, max_images=args.max_images)
+                       split_seed=args.split_seed, max_images=args.max_images, intensity=args.intensity,
+                       near_duplicate_distance=args.near_duplicate_distance)
     out = pretrain_ssl(config, Path(args.out), trainer=_trainer_settings(args), force=args.force)
     print(f"wrote {out}: {config.arch} pretrained with SimCLR from {config.init} weights on {', '.join(config.datasets)}")
     return 0
@@ -167,6 +185,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--split-seed", type=int, default=0, help="seed of the generated split (default 0)")
     p.add_argument("--medmnist-size", type=int, default=28, choices=(28, 64, 128, 224),
                    help="which official MedMNIST file to read (default 28)")
+    _add_data_options(p)
     p.add_argument("--json", action="store_true", help="print JSON")
     p.set_defaults(func=_cmd_describe)
 
@@ -186,6 +205,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--size", type=int, default=d["size"].default, help="image size in pixels")
     p.add_argument("--medmnist-size", type=int, default=28, choices=(28, 64, 128, 224))
     p.add_argument("--split-seed", type=int, default=0)
+    _add_data_options(p)
     p.add_argument("--grey-as", default=d["grey_as"].default, choices=("single", "replicate"),
                    help="grey images feed a 1-channel model (single) or are copied to 3 channels (replicate)")
     p.add_argument("--augment", action="store_true", help="rotation, flips, zoom and blur on the training images")
@@ -226,6 +246,7 @@ def build_parser() -> argparse.ArgumentParser:
     for name in ("lr", "temperature"):
         p.add_argument(f"--{name}", type=float, default=d[name].default)
     p.add_argument("--max-images", type=int, help="use a seeded subsample of at most this many images")
+    _add_data_options(p)
     p.add_argument("--out", required=True, help="CKPT.safetensors to write")
     p.add_argument("--force", action="store_true", help="replace an existing CKPT")
     _add_trainer_options(p)
@@ -277,11 +298,27 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _show_medimg_warnings_as_lines(warnings) -> None:
+    """Print medimg's own warnings as one ``medimg: warning: ...`` line each; others as Python does."""
+    from .errors import MedimgWarning
+
+    default = warnings.showwarning
+
+    def show(message, category, filename, lineno, file=None, line=None):
+        if issubclass(category, MedimgWarning):
+            print(f"medimg: warning: {message}", file=sys.stderr)
+        else:
+            default(message, category, filename, lineno, file, line)
+
+    warnings.showwarning = show
+
+
 def main(argv: list[str] | None = None) -> int:
     import warnings
 
     # raised inside pytorch-lightning 2.6 by torch 2.14; nothing a user can act on
     warnings.filterwarnings("ignore", message=".*isinstance.treespec, LeafSpec.*")
+    _show_medimg_warnings_as_lines(warnings)
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)

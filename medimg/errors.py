@@ -13,3 +13,15 @@ class MedimgError(Exception):
 
 
 EXIT_USAGE = 2
+
+
+class MedimgWarning(UserWarning):
+    """Something a user should know about their data that does not stop the run (files that are not
+    images, a class without validation images). The CLI prints each as one ``medimg: warning:`` line."""
+
+
+def warn(message: str) -> None:
+    """Issue a :class:`MedimgWarning` (one line), attributed to the caller of the caller."""
+    import warnings
+
+    warnings.warn(" ".join(message.split()), MedimgWarning, stacklevel=3)

@@ -7,7 +7,7 @@ then ``best.ckpt`` is loaded strictly, so a mismatch fails instead of loading ha
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -70,9 +70,8 @@ def load_run_data(run_dir) -> tuple[FinetuneConfig, dict, PreparedData]:
     metrics = json.loads((run_dir / FINISHED_MARKER).read_text())
     config = FinetuneConfig.from_dict(record["run"])
     saved = record["data"]["target"]
-    data = prepare(DataConfig(config.dataset, size=config.size, split_seed=config.split_seed,
-                              split_ratios=tuple(saved.get("split_ratios", DataConfig.split_ratios)),
-                              medmnist_size=config.medmnist_size), progress=False)
+    data = prepare(replace(config.data_config(), split_ratios=tuple(saved.get("split_ratios", DataConfig.split_ratios))),
+                   progress=False)
     if saved.get("fingerprint") not in (None, data.source.fingerprint):
         raise MedimgError(f"{config.dataset} has changed since {run_dir} was trained (fingerprint "
                           f"{data.source.fingerprint[:12]} != {saved['fingerprint'][:12]}): "

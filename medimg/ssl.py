@@ -31,6 +31,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from .data import DataConfig, EpochSampler, LineageCheck, Preprocess, check_lineage, load_images, open_dataset, prepare
 from .data.sources import DatasetSource
+from .data.splits import DEFAULT_NEAR_DUPLICATE_DISTANCE
 from .data.transforms import mix_seed
 from .errors import MedimgError
 from .models.backbones import WeightSource, check_architecture, create_backbone, save_ssl_backbone
@@ -61,6 +62,8 @@ class SSLConfig:
     seed: int = 0
     split_seed: int = 0
     max_images: int | None = None  # a deterministic subsample of the pool, for quick runs
+    intensity: str = "auto"  # how >8-bit intensities become pixels (medimg.data.intensity)
+    near_duplicate_distance: int | None = DEFAULT_NEAR_DUPLICATE_DISTANCE  # split grouping (medimg.data.splits)
 
     def __post_init__(self):
         datasets = (self.datasets,) if isinstance(self.datasets, str) else tuple(self.datasets)
@@ -216,8 +219,9 @@ def pool_images(config: SSLConfig, *, progress: bool = False) -> Pool:
     """Decode every dataset of ``config``, keep its train split, and pool them."""
     parts = []
     for name in config.datasets:
-        data = prepare(DataConfig(name, size=config.size, split_seed=config.split_seed,
-                                  medmnist_size=config.medmnist_size), progress=progress)
+        data = prepare(DataConfig(name, size=config.size, split_seed=config.split_seed, medmnist_size=config.medmnist_size,
+                                  intensity=config.intensity, near_duplicate_distance=config.near_duplicate_distance),
+                       progress=progress)
         images, _, idx = data.part("train")
         parts.append((data, images, np.array(data.decoded.sha256)[idx]))
     channels = {d.source.name: d.decoded.channels for d, _, _ in parts}
@@ -288,7 +292,7 @@ def pretrain_ssl(config: SSLConfig, out: Path, *, trainer: TrainerSettings = Tra
         hashes = None
         if target.spec.kind == "folder" and any(s.spec.kind == "folder" for s in pool.sources):
             # folders can hold copies of each other's files: compare what is pooled with the whole target
-            hashes = {target.name: set(load_images(target, config.size, progress=trainer.progress).sha256),
+            hashes = {target.name: set(load_images(target, config.size, intensity=config.intensity, progress=trainer.progress).sha256),
                       **pool.hashes}
         lineage = _check_target(config, target, pool.sources, hashes).to_dict()
 

@@ -31,6 +31,7 @@ from torch.utils.data import DataLoader
 from .atomic import atomic_path
 from .data import Augmentation, DataConfig, EpochSampler, ImageDataset, Preprocess, check_lineage, class_balance, prepare
 from .data.balance import stratified_subsample
+from .data.splits import DEFAULT_NEAR_DUPLICATE_DISTANCE
 from .data.transforms import mix_seed
 from .errors import MedimgError
 from .evaluate.metrics import summary_metrics
@@ -41,6 +42,9 @@ from .runs import prepare_run_dir, write_csv, write_json
 from .trainer_settings import TrainerSettings
 
 METHODS = ("tl", "ssl", "tl+ssl", "scratch")
+# What a config.json written before a field existed meant: splits grouped exact duplicates only, and
+# >8-bit images were stretched per image (no staged dataset has such images, so no committed run used it).
+LEGACY_DEFAULTS = dict(near_duplicate_distance=None, intensity="per-image")
 RECIPES = ("auto", "paper", "linear", "partial", "full")
 log = logging.getLogger(__name__)
 
@@ -58,6 +62,8 @@ class FinetuneConfig:
     size: int = 64
     medmnist_size: int = 28
     split_seed: int = 0
+    intensity: str = "auto"  # how >8-bit intensities become pixels (medimg.data.intensity)
+    near_duplicate_distance: int | None = DEFAULT_NEAR_DUPLICATE_DISTANCE  # split grouping (medimg.data.splits)
     grey_as: str = "replicate"  # grey images: "single" (in_chans=1) or "replicate" (3 channels)
     augment: bool = False
     augmentation: Augmentation = field(default_factory=Augmentation)
@@ -102,12 +108,26 @@ class FinetuneConfig:
                 raise MedimgError(f"{name} must be at least 2 (or unset for the whole training split)")
         if min(self.epochs, self.batch_size, self.size) < 1 or self.head_epochs < 0:
             raise MedimgError("epochs, batch size and size must be positive")
+        # paper: the head alone for head_epochs, then everything; with no epoch left the backbone never trains
+        stages = (("--epochs", self.epochs),) + ((("--intermediate-epochs", self.intermediate_epochs),)
+                                                 if self.intermediate else ())
+        for option, epochs in stages:
+            if self.recipe == "paper" and self.head_epochs >= epochs:
+                raise MedimgError(f"--head-epochs {self.head_epochs} leaves none of {option} {epochs} to train the "
+                                  f"backbone with --recipe paper: lower --head-epochs or raise {option} (or use "
+                                  f"--recipe linear to train the head alone)")
 
     @property
     def weight_spec(self) -> str:
         if self.method == "scratch":
             return "random"
         return self.weights or "auto"
+
+    def data_config(self, dataset: str | None = None) -> DataConfig:
+        """The data settings of the target (or of ``dataset``, e.g. the intermediate one)."""
+        return DataConfig(dataset or self.dataset, size=self.size, split_seed=self.split_seed,
+                          medmnist_size=self.medmnist_size, intensity=self.intensity,
+                          near_duplicate_distance=self.near_duplicate_distance)
 
     def to_dict(self) -> dict:
         d = asdict(self)
@@ -117,7 +137,8 @@ class FinetuneConfig:
 
     @classmethod
     def from_dict(cls, d: dict) -> "FinetuneConfig":
-        d = dict(d)
+        # a config saved before a field existed ran with that field's old behaviour, not today's default
+        d = dict(LEGACY_DEFAULTS, **d)
         d["augmentation"] = Augmentation(**{k: tuple(v) if isinstance(v, list) else v
                                             for k, v in d.get("augmentation", {}).items()})
         return cls(**d)
@@ -223,10 +244,9 @@ class Classifier(pl.LightningModule):
 
 def _loaders(data, preprocess: Preprocess, config: FinetuneConfig, settings: TrainerSettings):
     x_train, y_train, _ = data.part("train")
-    if config.max_train_images:
-        keep = stratified_subsample(y_train, config.max_train_images, random_state=config.split_seed)
+    keep, plan = _training_plan(y_train, config)
+    if keep is not None:
         x_train, y_train = x_train[keep], y_train[keep]
-    plan = class_balance(y_train, config.balance, random_state=config.seed)
     train = ImageDataset(x_train, y_train, preprocess, indices=plan.indices, extra=plan.extra,
                          augment=config.augmentation if config.augment else None, seed=config.seed)
     common = dict(batch_size=config.batch_size, num_workers=settings.num_workers,
@@ -237,6 +257,14 @@ def _loaders(data, preprocess: Preprocess, config: FinetuneConfig, settings: Tra
     evals = {s: DataLoader(ImageDataset(*data.part(s)[:2], preprocess), shuffle=False, **common)
              for s in ("val", "test")}
     return train_loader, evals["val"], evals["test"], plan
+
+
+def _training_plan(y_train: np.ndarray, config: FinetuneConfig):
+    """The training images a stage uses: (positions kept by ``max_train_images``, or None for all; the
+    class-balance plan over the kept labels, whose ``indices`` are what one epoch trains on)."""
+    keep = (stratified_subsample(y_train, config.max_train_images, random_state=config.split_seed)
+            if config.max_train_images else None)
+    return keep, class_balance(y_train if keep is None else y_train[keep], config.balance, random_state=config.seed)
 
 
 def _preprocess(model, channels: int, config: FinetuneConfig) -> Preprocess:
@@ -307,14 +335,13 @@ def finetune(config: FinetuneConfig, run_dir: Path, *, settings: TrainerSettings
     """Run ``config`` into ``run_dir`` (single or double fine-tuning); return metrics.json's content."""
     _quiet_lightning()
     run_dir = Path(run_dir)
-    target = prepare(DataConfig(config.dataset, size=config.size, split_seed=config.split_seed,
-                                medmnist_size=config.medmnist_size), data_dir=data_dir, progress=settings.progress)
+    target = prepare(config.data_config(), data_dir=data_dir, progress=settings.progress)
     intermediate = None
     lineage = None
     if config.intermediate:
-        intermediate = prepare(DataConfig(config.intermediate, size=config.size, split_seed=config.split_seed,
-                                          medmnist_size=config.medmnist_size), data_dir=data_dir,
-                               progress=settings.progress)
+        intermediate = prepare(config.data_config(config.intermediate), data_dir=data_dir, progress=settings.progress)
+        stage_config = replace(config, dataset=config.intermediate,
+                               max_train_images=config.intermediate_max_train_images)
         lineage = check_lineage([intermediate.source, target.source], allow_overlap=config.allow_overlap,
                                 purpose=f"double fine-tuning of {target.source.name} after {intermediate.source.name}",
                                 hashes={d.source.name: set(d.decoded.sha256) for d in (intermediate, target)}).to_dict()
@@ -328,23 +355,25 @@ def finetune(config: FinetuneConfig, run_dir: Path, *, settings: TrainerSettings
 
     record = dict(run=config.to_dict(), trainer=settings.to_dict(), data=dict(
         target=dict(target.config.to_dict(), name=target.source.name, split=target.split.to_dict(),
-                    fingerprint=target.source.fingerprint, classes=list(target.classes)),
+                    fingerprint=target.source.fingerprint, classes=list(target.classes),
+                    channels=channels, modality=target.decoded.modality, intensity_mapping=target.decoded.intensity,
+                    exif_rotated=target.decoded.rotated),
         intermediate=None if intermediate is None else dict(
             intermediate.config.to_dict(), name=intermediate.source.name, split=intermediate.split.to_dict(),
-            classes=list(intermediate.classes)),
+            classes=list(intermediate.classes), intensity_mapping=intermediate.decoded.intensity),
         lineage=lineage), provenance=provenance())
     pl.seed_everything(config.seed, workers=True, verbose=False)
     first_classes = len(intermediate.classes) if intermediate else len(target.classes)
     model, source = create_backbone(config.arch, num_classes=first_classes, in_chans=in_chans,
                                     weights=config.weight_spec)
+    stage_data = [(config, target)] if intermediate is None else [(stage_config, intermediate), (config, target)]
+    check_trainable(model, stage_data, in_chans=in_chans)
     # only now, with data and weights in hand, does the run directory get written
     resuming = prepare_run_dir(run_dir, record, resume=resume, force=force)
     stages = {}
     if intermediate is not None:
         stage_dir = run_dir / "stage1"
         done = stage_dir / "stage.json"
-        stage_config = replace(config, dataset=config.intermediate,
-                               max_train_images=config.intermediate_max_train_images)
         if resuming and done.is_file():  # stage 1 finished before the interruption
             stage1 = _reload_stage(done, model)
         else:
@@ -360,6 +389,50 @@ def finetune(config: FinetuneConfig, run_dir: Path, *, settings: TrainerSettings
                        epochs=config.epochs, settings=settings, resume=resuming)
     stages["target"] = final
     return _write_results(run_dir, config, target, stages, source)
+
+
+def check_trainable(model: nn.Module, stages: list[tuple[FinetuneConfig, object]], *, in_chans: int) -> None:
+    """Refuse settings that cannot train ``model``, before anything is written.
+
+    ``stages`` lists each stage's (config, prepared data) in order; the last is the target. Batch
+    norm in training mode needs batches of at least 2 images: ``batch_size >= 2`` for a model with
+    batch norm, and at least 2 training images per stage after ``max_train_images`` and class
+    balancing (a training split no larger than the batch is one batch). ``model`` must accept a
+    (2, ``in_chans``, size, size) batch: one zero batch is run in eval mode, which changes no
+    weight, statistic or random state. Raises :class:`MedimgError` naming the option to change.
+    """
+    config = stages[-1][0]
+    if config.batch_size < 2 and any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in model.modules()):
+        raise MedimgError(f"--batch-size {config.batch_size} cannot train {config.arch}: its batch norm layers need "
+                          f"at least 2 images per batch; use --batch-size 2 or more")
+    for i, (stage_config, data) in enumerate(stages):
+        labels = data.decoded.labels[data.split.indices("train", data.decoded.ids)]
+        n = len(_training_plan(labels, stage_config)[1].indices)
+        if n < 2:
+            cap = "--max-train-images" if i == len(stages) - 1 else "--intermediate-max-train-images"
+            raise MedimgError(f"{data.source.name} leaves {n} training image{'s' * (n != 1)} after {cap} and --balance "
+                              f"{stage_config.balance}, and training needs at least 2: add images to it or change "
+                              f"those options")
+    size, failure = config.size, _forward_failure(model, in_chans, config.size)
+    if failure is not None:
+        larger = next((s for s in (32, 64, 128, 224, 299) if s > size and _forward_failure(model, in_chans, s) is None),
+                      None)
+        raise MedimgError(f"--size {size} is too small for {config.arch}: images of {size}x{size} pixels fail in "
+                          f"the network ({failure}); use a larger --size{f', e.g. --size {larger}' if larger else ''}")
+
+
+def _forward_failure(model: nn.Module, in_chans: int, size: int) -> str | None:
+    """Why a zero (2, in_chans, size, size) batch fails in ``model`` (eval mode, no gradients), or None."""
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.inference_mode():
+            model(torch.zeros(2, in_chans, size, size))
+        return None
+    except (RuntimeError, ValueError) as err:
+        return (str(err).strip().splitlines() or [type(err).__name__])[0]
+    finally:
+        model.train(was_training)
 
 
 def _check_weights_match_method(config: FinetuneConfig, weight_file: Path | None) -> None:
@@ -397,6 +470,7 @@ def _write_results(run_dir: Path, config: FinetuneConfig, target, stages: dict, 
     history = [row for s in stages.values() for row in s["history"]]
     metrics = dict(
         dataset=target.source.name, method=config.method, arch=config.arch, seed=config.seed,
+        channels=target.decoded.channels, modality=target.decoded.modality,  # as decoded: (N, H, W, channels)
         weight_source=source.to_dict(), test=final["test"], val=final["val"], best_epoch=final["best_epoch"],
         epochs_run=final["epochs_run"], balance=final["balance"],
         intermediate=None if "intermediate" not in stages else {

@@ -1,8 +1,11 @@
 """Each kind of bad input: a one-line message naming the file and the fix, exit 2, nothing cached."""
 import os
+import struct
+import zipfile
 
 import numpy as np
 import pytest
+from medmnist.info import INFO
 from PIL import Image
 
 from conftest import files_under, run_cli
@@ -101,3 +104,20 @@ def test_unreadable_data_directory(tmp_path, cache_dir, kind):
 
 def test_unknown_dataset_name(cache_dir):
     assert_clean_failure(run_cli("describe", "no_such_set"), cache_dir, "'no_such_set'", "medimg datasets")
+
+
+def test_npz_with_corrupted_member_bytes(tmp_path, shared_data, cache_dir):
+    """A full-length npz whose train_images.npy bytes are damaged (bad CRC): re-download, with the MD5."""
+    damaged = tmp_path / "breastmnist.npz"
+    official = shared_data / "breastmnist" / "breastmnist.npz"
+    data = bytearray(official.read_bytes())  # changed in memory, written to tmp_path: never the shared file
+    with zipfile.ZipFile(official) as zf:
+        info = zf.getinfo("train_images.npy")
+    name_len, extra_len = struct.unpack("<HH", data[info.header_offset + 26:info.header_offset + 30])
+    middle = info.header_offset + 30 + name_len + extra_len + info.compress_size // 2
+    length = len(data)
+    data[middle:middle + 64] = bytes(b ^ 0xFF for b in data[middle:middle + 64])
+    damaged.write_bytes(data)
+    assert damaged.stat().st_size == length
+    result = run_cli("describe", "breastmnist", env={"MEDIMG_DATA_DIR": str(tmp_path)})
+    assert_clean_failure(result, cache_dir, str(damaged), "MD5", INFO["breastmnist"]["MD5"], INFO["breastmnist"]["url"])

@@ -1,9 +1,11 @@
 """The verdicts on the paper's claims follow the rule the summary chapter prints, from comparison tables."""
+import re
 from types import SimpleNamespace
 
 import pandas as pd
 
 from medimg.claims import above_chance, double_claim, grey_colour_table, modality_claims
+from medimg.evaluate.stats import seed_summary
 
 
 def pair_row(dataset, modality, a, b, difference, significant):
@@ -44,15 +46,44 @@ def test_double_claim_compares_the_gains_of_tl_and_ssl():
 
 
 def test_above_chance_uses_the_balanced_accuracy_interval_and_the_class_count():
-    summary = [dict(dataset="two", modality="grey", arm="tl", seeds=5, balanced_accuracy_low=0.55,
-                    accuracy=0.8, accuracy_low=0.78, accuracy_high=0.82, majority_accuracy=0.73),
-               dict(dataset="two", modality="grey", arm="ssl", seeds=5, balanced_accuracy_low=0.50,
-                    accuracy=0.73, accuracy_low=0.73, accuracy_high=0.73, majority_accuracy=0.73),
-               dict(dataset="five", modality="colour", arm="tl", seeds=5, balanced_accuracy_low=0.25,
-                    accuracy=0.4, accuracy_low=0.35, accuracy_high=0.45, majority_accuracy=0.3)]
+    summary = [dict(dataset="two", modality="grey", arm="tl", seeds=5, balanced_accuracy=0.6,
+                    balanced_accuracy_low=0.55, accuracy=0.8, accuracy_low=0.78, accuracy_high=0.82,
+                    majority_accuracy=0.73),
+               dict(dataset="two", modality="grey", arm="ssl", seeds=5, balanced_accuracy=0.55,
+                    balanced_accuracy_low=0.50, accuracy=0.73, accuracy_low=0.73, accuracy_high=0.73,
+                    majority_accuracy=0.73),
+               dict(dataset="five", modality="colour", arm="tl", seeds=5, balanced_accuracy=0.3,
+                    balanced_accuracy_low=0.25, accuracy=0.4, accuracy_low=0.35, accuracy_high=0.45,
+                    majority_accuracy=0.3)]
     main = comparison([pair_row("two", "grey", "tl", "ssl", 0.07, True)], summary, {"two": 2, "five": 5})
     # a constant prediction scores exactly chance (0.5 for two classes): not above it
     assert above_chance(main) == {"two": ["tl"], "five": ["tl"]}
     table = grey_colour_table(main).set_index("dataset")
     assert table.loc["two", "above_chance"] == "tl" and table.loc["two", "majority"] == 0.73
     assert table.loc["two", "verdict"] == "tl (significant)" and list(table.index) == ["two", "five"]
+
+
+def summary_row(dataset, arm, accuracies, balanced):
+    """A row of compare's summary built by seed_summary, as compare_runs builds it."""
+    row = dict(dataset=dataset, modality="grey", arm=arm, seeds=len(accuracies), majority_accuracy=0.6)
+    for metric, values in (("accuracy", accuracies), ("balanced_accuracy", balanced)):
+        s = seed_summary(values, metric=metric)
+        row.update({metric: s["mean"], f"{metric}_low": s["low"], f"{metric}_high": s["high"],
+                    f"{metric}_note": s["note"]})
+    return row
+
+
+def test_above_chance_with_bounded_intervals_and_with_a_single_seed():
+    summary = [summary_row("near_one", "tl", [0.99, 1.0, 1.0], [0.99, 1.0, 1.0]),
+               summary_row("near_one", "ssl", [0.6, 0.9], [0.5, 0.9]),  # wide: not wholly above 0.5
+               summary_row("single", "tl", [0.8], [0.75]),  # one seed: no interval, judged by its value
+               summary_row("single", "ssl", [0.5], [0.5])]
+    main = comparison([], summary, {"near_one": 2, "single": 2})
+    assert above_chance(main) == {"near_one": ["tl"], "single": ["tl"]}
+    table = grey_colour_table(main, arms=("tl", "ssl")).set_index("dataset")
+    assert table.loc["single", "tl"] == "0.800 [—] (1 seed: no interval)"
+    assert table.loc["single", "above_chance"] == "tl (1 seed: no interval)"
+    assert table.loc["near_one", "above_chance"] == "tl"
+    low, high = (float(x) for x in table.loc["near_one", "tl"].split("[")[1].rstrip("]").split(","))
+    assert 0.5 < low <= 0.99667 <= high <= 1  # the plain t interval reaches 1.011
+    assert not re.search(r"\bnan\b", table.to_string(), re.IGNORECASE)

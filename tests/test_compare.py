@@ -1,6 +1,7 @@
 """evaluate and compare on real run directories (fine-tuned on generated images), through the CLI."""
 import io
 import json
+import re
 
 import numpy as np
 import pandas as pd
@@ -8,7 +9,8 @@ import pytest
 from PIL import Image
 
 from conftest import files_under, run_cli
-from medimg.evaluate.compare import compare_runs, comparison_figures
+from medimg.evaluate.compare import compare_runs, comparison_figures, comparison_markdown
+from medimg.evaluate.run_results import RunResult
 from medimg.train import FinetuneConfig, finetune
 from medimg.trainer_settings import TrainerSettings
 
@@ -105,3 +107,94 @@ def test_comparison_figures_are_figures_and_do_not_touch_pyplot(runs):
     buffer = io.BytesIO()
     figures["bars_accuracy"].savefig(buffer, format="png")
     assert_real_figure(buffer.getvalue())
+
+
+def test_a_grey_folder_passed_by_path_compares_as_grey(tmp_path):
+    """An unregistered folder of grey images (stored as RGB files) is grey in compare, as decoded."""
+    from medimg.data.synthetic import write_image_folder
+
+    folder = write_image_folder(tmp_path / "greyfolder", n_per_class=12, size=32, colour=False)
+    run = tmp_path / "run"
+    metrics = finetune(FinetuneConfig(str(folder), "scratch", arch="resnet18", size=16, epochs=1, batch_size=16),
+                       run, settings=FAST)
+    assert (metrics["channels"], metrics["modality"]) == (1, "grey")
+    target = json.loads((run / "config.json").read_text())["data"]["target"]
+    assert (target["channels"], target["modality"]) == (1, "grey")
+    comparison = compare_runs([run])
+    assert comparison.per_run["modality"].tolist() == ["grey"]
+    assert comparison.summary["modality"].tolist() == ["grey"]
+
+
+def test_runs_written_before_the_modality_was_recorded_read_it_from_preprocess(tmp_path):
+    from conftest import REPO
+    from medimg.data.registry import REGISTRY
+    from medimg.evaluate.run_results import RunResult, _recorded_modality
+
+    def old_run(grey_as, dataset="folder-x-0123456789", **recorded):
+        metrics = dict(dataset=dataset, preprocess=dict(size=32, in_chans=3, grey_as=grey_as), **recorded)
+        return RunResult(path=tmp_path, config={}, record=dict(data=dict(target={})), metrics=metrics, classes=(),
+                         ids=np.array([]), y_true=np.array([]), probs=np.zeros((0, 0)))
+
+    assert old_run("replicate").modality == "grey" and old_run("single").modality == "grey"
+    assert old_run(None).modality == "colour"
+    assert old_run(None, dataset="breastmnist", modality="colour").modality == "colour"  # recorded beats registry
+    # every committed run (none records the field) reads as its registered modality
+    committed = sorted((REPO / "results" / "quick" / "runs").glob("*/*/*/metrics.json"))
+    if not committed:
+        pytest.skip("results/quick holds no committed runs")
+    for path in committed:
+        metrics, record = json.loads(path.read_text()), json.loads((path.parent / "config.json").read_text())
+        assert "modality" not in metrics
+        assert _recorded_modality(metrics, record) == REGISTRY[metrics["dataset"]].modality, path
+
+
+def fake_run(method: str, seed: int, wrong: int, n: int = 200) -> RunResult:
+    """A finished two-class run of a grey folder on ``n`` test images (no training): ``wrong`` misclassified."""
+    y = np.arange(n) % 2
+    predicted = np.where(np.arange(n) < wrong, 1 - y, y)
+    probs = np.where(np.eye(2)[predicted] == 1, 0.9, 0.1)
+    return RunResult(path=f"fake/{method}-{seed}", config=dict(method=method, seed=seed), record={},
+                     metrics=dict(dataset="near_perfect", modality="grey"), classes=("a", "b"),
+                     ids=np.array([f"{i:04d}" for i in range(n)]), y_true=y, probs=probs)
+
+
+def summary_cells(markdown: str, column: str) -> dict[str, str]:
+    """``{arm: cell}`` of ``column`` in the first table of ``comparison_markdown``."""
+    lines = [line for line in markdown.split("## Tests")[0].splitlines() if line.startswith("|")]
+    header = [h.strip() for h in lines[0].strip("|").split("|")]
+    rows = [dict(zip(header, (c.strip() for c in line.strip("|").split("|")))) for line in lines[2:]]
+    return {r["arm"]: r[column] for r in rows}
+
+
+def test_compare_keeps_intervals_of_accuracies_near_one_inside_zero_one():
+    # accuracies 0.965 and 0.995 (tl), 0.99 and 1.0 (ssl): the plain t interval reaches past 1
+    runs = [fake_run("tl", 0, 7), fake_run("tl", 1, 1), fake_run("ssl", 0, 2), fake_run("ssl", 1, 0)]
+    c = compare_runs(runs, by="method")
+    summary = c.summary.set_index("arm")
+    assert summary.loc["tl", "accuracy"] == pytest.approx(0.98) and summary.loc["ssl", "accuracy"] == 0.995
+    for arm in ("tl", "ssl"):
+        for m in ("accuracy", "balanced_accuracy", "roc_auc", "macro_f1"):
+            row = summary.loc[arm]
+            assert 0 <= row[f"{m}_low"] <= row[m] <= row[f"{m}_high"] <= 1, (arm, m)
+    text = comparison_markdown(c)
+    for arm, cell in summary_cells(text, "accuracy").items():
+        mean, low, high = (float(x) for x in cell.replace("[", "").replace("]", "").replace(",", "").split())
+        assert 0 <= low <= mean <= high <= 1, cell
+    assert summary_cells(text, "accuracy")["tl"] == (f"0.980 [{summary.loc['tl', 'accuracy_low']:.3f}, "
+                                                     f"{summary.loc['tl', 'accuracy_high']:.3f}]")
+    # the difference between the arms stays on the plain scale: the paired t interval of the differences
+    t = c.tests.iloc[0]
+    d = np.array([0.965 - 0.99, 0.995 - 1.0])
+    half = 12.706204736 * d.std(ddof=1) / np.sqrt(2)
+    assert (t["arm_a"], t["arm_b"]) == ("tl", "ssl")
+    assert (t["low"], t["high"]) == pytest.approx((d.mean() - half, d.mean() + half), abs=1e-6)
+
+
+def test_compare_with_one_seed_shows_no_interval_with_a_footnote():
+    c = compare_runs([fake_run("tl", 0, 7), fake_run("ssl", 0, 2)], by="method")
+    text = comparison_markdown(c)
+    assert summary_cells(text, "accuracy") == {"tl": "0.965 [—¹]", "ssl": "0.990 [—¹]"}
+    assert "- ¹ 1 seed: no interval" in text.splitlines()
+    assert not re.search(r"\bnan\b", text, re.IGNORECASE)
+    tests_table = text.split("## Tests")[1]
+    assert "| -0.025 [—¹] | McNemar |" in tests_table and "- ¹ 1 seed: no interval" in tests_table

@@ -45,7 +45,7 @@ def test_mixed_sizes_are_resized(tmp_path):
     assert sorted(set(decoded.original_sizes)) == [(17, 90), (30, 20), (64, 64), (100, 37)]
 
 
-def test_grey_folder_stays_grey_and_16_bit_is_stretched(tmp_path):
+def test_grey_folder_stays_grey_and_16_bit_is_mapped_by_its_bit_depth(tmp_path):
     for cls in ("x", "y"):
         (tmp_path / cls).mkdir()
         ramp = (np.arange(32 * 32).reshape(32, 32) * 3 + 1000).astype(np.uint16)  # a 12-bit-ish range
@@ -54,7 +54,8 @@ def test_grey_folder_stays_grey_and_16_bit_is_stretched(tmp_path):
     decoded = load_images(open_dataset(tmp_path), 32, progress=False)
     assert decoded.channels == 1
     ramp = decoded.images[decoded.ids.index("x/ramp.png"), ..., 0]
-    assert ramp.min() == 0 and ramp.max() == 255  # stretched, not truncated to its low byte
+    # 12-bit data (at most 4069): 0..4095 -> 0..255 for the whole dataset, not truncated to its low byte
+    assert (ramp.min(), ramp.max()) == (round(1000 * 255 / 4095), round(4069 * 255 / 4095))
     assert np.all(np.diff(ramp.astype(int).ravel()[::40]) >= 0)
 
 
@@ -82,3 +83,16 @@ def test_every_shared_folder_loads_by_name(shared_data, name):
     info = describe(data)
     assert sum(len(g["ids"]) - 1 for g in info["duplicates"]) >= declared
     assert info["duplicates_across_splits"] == 0
+    # near-duplicates (neighbouring slices, repeated frames) are grouped: none straddles the split
+    near = info["near_duplicates"]
+    assert near["grouped"] and near["max_distance"] == 8 and near["across_splits"] == 0
+    assert json.loads(data.split.path.read_text())["near_duplicates"]["max_distance"] == 8
+    assert info["not_images"]["n"] == 0 and info["exif_rotated"] == 0 and info["intensity"]["rule"] == "none"
+
+
+def test_busi_near_duplicates_would_have_straddled_the_old_split(shared_data):
+    info = describe(prepare(DataConfig("busi_256", size=16), progress=False))
+    near = info["near_duplicates"]
+    # repeated frames of one patient: 27 pairs within 8 bits, 11 of which an exact-only split put apart
+    assert (near["pairs"], near["across_splits"], near["across_without_grouping"]) == (27, 0, 11)
+    assert info["per_class"] == {"benign": 437, "malignant": 210, "normal": 133}

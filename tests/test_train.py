@@ -211,3 +211,71 @@ def test_missing_weights_leave_no_run_directory(tmp_path):
                      "--weights", "timm", "--out", str(tmp_path / "run"))
     assert result.returncode == 2 and "no ImageNet weights for legacy_xception" in result.stderr
     assert not (tmp_path / "run").exists()
+
+
+def assert_refused(result, out, *must_mention):
+    """Exit 2 with one line naming the fix, and no run directory written."""
+    assert result.returncode == 2, (result.stdout, result.stderr)
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("medimg: error: "), result.stderr
+    for text in must_mention:
+        assert text in lines[0], lines[0]
+    assert not out.exists()
+
+
+def test_batch_of_one_with_batch_norm_is_refused_before_the_run_directory(tmp_path):
+    out = tmp_path / "X"
+    result = run_cli("finetune", "--dataset", "synthetic_grey", "--method", "scratch", "--arch", "resnet18",
+                     "--size", "16", "--epochs", "1", "--batch-size", "1", "--out", str(out), "--no-progress")
+    assert_refused(result, out, "batch norm", "--batch-size")
+
+
+def test_head_epochs_that_leave_the_backbone_untrained_are_refused(tmp_path):
+    from medimg.errors import MedimgError
+
+    out = tmp_path / "X"
+    result = run_cli("finetune", "--dataset", "synthetic_grey", "--method", "scratch", "--recipe", "paper",
+                     "--epochs", "2", "--head-epochs", "2", "--out", str(out))
+    assert_refused(result, out, "--head-epochs 2", "--epochs 2", "--recipe paper")
+    FinetuneConfig("synthetic_grey", "scratch", recipe="paper", epochs=3, head_epochs=2)  # one epoch for the backbone
+    FinetuneConfig("synthetic_grey", "scratch", epochs=2, head_epochs=2)  # scratch trains everything: no head phase
+    with pytest.raises(MedimgError, match="--head-epochs 2 leaves none of --epochs 2"):
+        FinetuneConfig("synthetic_grey", "tl", epochs=2)  # tl's recipe is paper, with 2 head epochs by default
+    with pytest.raises(MedimgError, match="--intermediate-epochs 1"):
+        FinetuneConfig("synthetic_grey", "tl", weights="x.pth", intermediate="synthetic_colour", epochs=5,
+                       head_epochs=1, intermediate_epochs=1)
+
+
+def test_a_size_the_architecture_cannot_take_is_refused(tmp_path, monkeypatch):
+    # every allowed architecture takes the smallest size the data layer allows (8 px; legacy_xception's
+    # unpadded entry convolutions need 7): a resnet18 whose stem is an unpadded 9x9 convolution does not
+    import medimg.train
+    from medimg.errors import MedimgError
+
+    def narrow_stem(*args, **kwargs):
+        model, source = create_backbone(*args, **kwargs)
+        model.conv1 = torch.nn.Conv2d(kwargs["in_chans"], 64, kernel_size=9, stride=2, padding=0, bias=False)
+        return model, source
+
+    monkeypatch.setattr(medimg.train, "create_backbone", narrow_stem)
+    out = tmp_path / "X"
+    refusal = r"--size 8 is too small for resnet18: .*use a larger --size, e\.g\. --size 32"
+    with pytest.raises(MedimgError, match=refusal):
+        finetune(FinetuneConfig("synthetic_colour", "scratch", arch="resnet18", size=8, epochs=1), out, settings=FAST)
+    assert not out.exists()
+
+
+def test_a_training_set_of_one_image_is_refused():
+    from types import SimpleNamespace
+
+    import numpy as np
+
+    from medimg.errors import MedimgError
+    from medimg.train import check_trainable
+
+    model, _ = create_backbone("resnet18", num_classes=2, in_chans=3, weights="random")
+    one = SimpleNamespace(decoded=SimpleNamespace(labels=np.array([0, 1]), ids=("a", "b")),
+                          split=SimpleNamespace(indices=lambda split, ids: np.array([0])),
+                          source=SimpleNamespace(name="tiny"))
+    with pytest.raises(MedimgError, match="tiny leaves 1 training image after --max-train-images"):
+        check_trainable(model, [(FinetuneConfig("tiny", "scratch", size=32), one)], in_chans=3)

@@ -1,10 +1,16 @@
 """Decode once: every image decoded, converted and resized a single time, then read from disk.
 
-A cache entry is a folder ``<cache dir>/images/<dataset>-<size>px-<fingerprint>/`` holding
-``images.npy`` (uint8, N x H x W x C, memory-mapped on read) and ``meta.json`` (ids, labels,
-content hashes, original sizes and modes). The fingerprint covers every file's size and
-modification time, so a changed folder gets a new entry. An entry is built in a temporary
-folder and renamed into place only when complete: a failure leaves nothing behind.
+A cache entry is a folder ``<cache dir>/images/<dataset>-<size>px-<fingerprint>-<intensity>/``
+holding ``images.npy`` (uint8, N x H x W x C, memory-mapped on read) and ``meta.json`` (ids,
+labels, content hashes, displayed sizes, stored modes, EXIF orientations, perceptual hashes and the
+dataset's intensity mapping). The fingerprint covers every file's size and modification time, and
+the key holds every decoding setting a user can choose, so a changed folder or setting gets a new
+entry. An entry is built in a temporary folder and renamed into place only when complete: a
+failure leaves nothing behind.
+
+What is decoded is what a viewer shows: the EXIF orientation is applied (a phone photo stored
+sideways is turned upright), and images stored beyond 8 bits go through one intensity mapping for
+the whole dataset (:mod:`medimg.data.intensity`), never a per-image stretch unless asked for.
 """
 from __future__ import annotations
 
@@ -12,21 +18,28 @@ import hashlib
 import io
 import json
 import os
+import re
 import shutil
 import tempfile
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
+from PIL import Image, ImageOps
 
 from ..errors import MedimgError
 from ..paths import cache_dir
+from . import intensity as intensity_rules
+from .intensity import HIGH_DEPTH_MODES, IntensityMapping
 from .sources import DatasetSource, ImageRecord
 
-CACHE_VERSION = 1  # bump when decoding changes, so old entries are not reused
+CACHE_VERSION = 2  # bump when decoding changes, so old entries are not reused (2: EXIF, intensity, dhash)
 GREY_TOLERANCE = 3  # max channel difference still counted as grey (JPEG chroma noise)
+EXIF_ORIENTATION = 0x0112
+# near-duplicate hashing: imagehash's difference hash with 16 x 16 = 256 bits, of the image at 64 px
+HASH_SIZE = 16
+HASH_IMAGE_SIZE = 64
 
 
 @dataclass(frozen=True)
@@ -37,10 +50,13 @@ class DecodedImages:
     ids: tuple[str, ...]
     labels: np.ndarray
     sha256: tuple[str, ...]  # of the file's bytes (folders) or the pixel array (npz, generated)
-    original_sizes: tuple[tuple[int, int], ...]  # (width, height) before resizing
+    original_sizes: tuple[tuple[int, int], ...]  # (width, height) as displayed (EXIF applied), before resizing
     modes: tuple[str, ...]  # PIL mode as stored
     size: int
     path: Path | None = None  # the cache entry, when cached
+    orientations: tuple[int, ...] = ()  # EXIF orientation tag applied to each image (1: stored upright)
+    dhash: tuple[str, ...] = ()  # 256-bit difference hash (64 hex digits) of each displayed image at 64 px
+    intensity: dict = field(default_factory=dict)  # the dataset's IntensityMapping, as a dict
 
     @property
     def channels(self) -> int:
@@ -50,24 +66,43 @@ class DecodedImages:
     def modality(self) -> str:
         return "grey" if self.channels == 1 else "colour"
 
+    @property
+    def rotated(self) -> int:
+        """How many images carried an EXIF orientation other than upright (and were turned)."""
+        return sum(o not in (0, 1) for o in self.orientations)
 
-def cache_key(source: DatasetSource, size: int) -> str:
-    return f"{source.name}-{size}px-{source.fingerprint[:16]}-v{CACHE_VERSION}"
+
+def requested_intensity(source: DatasetSource, intensity: str = "auto") -> str:
+    """The mapping asked for: ``intensity`` unless "auto", then the registered dataset's choice."""
+    chosen = intensity if intensity != "auto" else source.spec.intensity
+    intensity_rules.parse(chosen)  # a bad setting fails before anything is decoded
+    return chosen
 
 
-def load_images(source: DatasetSource, size: int, *, use_cache: bool = True, workers: int | None = None,
-                progress: bool = True) -> DecodedImages:
-    """Images of ``source`` at ``size`` x ``size`` pixels, decoding only on the first call."""
+def cache_key(source: DatasetSource, size: int, intensity: str = "auto") -> str:
+    slug = re.sub(r"[^A-Za-z0-9.-]+", "_", intensity)
+    return f"{source.name}-{size}px-{source.fingerprint[:16]}-{slug}-v{CACHE_VERSION}"
+
+
+def load_images(source: DatasetSource, size: int, *, intensity: str = "auto", use_cache: bool = True,
+                workers: int | None = None, progress: bool = True) -> DecodedImages:
+    """Images of ``source`` at ``size`` x ``size`` pixels, decoding only on the first call.
+
+    ``intensity`` is the mapping of images stored beyond 8 bits (:mod:`medimg.data.intensity`);
+    "auto" takes the registered dataset's choice. Raises :class:`MedimgError` for a file that
+    cannot be decoded, naming it.
+    """
     if size < 8:
         raise MedimgError(f"image size {size} is too small: use at least 8 pixels")
+    intensity = requested_intensity(source, intensity)
     if source.spec.kind == "synthetic":
         use_cache = False  # generated in memory, cheaper than a disk round trip
-    entry = cache_dir() / "images" / cache_key(source, size)
+    entry = cache_dir() / "images" / cache_key(source, size, intensity)
     if use_cache and (entry / "meta.json").is_file():
         cached = _read_entry(entry)
         if cached.ids == tuple(r.id for r in source.records):
             return cached
-    decoded = _decode_all(source, size, workers=workers, progress=progress)
+    decoded = _decode_all(source, size, intensity, workers=workers, progress=progress)
     if not use_cache:
         return decoded
     _write_entry(entry, decoded)
@@ -76,10 +111,11 @@ def load_images(source: DatasetSource, size: int, *, use_cache: bool = True, wor
 
 # --- decoding ----------------------------------------------------------------------------------
 
-def _decode_all(source: DatasetSource, size: int, *, workers: int | None, progress: bool) -> DecodedImages:
+def _decode_all(source: DatasetSource, size: int, intensity: str, *, workers: int | None,
+                progress: bool) -> DecodedImages:
     kind = source.spec.kind
     if kind == "folder":
-        return _decode_folder(source, size, workers=workers, progress=progress)
+        return _decode_folder(source, size, intensity, workers=workers, progress=progress)
     if kind == "medmnist":
         from .medmnist_files import read_medmnist_images
 
@@ -95,29 +131,53 @@ def _decode_all(source: DatasetSource, size: int, *, workers: int | None, progre
         images=resized, ids=tuple(r.id for r in source.records), labels=source.labels,
         sha256=tuple(hashlib.sha256(a.tobytes()).hexdigest() for a in arrays),
         original_sizes=((w, h),) * len(arrays), modes=(mode,) * len(arrays), size=size,
+        orientations=(1,) * len(arrays), dhash=tuple(difference_hash(_as_image(a)) for a in arrays),
+        intensity=IntensityMapping(requested=intensity, rule="none").to_dict(),
     )
 
 
+def _as_image(a: np.ndarray) -> Image.Image:
+    return Image.fromarray(a[..., 0] if a.shape[-1] == 1 else a)
+
+
 def _resize_array(a: np.ndarray, size: int) -> np.ndarray:
-    im = Image.fromarray(a[..., 0] if a.shape[-1] == 1 else a)
-    out = np.asarray(im.resize((size, size), Image.Resampling.BICUBIC))
+    out = np.asarray(_as_image(a).resize((size, size), Image.Resampling.BICUBIC))
     return out[..., None] if out.ndim == 2 else out
 
 
-def _decode_folder(source: DatasetSource, size: int, *, workers: int | None, progress: bool) -> DecodedImages:
+def difference_hash(im: Image.Image) -> str:
+    """The 256-bit difference hash (imagehash.dhash, 16 x 16) of ``im`` resized to 64 px, as 64 hex digits.
+
+    Near-identical images (neighbouring CT slices, repeated ultrasound frames, re-encoded copies)
+    differ in a few bits; see :func:`medimg.data.splits.near_duplicate_pairs`.
+    """
+    import imagehash
+
+    small = im.convert("L").resize((HASH_IMAGE_SIZE, HASH_IMAGE_SIZE), Image.Resampling.BICUBIC)
+    return str(imagehash.dhash(small, hash_size=HASH_SIZE))
+
+
+def _pool_map(fn, records, workers: int | None, desc: str, progress: bool) -> list:
     from tqdm.auto import tqdm
 
-    records = source.records
-    # A registered dataset's modality is known; a user's folder is grey only if every image is.
-    target = None if source.spec.extra.get("modality_from_images") else ("L" if source.spec.modality == "grey" else "RGB")
-    decoded = []
     pool = ThreadPoolExecutor(max_workers=workers or min(4, os.cpu_count() or 1))
     try:
-        jobs = pool.map(lambda r: decode_file(r, size, target), records)
-        decoded += tqdm(jobs, total=len(records), desc=f"decode {source.name} @{size}px", disable=not progress, leave=False)
+        return list(tqdm(pool.map(fn, records), total=len(records), desc=desc, disable=not progress, leave=False))
     finally:
         pool.shutdown(cancel_futures=True)  # a bad file stops the rest at once
-    arrays = [d[0] for d in decoded]
+
+
+def _decode_folder(source: DatasetSource, size: int, intensity: str, *, workers: int | None,
+                   progress: bool) -> DecodedImages:
+    records = source.records
+    # one mapping for the whole dataset, from the stored range of every image beyond 8 bits
+    extrema = [e for e in _pool_map(_stored_extrema, records, workers, f"scan {source.name}", progress) if e]
+    mapping = intensity_rules.resolve(intensity, extrema, where=str(source.root))
+    # A registered dataset's modality is known; a user's folder is grey only if every image is.
+    target = None if source.spec.extra.get("modality_from_images") else ("L" if source.spec.modality == "grey" else "RGB")
+    decoded = _pool_map(lambda r: decode_file(r, size, target, mapping), records, workers,
+                        f"decode {source.name} @{size}px", progress)
+    arrays = [d.array for d in decoded]
     if target is None:
         all_grey = all(a.ndim == 2 for a in arrays)
         arrays = [a if all_grey or a.ndim == 3 else np.repeat(a[..., None], 3, axis=2) for a in arrays]
@@ -126,43 +186,78 @@ def _decode_folder(source: DatasetSource, size: int, *, workers: int | None, pro
         stack = stack[..., None]
     return DecodedImages(
         images=stack, ids=tuple(r.id for r in records), labels=source.labels,
-        sha256=tuple(d[1] for d in decoded), original_sizes=tuple(d[2] for d in decoded),
-        modes=tuple(d[3] for d in decoded), size=size,
+        sha256=tuple(d.sha256 for d in decoded), original_sizes=tuple(d.displayed_size for d in decoded),
+        modes=tuple(d.mode for d in decoded), size=size, orientations=tuple(d.orientation for d in decoded),
+        dhash=tuple(d.dhash for d in decoded), intensity=mapping.to_dict(),
     )
 
 
-def decode_file(record: ImageRecord, size: int, target_mode: str | None) -> tuple[np.ndarray, str, tuple[int, int], str]:
-    """Decode one image file to uint8 grey (H, W) or RGB (H, W, 3) at ``size``.
+@dataclass(frozen=True)
+class DecodedFile:
+    """One file as a viewer shows it, at the cache size."""
 
-    ``target_mode`` is ``"L"``, ``"RGB"`` or ``None`` (keep grey images grey and colour ones
-    colour). Returns the array, the sha256 of the file's bytes, its original size and mode.
-    """
-    path = record.path
+    array: np.ndarray  # uint8 (size, size) grey or (size, size, 3) RGB
+    sha256: str  # of the file's bytes
+    displayed_size: tuple[int, int]  # (width, height) after the EXIF orientation
+    mode: str  # PIL mode as stored
+    orientation: int  # the EXIF orientation tag (1: upright, 6 and 8: turned by 90 degrees)
+    dhash: str  # difference_hash of the displayed image
+
+
+def _open(path: Path, *, load: bool = True) -> tuple[bytes, Image.Image]:
+    """The file's bytes and the image (pixels loaded, or only the header read); a one-line error naming the file otherwise."""
     try:
-        data = path.read_bytes()
+        data = path.read_bytes() if load else b""
     except OSError as err:
         raise MedimgError(f"cannot read {path} ({err.strerror}): make the file readable") from None
     try:
-        with Image.open(io.BytesIO(data)) as im:
+        im = Image.open(io.BytesIO(data) if load else path)
+        if load:
             im.load()
-            original_size, original_mode = im.size, im.mode
-            im = _to_8bit(im)
     except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as err:
         raise MedimgError(f"cannot decode {path} ({err}): replace the file with a valid image or remove it"
                           f"{' and its labels.csv row' if (path.parent.parent / 'labels.csv').exists() else ''}") from None
+    return data, im
+
+
+def _stored_extrema(record: ImageRecord) -> tuple[float, float, bool] | None:
+    """(min, max, is_integer) of an image stored beyond 8 bits; None for an 8-bit one."""
+    _, im = _open(record.path, load=False)  # the header says the mode
+    if im.mode not in HIGH_DEPTH_MODES:
+        im.close()
+        return None
+    _, im = _open(record.path)
+    low, high = im.getextrema()
+    return float(low), float(high), im.mode != "F"
+
+
+def decode_file(record: ImageRecord, size: int, target_mode: str | None,
+                mapping: IntensityMapping | None = None) -> DecodedFile:
+    """Decode one image file as a viewer shows it, to uint8 grey (H, W) or RGB (H, W, 3) at ``size``.
+
+    The EXIF orientation is applied; an image stored beyond 8 bits goes through ``mapping`` (the
+    dataset's, from :func:`medimg.data.intensity.resolve`; None: each image's own range).
+    ``target_mode`` is ``"L"``, ``"RGB"`` or ``None`` (keep grey images grey and colour ones colour).
+    """
+    data, im = _open(record.path)
+    original_mode = im.mode
+    orientation = int(im.getexif().get(EXIF_ORIENTATION, 1) or 1)
+    im = ImageOps.exif_transpose(im)
+    displayed_size = im.size
+    im = _to_8bit(im, mapping or IntensityMapping(requested="per-image", rule="per-image"))
     if target_mode is None:
         target_mode = "L" if im.mode == "L" or _looks_grey(im) else "RGB"
-    im = im.convert(target_mode).resize((size, size), Image.Resampling.BICUBIC)
-    return np.asarray(im), hashlib.sha256(data).hexdigest(), original_size, original_mode
+    im = im.convert(target_mode)
+    dhash = difference_hash(im)
+    im = im.resize((size, size), Image.Resampling.BICUBIC)
+    return DecodedFile(np.asarray(im), hashlib.sha256(data).hexdigest(), displayed_size, original_mode,
+                       orientation, dhash)
 
 
-def _to_8bit(im: Image.Image) -> Image.Image:
-    """8-bit L or RGB: 16-bit and float grey are stretched min-max, alpha is laid on black."""
-    if im.mode in ("I", "I;16", "I;16B", "I;16L", "I;16N", "F"):
-        a = np.asarray(im, dtype=np.float64)
-        lo, hi = float(a.min()), float(a.max())
-        scaled = np.zeros_like(a) if hi == lo else (a - lo) * (255.0 / (hi - lo))
-        return Image.fromarray(np.round(scaled).astype(np.uint8), "L")
+def _to_8bit(im: Image.Image, mapping: IntensityMapping) -> Image.Image:
+    """8-bit L or RGB: images beyond 8 bits through ``mapping``, alpha laid on black."""
+    if im.mode in HIGH_DEPTH_MODES:
+        return Image.fromarray(mapping.apply(np.asarray(im)), "L")
     if im.mode == "P":
         im = im.convert("RGBA" if "transparency" in im.info else "RGB")
     if im.mode in ("RGBA", "LA", "PA", "RGBa", "La"):
@@ -191,7 +286,8 @@ def _write_entry(entry: Path, decoded: DecodedImages) -> None:
     try:
         np.save(tmp / "images.npy", decoded.images)
         meta = dict(version=CACHE_VERSION, size=decoded.size, ids=decoded.ids, labels=decoded.labels.tolist(),
-                    sha256=decoded.sha256, original_sizes=decoded.original_sizes, modes=decoded.modes)
+                    sha256=decoded.sha256, original_sizes=decoded.original_sizes, modes=decoded.modes,
+                    orientations=decoded.orientations, dhash=decoded.dhash, intensity=decoded.intensity)
         (tmp / "meta.json").write_text(json.dumps(meta))
         try:
             os.rename(tmp, entry)
@@ -209,5 +305,6 @@ def _read_entry(entry: Path) -> DecodedImages:
         images=np.load(entry / "images.npy", mmap_mode="r"), ids=tuple(meta["ids"]),
         labels=np.asarray(meta["labels"], dtype=np.int64), sha256=tuple(meta["sha256"]),
         original_sizes=tuple(tuple(s) for s in meta["original_sizes"]), modes=tuple(meta["modes"]),
-        size=meta["size"], path=entry,
+        size=meta["size"], path=entry, orientations=tuple(meta["orientations"]), dhash=tuple(meta["dhash"]),
+        intensity=meta["intensity"],
     )

@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import hashlib
 import urllib.request
+import zipfile
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -28,8 +30,8 @@ def open_medmnist(spec: DatasetSpec, base: Path, *, size: int = 28, download: bo
             raise MedimgError(f"{name} is missing from {base}: put the official file at {path} "
                               f"(https://zenodo.org/records/10519652/files/{name}), or go online and rerun")
     counts = check_medmnist_npz(path)
-    with np.load(path) as npz:
-        labels = {s: np.asarray(npz[f"{s}_labels"]).reshape(counts[s], -1)[:, 0].astype(np.int64) for s in SPLITS}
+    raw = read_npz_members(path, [f"{s}_labels" for s in SPLITS], flag=spec.location, size=size)
+    labels = {s: raw[f"{s}_labels"].reshape(counts[s], -1)[:, 0].astype(np.int64) for s in SPLITS}
     n_classes = len(spec.classes)
     for split in SPLITS:
         bad = labels[split][(labels[split] < 0) | (labels[split] >= n_classes)]
@@ -51,10 +53,13 @@ def find_medmnist_file(base: Path, flag: str, size: int) -> Path | None:
 
 
 def read_medmnist_images(source: DatasetSource) -> np.ndarray:
-    """All images of an opened MedMNIST file in record order, as (N, H, W, C) uint8."""
-    with np.load(source.root) as npz:
-        arrays = [np.asarray(npz[f"{s}_images"]) for s in SPLITS]
-    images = np.concatenate(arrays)
+    """All images of an opened MedMNIST file in record order, as (N, H, W, C) uint8.
+
+    A member that cannot be decompressed, or images that are not uint8, raise :class:`MedimgError`.
+    """
+    keys = [f"{s}_images" for s in SPLITS]
+    arrays = read_npz_members(source.root, keys, flag=source.spec.location, size=source.source_size)
+    images = np.concatenate([arrays[k] for k in keys])
     if images.ndim == 3:
         images = images[..., None]
     if images.dtype != np.uint8 or images.ndim != 4:
@@ -63,13 +68,40 @@ def read_medmnist_images(source: DatasetSource) -> np.ndarray:
     return images
 
 
-def download_medmnist(flag: str, size: int, dest: Path) -> None:
-    """Download one official file, checking medmnist's MD5, writing it only when complete."""
+# what numpy and zipfile raise for a member whose bytes are damaged (bad CRC, broken deflate stream, short data)
+DAMAGED_MEMBER_ERRORS = (zipfile.BadZipFile, zlib.error, ValueError, OSError, EOFError)
+
+
+def read_npz_members(path: Path, keys, *, flag: str, size: int) -> dict[str, np.ndarray]:
+    """The arrays ``keys`` of the MedMNIST file ``path`` (``flag`` at ``size`` px), read whole.
+
+    Raises :class:`MedimgError` naming the file, the official URL and medmnist's MD5 when a member
+    cannot be read (a full-length file with corrupted bytes inside).
+    """
+    arrays, key = {}, None
+    try:
+        with np.load(path) as npz:
+            for key in keys:
+                arrays[key] = np.asarray(npz[key])
+    except DAMAGED_MEMBER_ERRORS as err:
+        url, md5 = official_medmnist_file(flag, size)
+        what = " ".join(f"{type(err).__name__}: {err}".split())  # one line, whatever the library wrote
+        raise MedimgError(f"{path} is damaged ({key}: {what}): re-download it from {url} and check that its MD5 "
+                          f"is {md5} (medmnist's), then replace the file") from None
+    return arrays
+
+
+def official_medmnist_file(flag: str, size: int) -> tuple[str, str]:
+    """(URL, MD5) of the official ``flag`` file at ``size`` px, as the installed medmnist package lists them."""
     from medmnist.info import INFO
 
-    info = INFO[flag]
     suffix = "" if size == 28 else f"_{size}"
-    url, md5 = info[f"url{suffix}"], info[f"MD5{suffix}"]
+    return INFO[flag][f"url{suffix}"], INFO[flag][f"MD5{suffix}"]
+
+
+def download_medmnist(flag: str, size: int, dest: Path) -> None:
+    """Download one official file, checking medmnist's MD5, writing it only when complete."""
+    url, md5 = official_medmnist_file(flag, size)
     digest = hashlib.md5()
     try:
         from tqdm.auto import tqdm

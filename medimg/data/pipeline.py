@@ -8,7 +8,7 @@ import numpy as np
 
 from .cache import DecodedImages, load_images
 from .sources import DatasetSource, open_dataset
-from .splits import DEFAULT_RATIOS, Split, make_split
+from .splits import DEFAULT_NEAR_DUPLICATE_DISTANCE, DEFAULT_RATIOS, Split, make_split
 
 
 @dataclass(frozen=True)
@@ -20,6 +20,19 @@ class DataConfig:
     split_seed: int = 0
     split_ratios: tuple[float, float, float] = DEFAULT_RATIOS
     medmnist_size: int = 28  # which official MedMNIST file
+    # how stored intensities beyond 8 bits become 8-bit pixels (see medimg.data.intensity); "auto" uses the
+    # registered dataset's choice, else the bit depth (unsigned) or the dataset's range (signed, float)
+    intensity: str = "auto"
+    # images whose 256-bit difference hashes differ in at most this many bits stay in one split;
+    # None groups exact duplicates only (how splits were made before near-duplicates were grouped)
+    near_duplicate_distance: int | None = DEFAULT_NEAR_DUPLICATE_DISTANCE
+
+    def __post_init__(self):
+        from .intensity import parse
+        from .splits import check_near_duplicate_distance
+
+        parse(self.intensity)
+        check_near_duplicate_distance(self.near_duplicate_distance)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -44,6 +57,7 @@ class PreparedData:
 
 def prepare(config: DataConfig, *, data_dir: str | os.PathLike | None = None, progress: bool = True) -> PreparedData:
     source = open_dataset(config.dataset, data_dir_override=data_dir, medmnist_size=config.medmnist_size)
-    decoded = load_images(source, config.size, progress=progress)
-    split = make_split(source, decoded, seed=config.split_seed, ratios=config.split_ratios)
+    decoded = load_images(source, config.size, intensity=config.intensity, progress=progress)
+    split = make_split(source, decoded, seed=config.split_seed, ratios=config.split_ratios,
+                       near_duplicate_distance=config.near_duplicate_distance)
     return PreparedData(config=config, source=source, decoded=decoded, split=split)

@@ -64,6 +64,7 @@ class DatasetSpec:
     group_column: str | None = None  # labels.csv column whose rows must stay in one split
     caveats: tuple[str, ...] = ()
     paper: bool = False  # one of the nine datasets of arXiv 2407.05592
+    intensity: str = "auto"  # how images stored beyond 8 bits become pixels (medimg.data.intensity)
     extra: dict = field(default_factory=dict, hash=False, compare=False)
 
     @property

@@ -9,18 +9,20 @@ from __future__ import annotations
 import csv
 import hashlib
 import os
+import unicodedata
 import zipfile
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from ..errors import MedimgError
+from ..errors import MedimgError, warn
 from ..paths import check_readable_dir, data_dir
 from .registry import MEDMNIST_SIZES, REGISTRY, DatasetSpec, Lineage, get_spec
 
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp")
 SPLITS = ("train", "val", "test")
+SHOWN_NAMES = 5  # how many file names a warning about skipped files lists
 
 
 @dataclass(frozen=True)
@@ -45,6 +47,7 @@ class DatasetSource:
     records: tuple[ImageRecord, ...]
     fingerprint: str  # changes whenever a file is added, removed, replaced or touched
     source_size: int | None = None  # pixel size of an npz or generated set
+    not_images: tuple[str, ...] = ()  # files under the image folders that Pillow cannot open (relative paths)
 
     @property
     def name(self) -> str:
@@ -111,13 +114,36 @@ def _spec_for_path(root: Path) -> DatasetSpec:
 
 # --- image folders -----------------------------------------------------------------------------
 
-def _walk_images(top: Path) -> list[Path]:
-    found = []
+def image_suffixes() -> frozenset[str]:
+    """Every file suffix Pillow reads (``.png``, ``.jpg``, ``.webp``, ``.tif``, ``.gif``, ...), lower case."""
+    from PIL import Image
+
+    Image.init()
+    return frozenset(Image.registered_extensions())
+
+
+def is_image_file(path: Path) -> bool:
+    """Whether Pillow can open ``path``: by its suffix, else by reading its header."""
+    if path.suffix.lower() in image_suffixes():
+        return True
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(path):
+            return True
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError):
+        return False
+
+
+def _walk_files(top: Path) -> tuple[list[Path], list[Path]]:
+    """(image files, other files) below ``top`` in sorted order; hidden folders are skipped."""
+    images, others = [], []
     for dirpath, dirnames, filenames in os.walk(top, onerror=_raise_walk_error):
         dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
-        found += [Path(dirpath) / f for f in sorted(filenames)
-                  if f.lower().endswith(IMAGE_SUFFIXES) and not f.startswith(".")]
-    return found
+        for f in sorted(filenames):
+            path = Path(dirpath) / f
+            (images if is_image_file(path) else others).append(path)
+    return images, others
 
 
 def _raise_walk_error(err: OSError) -> None:
@@ -137,12 +163,18 @@ def open_image_folder(root: Path, spec: DatasetSpec) -> DatasetSource:
     image_top = root / "images" if (root / "images").is_dir() else root
     labels_csv = root / "labels.csv"
     class_dirs = sorted(d for d in image_top.iterdir() if d.is_dir() and not d.name.startswith("."))
-    files = _walk_images(image_top)
+    files, others = _walk_files(image_top)
+    if image_top == root:  # the root's own files (labels.csv, notes) are not class members
+        others = [f for f in others if f.parent != root]
     loose = [f for f in files if f.parent == image_top]
     for d in class_dirs:
-        if not _walk_images(d):
-            raise MedimgError(f"class folder {d} holds no images ({', '.join(IMAGE_SUFFIXES)}): "
+        if not any(f.is_relative_to(d) for f in files):
+            raise MedimgError(f"class folder {d} holds no images (no file that Pillow can open): "
                               f"add images to it or remove the folder")
+    if others:
+        names = ", ".join(f.relative_to(root).as_posix() for f in others[:SHOWN_NAMES])
+        warn(f"{root}: {len(others)} file(s) are not images Pillow can open and are not used: {names}"
+             f"{', ...' if len(others) > SHOWN_NAMES else ''} (remove them, or convert them to an image format)")
     if not files:
         raise MedimgError(f"{image_top} holds no images: expected {image_top}/<class>/<image files>")
     if labels_csv.is_file():
@@ -151,11 +183,12 @@ def open_image_folder(root: Path, spec: DatasetSpec) -> DatasetSource:
         if loose:
             raise MedimgError(f"{loose[0]} is not inside a class folder and there is no labels.csv: "
                               f"move images into {image_top}/<class>/ or add {labels_csv} with path,label")
-        classes = spec.classes or tuple(d.name for d in class_dirs)
+        classes = spec.classes or tuple(normalise_text(d.name) for d in class_dirs)
+        check_invisible_differences(classes, f"the class folders of {image_top}")
         index = {c: i for i, c in enumerate(classes)}
         records = []
         for f in files:
-            cls = f.relative_to(image_top).parts[0]
+            cls = normalise_text(f.relative_to(image_top).parts[0])
             if cls not in index:
                 raise MedimgError(f"class folder {image_top / cls} is not one of the classes of {spec.name} "
                                   f"({', '.join(classes)}): remove it or rename it")
@@ -164,20 +197,56 @@ def open_image_folder(root: Path, spec: DatasetSpec) -> DatasetSource:
         raise MedimgError(f"{root} has images of only one class ({classes[records[0].label]}): "
                           f"a classifier needs at least two class folders")
     fingerprint = _fingerprint([r.path for r in records], [labels_csv] if labels_csv.is_file() else [])
-    return DatasetSource(spec=spec, root=root, classes=tuple(classes), records=tuple(records), fingerprint=fingerprint)
+    return DatasetSource(spec=spec, root=root, classes=tuple(classes), records=tuple(records), fingerprint=fingerprint,
+                         not_images=tuple(f.relative_to(root).as_posix() for f in others))
+
+
+def normalise_text(text: str) -> str:
+    """A name as a person reads it: surrounding whitespace dropped, Unicode composed (NFC).
+
+    ``"benign "`` and ``"benign"`` are one class; so are ``"e\u0301"`` (e + combining accent, as
+    macOS writes file names) and ``"\u00e9"``.
+    """
+    return unicodedata.normalize("NFC", text).strip()
+
+
+def _skeleton(text: str) -> str:
+    """What remains visible: compatibility forms folded (NFKC), format characters (zero-width
+    spaces, joiners, marks) removed, every run of whitespace (no-break spaces too) one space."""
+    folded = unicodedata.normalize("NFKC", text)
+    visible = "".join(ch for ch in folded if unicodedata.category(ch) != "Cf")
+    return " ".join(visible.split())
+
+
+def check_invisible_differences(values, where: str) -> None:
+    """Refuse two distinct values that differ only invisibly, showing both with ``repr``."""
+    seen: dict[str, str] = {}
+    for v in values:
+        other = seen.setdefault(_skeleton(v), v)
+        if other != v:
+            raise MedimgError(f"{where} has the labels {other!r} and {v!r}, which look the same but differ in "
+                              f"invisible characters: make them identical")
 
 
 def _records_from_csv(root: Path, labels_csv: Path, class_dirs: list[Path], spec: DatasetSpec):
     try:
         with open(labels_csv, newline="", encoding="utf-8-sig") as fh:
-            rows = list(csv.DictReader(fh))
-            columns = rows[0].keys() if rows else []
+            reader = csv.reader(fh)
+            header = next(reader, [])
+            table = list(reader)
     except (OSError, UnicodeDecodeError, csv.Error) as err:
         raise MedimgError(f"cannot read {labels_csv} ({err}): it must be a UTF-8 CSV with columns path,label") from None
+    # header names and values as a person reads them: "path, label" has the columns path and label
+    columns = [normalise_text(h).casefold() for h in header]
+    numbered = [(line, {c: normalise_text(v) for c, v in zip(columns, row + [""] * len(columns))})
+                for line, row in enumerate(table, start=2) if any(v.strip() for v in row)]
+    rows = [row for _, row in numbered]
     missing = {"path", "label"} - set(columns)
     if missing:
-        raise MedimgError(f"{labels_csv} lacks the column(s) {', '.join(sorted(missing))}: "
+        found = ", ".join(repr(h) for h in header) or "none"
+        raise MedimgError(f"{labels_csv} lacks the column(s) {', '.join(sorted(missing))} (its header has {found}): "
                           f"add a header row with at least path,label")
+    check_invisible_differences(dict.fromkeys(row["label"] for row in rows), str(labels_csv))
     # Classes: the spec's, else labels.csv's label_index order, else class folders, else sorted labels.
     if spec.classes:
         classes = list(spec.classes)
@@ -187,34 +256,44 @@ def _records_from_csv(root: Path, labels_csv: Path, class_dirs: list[Path], spec
             by_index.setdefault(int(row["label_index"]), row["label"])
         classes = [by_index[i] for i in sorted(by_index)]
     elif class_dirs:
-        classes = [d.name for d in class_dirs]
+        classes = [normalise_text(d.name) for d in class_dirs]
     else:
         classes = sorted({row["label"] for row in rows})
+    check_invisible_differences(dict.fromkeys([*classes, *(row["label"] for row in rows)]),
+                                f"{labels_csv} with its classes")
     index = {c: i for i, c in enumerate(classes)}
     group_col = spec.group_column if spec.group_column in columns else None
     if group_col is None:
         group_col = next((c for c in ("patient_id", "lesion_id") if c in columns), None)
     records, seen = [], set()
-    for line, row in enumerate(rows, start=2):
-        rel = row["path"].strip()
-        path = root / rel
+    for line, row in numbered:
+        rel = row["path"]
+        path = _existing_path(root, rel)
         where = f"{labels_csv} line {line}"
-        if not path.is_file():
+        if path is None:
             raise MedimgError(f"{where} names {rel}, which does not exist: fix the row or add the file")
         if row["label"] not in index:
             raise MedimgError(f"{where} has the unknown class {row['label']!r} (classes: {', '.join(classes)}): "
                               f"fix the label or add a class folder")
-        rel = Path(rel).as_posix()
+        rel = path.relative_to(root).as_posix()
         if rel in seen:
             raise MedimgError(f"{where} lists {rel} a second time: remove the repeated row")
         seen.add(rel)
-        dup = (row.get("exact_duplicate_of") or "").strip() or None
-        group = (row.get(group_col) or "").strip() or None if group_col else None
+        dup = row.get("exact_duplicate_of") or None
+        group = (row.get(group_col) or None) if group_col else None
         records.append(ImageRecord(id=rel, label=index[row["label"]], path=path, group=group,
                                    duplicate_of=Path(dup).as_posix() if dup else None))
     if not records:
         raise MedimgError(f"{labels_csv} has no rows: add one row per image (path,label)")
     return records, classes
+
+
+def _existing_path(root: Path, rel: str) -> Path | None:
+    """``root / rel``, also when the file system stores the name decomposed (NFD, as macOS does) or composed."""
+    for form in (rel, unicodedata.normalize("NFD", rel), unicodedata.normalize("NFC", rel)):
+        if (root / form).is_file():
+            return root / form
+    return None
 
 
 # --- npz files ---------------------------------------------------------------------------------
@@ -233,7 +312,7 @@ def npz_lengths(path: Path) -> dict[str, tuple[int, ...]]:
                         else np.lib.format.read_array_header_2_0
                     shape, _, _ = read_header(fh)
                 shapes[info.filename[:-4]] = shape
-    except (zipfile.BadZipFile, ValueError, OSError) as err:
+    except (zipfile.BadZipFile, zlib.error, ValueError, OSError, EOFError) as err:
         raise MedimgError(f"{path} is not a readable npz file ({err}): replace it with the official MedMNIST file") from None
     return shapes
 

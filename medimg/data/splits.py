@@ -1,9 +1,15 @@
 """Train/validation/test splits: official where a dataset has one, else stratified from a seed.
 
-Images that must not be separated — exact duplicates (declared in labels.csv or with equal
-content hashes) and rows sharing a patient or lesion id — form one group, and a group goes
-to one split. A generated split is saved to a split file that later runs reuse, so adding a
-file to a folder can never quietly move a test image into training.
+Images that must not be separated form one group, and a group goes to one split: exact
+duplicates (declared in labels.csv or with equal content hashes), rows sharing a patient or
+lesion id, and near-duplicates — images whose 256-bit difference hashes (imagehash's ``dhash``
+at 64 px, computed when decoding) differ in at most ``near_duplicate_distance`` bits, such as
+neighbouring CT slices or repeated ultrasound frames of one patient. Groups are closed under
+these links (a chain of near-duplicates is one group). An official split (MedMNIST) is kept as
+published; :func:`near_duplicate_report` says how many near-duplicate pairs straddle it.
+
+A generated split is saved to a split file that records the grouping threshold and that later
+runs reuse, so adding a file to a folder can never quietly move a test image into training.
 """
 from __future__ import annotations
 
@@ -15,12 +21,15 @@ from pathlib import Path
 import numpy as np
 
 from ..atomic import write_text
-from ..errors import MedimgError
+from ..errors import MedimgError, warn
 from ..paths import cache_dir
-from .cache import DecodedImages
+from .cache import HASH_IMAGE_SIZE, HASH_SIZE, DecodedImages
 from .sources import SPLITS, DatasetSource
 
 DEFAULT_RATIOS = (0.7, 0.1, 0.2)  # MedMNIST's proportions
+# Hamming distance (of 256 bits) up to which two images count as near-duplicates; None: exact duplicates only
+DEFAULT_NEAR_DUPLICATE_DISTANCE = 8
+NEAR_DUPLICATE_HASH = f"imagehash.dhash, {HASH_SIZE}x{HASH_SIZE} = {HASH_SIZE ** 2} bits, at {HASH_IMAGE_SIZE} px"
 
 
 @dataclass(frozen=True)
@@ -33,6 +42,7 @@ class Split:
     # Copies of a test (or validation) image that an official split puts in an earlier split:
     # kept in the split's counts, left out of what training and validation use.
     excluded: frozenset[str] = frozenset()
+    near_duplicate_distance: int | None = None  # the grouping threshold of a generated split
 
     def indices(self, split: str, ids) -> np.ndarray:
         """Positions in ``ids`` (record order) of the images of ``split`` that are used."""
@@ -45,7 +55,48 @@ class Split:
 
     def to_dict(self) -> dict:
         return dict(method=self.method, seed=self.seed, ratios=self.ratios, path=str(self.path) if self.path else None,
-                    excluded=sorted(self.excluded))
+                    excluded=sorted(self.excluded), near_duplicates=near_duplicate_setting(self.near_duplicate_distance))
+
+
+def near_duplicate_setting(distance: int | None) -> dict:
+    """How near-duplicates are grouped, as recorded in split files and runs."""
+    return dict(hash=NEAR_DUPLICATE_HASH, max_distance=distance)
+
+
+def check_near_duplicate_distance(distance: int | None) -> None:
+    if distance is not None and not 0 <= distance < HASH_SIZE ** 2 // 2:
+        raise MedimgError(f"near-duplicate distance {distance} is out of range: use 0 to {HASH_SIZE ** 2 // 2 - 1} "
+                          f"bits of {HASH_SIZE ** 2} (default {DEFAULT_NEAR_DUPLICATE_DISTANCE}), or none")
+
+
+def _hash_words(dhash) -> np.ndarray:
+    """(N, 4) uint64 words of N 256-bit hashes given as 64 hex digits each."""
+    return np.frombuffer(b"".join(bytes.fromhex(h) for h in dhash), dtype=np.uint64).reshape(len(dhash), -1)
+
+
+def near_duplicate_pairs(decoded: DecodedImages, max_distance: int, *, chunk_bytes: int = 1 << 26) -> np.ndarray:
+    """Pairs of images whose difference hashes differ in at most ``max_distance`` bits.
+
+    Returns an int array (P, 3) of ``(i, j, distance)`` with ``i < j`` positions in ``decoded``;
+    byte-identical files (equal ``sha256``) are left out: they are exact duplicates. All N^2/2
+    distances are computed in row blocks of about ``chunk_bytes``.
+    """
+    if not decoded.dhash:
+        raise MedimgError(f"{decoded.path or 'these images'} were decoded without perceptual hashes: delete the "
+                          f"cache entry (or the cache directory) to decode them again")
+    words = _hash_words(decoded.dhash)
+    n = len(words)
+    step = max(1, chunk_bytes // max(1, n * words.shape[1] * 8))
+    sha = np.asarray(decoded.sha256)
+    found = []
+    for start in range(0, n, step):
+        block = words[start:start + step]
+        distance = np.bitwise_count(block[:, None, :] ^ words[None, :, :]).sum(-1)
+        i, j = np.nonzero(distance <= max_distance)
+        i += start
+        keep = (j > i) & (sha[i] != sha[j])
+        found.append(np.stack([i[keep], j[keep], distance[i[keep] - start, j[keep]]], axis=1))
+    return np.concatenate(found).astype(np.int64) if found else np.zeros((0, 3), np.int64)
 
 
 def duplicate_groups(source: DatasetSource, decoded: DecodedImages) -> list[list[str]]:
@@ -65,29 +116,72 @@ def duplicate_groups(source: DatasetSource, decoded: DecodedImages) -> list[list
 
 def make_split(source: DatasetSource, decoded: DecodedImages, *, seed: int = 0,
                ratios: tuple[float, float, float] = DEFAULT_RATIOS, official: bool = True,
-               split_file: Path | None = None) -> Split:
+               split_file: Path | None = None,
+               near_duplicate_distance: int | None = DEFAULT_NEAR_DUPLICATE_DISTANCE) -> Split:
     """The split of ``source``: the official one if it has one (and ``official``), else generated.
 
-    A generated split is read from ``split_file`` (default: under the cache directory) if it
-    exists — after checking it covers exactly these images — and written there otherwise.
+    A generated split keeps exact duplicates, patient/lesion groups and near-duplicates (hashes
+    within ``near_duplicate_distance`` bits; None: exact duplicates only) together. It is read from
+    ``split_file`` (default: under the cache directory, named by seed, ratios and threshold) if it
+    exists — after checking it covers exactly these images with the same threshold — and written
+    there otherwise. Warns (:class:`~medimg.errors.MedimgWarning`) when a class has no validation
+    or test image.
     """
+    check_near_duplicate_distance(near_duplicate_distance)
     if official and source.has_official_split:
         assignment = {r.id: r.official_split for r in source.records}
-        return Split(method="official", assignment=assignment,
-                     excluded=_cross_split_copies(duplicate_groups(source, decoded), assignment))
+        split = Split(method="official", assignment=assignment,
+                      excluded=_cross_split_copies(duplicate_groups(source, decoded), assignment))
+        _warn_missing_classes(source, decoded, split)
+        return split
     ratios = tuple(float(r) for r in ratios)
     if len(ratios) != 3 or min(ratios) <= 0 or abs(sum(ratios) - 1) > 1e-6:
         raise MedimgError(f"split ratios {ratios} must be three positive numbers (train, val, test) summing to 1")
-    path = split_file or (cache_dir() / "splits" / f"{source.name}-seed{seed}-{'-'.join(f'{r:g}' for r in ratios)}.json")
+    # splits made before near-duplicates were grouped keep their file name
+    grouping = "" if near_duplicate_distance is None else f"-nd{near_duplicate_distance}"
+    path = split_file or (cache_dir() / "splits" /
+                          f"{source.name}-seed{seed}-{'-'.join(f'{r:g}' for r in ratios)}{grouping}.json")
     ids = [r.id for r in source.records]
+    common = dict(method="stratified-group", seed=seed, ratios=ratios, near_duplicate_distance=near_duplicate_distance)
     if source.spec.kind == "synthetic":  # regenerated exactly from its seed; nothing to keep
-        return Split(method="stratified-group", assignment=_stratified_group_split(source, decoded, seed, ratios),
-                     seed=seed, ratios=ratios)
-    if path.is_file():
-        return _read_split(path, set(ids), seed, ratios)
-    assignment = _stratified_group_split(source, decoded, seed, ratios)
-    _write_split(path, source, assignment, seed, ratios)
-    return Split(method="stratified-group", assignment=assignment, seed=seed, ratios=ratios, path=path)
+        split = Split(assignment=_stratified_group_split(source, decoded, seed, ratios, near_duplicate_distance),
+                      **common)
+    elif path.is_file():
+        split = _read_split(path, set(ids), near_duplicate_distance, common)
+    else:
+        assignment = _stratified_group_split(source, decoded, seed, ratios, near_duplicate_distance)
+        _write_split(path, source, assignment, seed, ratios, near_duplicate_distance)
+        split = Split(assignment=assignment, path=path, **common)
+    _warn_missing_classes(source, decoded, split)
+    return split
+
+
+def _warn_missing_classes(source: DatasetSource, decoded: DecodedImages, split: Split) -> None:
+    """Warn, per class, when a split that scores the model (val, test) has none of its images."""
+    label_of = dict(zip(decoded.ids, decoded.labels.tolist()))
+    counts = Counter((split.assignment[i], label_of[i]) for i in decoded.ids)
+    for k, name in enumerate(source.classes):
+        empty = [s for s in ("val", "test") if counts[(s, k)] == 0]
+        total = sum(counts[(s, k)] for s in SPLITS)
+        if not empty or total == 0:
+            continue
+        if split.method == "official":
+            fix = "its metrics there are undefined"
+        else:
+            fix = (f"with ratios {'/'.join(f'{r:g}' for r in split.ratios)} a class needs at least "
+                   f"{images_for_every_split(split.ratios)} images (more if they form groups) for one in every split")
+        warn(f"{source.name}: class {name!r} has {total} image(s) and none in {' or '.join(empty)}: {fix}")
+
+
+def images_for_every_split(ratios) -> int:
+    """The fewest images of one class for which the stratified split gives every split at least one (singletons)."""
+    for n in range(1, 10_000):
+        target, filled = np.array(ratios) * n, np.zeros(3)
+        for _ in range(n):
+            filled[int(np.argmax(target - filled))] += 1
+        if filled.min() >= 1:
+            return n
+    raise MedimgError(f"split ratios {ratios} leave a split empty for any class size: make every ratio larger")
 
 
 def _cross_split_copies(groups: list[list[str]], assignment: dict[str, str]) -> frozenset[str]:
@@ -100,11 +194,14 @@ def _cross_split_copies(groups: list[list[str]], assignment: dict[str, str]) -> 
     return frozenset(out)
 
 
-def _stratified_group_split(source, decoded, seed, ratios) -> dict[str, str]:
+def _stratified_group_split(source, decoded, seed, ratios, near_duplicate_distance: int | None) -> dict[str, str]:
     links = _UnionFind(decoded.ids)
     for group in duplicate_groups(source, decoded):
         for other in group[1:]:
             links.union(group[0], other)
+    if near_duplicate_distance is not None:
+        for i, j, _ in near_duplicate_pairs(decoded, near_duplicate_distance):
+            links.union(decoded.ids[i], decoded.ids[j])
     first_in_group: dict[str, str] = {}
     for r in source.records:
         if r.group is not None:
@@ -131,14 +228,16 @@ def _stratified_group_split(source, decoded, seed, ratios) -> dict[str, str]:
     return assignment
 
 
-def _write_split(path: Path, source: DatasetSource, assignment: dict, seed: int, ratios) -> None:
+def _write_split(path: Path, source: DatasetSource, assignment: dict, seed: int, ratios,
+                 near_duplicate_distance: int | None) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     body = dict(dataset=source.name, root=str(source.root), method="stratified-group", seed=seed, ratios=list(ratios),
+                near_duplicates=near_duplicate_setting(near_duplicate_distance),
                 ids={s: sorted(i for i, v in assignment.items() if v == s) for s in SPLITS})
     write_text(path, json.dumps(body, indent=1))
 
 
-def _read_split(path: Path, ids: set[str], seed: int, ratios) -> Split:
+def _read_split(path: Path, ids: set[str], near_duplicate_distance: int | None, common: dict) -> Split:
     try:
         body = json.loads(path.read_text())
         assignment = {i: s for s in SPLITS for i in body["ids"][s]}
@@ -148,7 +247,42 @@ def _read_split(path: Path, ids: set[str], seed: int, ratios) -> Split:
         added, removed = len(ids - set(assignment)), len(set(assignment) - ids)
         raise MedimgError(f"split file {path} was made for other images ({added} now added, {removed} gone): "
                           f"restore the folder, or delete the split file to split again")
-    return Split(method="stratified-group", assignment=assignment, seed=seed, ratios=ratios, path=path)
+    saved = body.get("near_duplicates", near_duplicate_setting(None))["max_distance"]  # old files: exact only
+    if saved != near_duplicate_distance:
+        raise MedimgError(f"split file {path} groups near-duplicates within {saved} bits, not "
+                          f"{near_duplicate_distance}: pass the same --near-duplicate-distance, or another split file")
+    return Split(assignment=assignment, path=path, **common)
+
+
+def near_duplicate_report(source: DatasetSource, decoded: DecodedImages, split: Split,
+                          max_distance: int | None = None) -> dict:
+    """Near-duplicate pairs and groups of ``decoded``, and how many pairs straddle splits.
+
+    ``max_distance`` defaults to the split's threshold, or :data:`DEFAULT_NEAR_DUPLICATE_DISTANCE`
+    for an official or exact-only split. ``across_splits`` counts pairs in different splits of
+    ``split``; ``across_without_grouping`` the same for the split that grouping only exact
+    duplicates would have made with the same seed (for an official split: the split itself).
+    """
+    distance = split.near_duplicate_distance if split.near_duplicate_distance is not None else max_distance
+    distance = DEFAULT_NEAR_DUPLICATE_DISTANCE if distance is None else distance
+    pairs = near_duplicate_pairs(decoded, distance)
+    ids = decoded.ids
+    links = _UnionFind(ids)
+    for i, j, _ in pairs:
+        links.union(ids[i], ids[j])
+    groups = sorted((sorted(g) for g in links.groups() if len(g) > 1), key=lambda g: (-len(g), g))
+
+    def straddling(assignment) -> int:
+        return int(sum(assignment[ids[i]] != assignment[ids[j]] for i, j, _ in pairs))
+
+    if split.method == "official" or split.near_duplicate_distance is None:
+        ungrouped = split.assignment
+    else:
+        ungrouped = _stratified_group_split(source, decoded, split.seed, split.ratios, None)
+    return dict(near_duplicate_setting(distance), pairs=len(pairs), groups=groups,
+                largest_group=max(map(len, groups), default=0), across_splits=straddling(split.assignment),
+                across_without_grouping=straddling(ungrouped), grouped=split.near_duplicate_distance is not None,
+                examples=[dict(a=ids[i], b=ids[j], distance=int(d)) for i, j, d in pairs[:10]])
 
 
 class _UnionFind:

@@ -8,7 +8,8 @@ from ..paths import data_dir
 from .pipeline import PreparedData
 from .registry import MEDMNIST_SIZES, REGISTRY, DatasetSpec
 from .sources import SPLITS
-from .splits import duplicate_groups
+from .intensity import IntensityMapping
+from .splits import duplicate_groups, near_duplicate_report
 
 
 def describe(data: PreparedData) -> dict:
@@ -22,6 +23,7 @@ def describe(data: PreparedData) -> dict:
         splits[s] = dict(n=len(members), per_class={c: per_class.get(c, 0) for c in classes})
     dups = duplicate_groups(source, decoded)
     spec = source.spec
+    near = near_duplicate_report(source, decoded, split)
     return dict(
         name=source.name, kind=spec.kind, description=spec.description, root=str(source.root),
         modality=decoded.modality, channels=decoded.channels, classes=classes,
@@ -30,11 +32,15 @@ def describe(data: PreparedData) -> dict:
         split=dict(split.to_dict(), counts=split.counts()), splits=splits,
         image_sizes={f"{w}x{h}": n for (w, h), n in sorted(Counter(decoded.original_sizes).items())},
         stored_modes=dict(sorted(Counter(decoded.modes).items())),
+        exif_rotated=decoded.rotated,
+        intensity=dict(decoded.intensity, text=IntensityMapping(**decoded.intensity).describe()),
+        not_images=dict(n=len(source.not_images), first=list(source.not_images[:10])),
         cached_size=decoded.size, cache=str(decoded.path) if decoded.path else None,
         duplicates=[dict(ids=g, labels=sorted({classes[label_of[i]] for i in g}),
                          splits=sorted({split.assignment[i] for i in g})) for g in dups],
         duplicates_across_splits=sum(len({split.assignment[i] for i in g}) > 1 for g in dups),
         excluded_from_training=sorted(split.excluded),
+        near_duplicates=near,
         lineage=[str(x) for x in spec.lineage], citation=spec.citation, licence=spec.licence,
         caveats=list(spec.caveats),
     )
@@ -52,8 +58,13 @@ def format_description(d: dict) -> str:
         lines.append(f"  {c:<{width}}  " + " ".join(f"{n:>6}" for n in counts) + f" {sum(counts):>6}")
     lines.append(f"  {'total':<{width}}  " + " ".join(f"{d['splits'][s]['n']:>6}" for s in SPLITS) + f" {d['n_images']:>6}")
     sizes = ", ".join(f"{k} ({v})" for k, v in d["image_sizes"].items())
-    lines.append(f"  original sizes: {sizes}; stored modes: {', '.join(f'{k} ({v})' for k, v in d['stored_modes'].items())}")
+    lines.append(f"  displayed sizes: {sizes}; stored modes: {', '.join(f'{k} ({v})' for k, v in d['stored_modes'].items())}")
+    lines.append(f"  EXIF orientation: {d['exif_rotated']} image(s) stored turned, decoded upright as a viewer shows them")
+    lines.append(f"  intensity: {d['intensity']['text']}")
+    if d["not_images"]["n"]:
+        lines.append(f"  not images (not used): {d['not_images']['n']} file(s): {', '.join(d['not_images']['first'])}")
     lines.append(f"  exact duplicates: {len(d['duplicates'])} group(s), {d['duplicates_across_splits']} across splits")
+    lines.append(f"  near-duplicates: {near_duplicate_line(d['near_duplicates'])}")
     if d["excluded_from_training"]:
         lines.append(f"  left out of training and validation as copies of a later split's image: "
                      f"{', '.join(d['excluded_from_training'])}")
@@ -62,6 +73,16 @@ def format_description(d: dict) -> str:
     for c in d["caveats"]:
         lines.append(f"  caveat: {c}")
     return "\n".join(lines)
+
+
+def near_duplicate_line(near: dict) -> str:
+    """One sentence on near-duplicates: pairs, groups, threshold, and what straddles splits."""
+    text = (f"{near['pairs']} pair(s) within {near['max_distance']} of 256 bits ({near['hash']}) in "
+            f"{len(near['groups'])} group(s), the largest of {near['largest_group']}; ")
+    if near["grouped"]:
+        return text + (f"each group kept in one split ({near['across_splits']} pairs across splits; grouping only "
+                       f"exact duplicates would have left {near['across_without_grouping']} across)")
+    return text + f"{near['across_splits']} pair(s) straddle the splits (kept as the split defines them)"
 
 
 def availability(spec: DatasetSpec, base) -> str:
@@ -98,6 +119,8 @@ def card_markdown(d: dict) -> str:
              f"{d['splits']['train']['n']} / {d['splits']['val']['n']} / {d['splits']['test']['n']}.",
              f"- **Exact duplicates**: {len(d['duplicates'])} groups, {d['duplicates_across_splits']} across "
              f"splits; {len(d['excluded_from_training'])} copies of a later split's image left out of training.",
+             f"- **Near-duplicates**: {near_duplicate_line(d['near_duplicates'])}.",
+             f"- **Intensity**: {d['intensity']['text']}; EXIF orientation applied to {d['exif_rotated']} image(s).",
              f"- **Cite**: {d['citation']}", f"- **Licence**: {d['licence']}"]
     if d["caveats"]:
         lines += ["", "```{admonition} Caveats", ":class: warning"] + [f"- {c}" for c in d["caveats"]] + ["```"]

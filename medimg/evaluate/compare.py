@@ -28,12 +28,13 @@ from ..runs import write_json
 from .metrics import confusion, expected_calibration_error, reliability, scalar_metrics
 from .run_results import RunResult, read_run
 from .stats import LEVEL, holm, mcnemar_exact, paired_test, seed_summary
-from .tables import markdown_table
+from .tables import Footnotes, interval_cell, is_undefined, markdown_table, number_cell
 
 HEADLINE = ("accuracy", "balanced_accuracy", "macro_f1", "roc_auc", "mcc", "loss", "ece")
 LOWER_IS_BETTER = {"loss", "ece", "brier"}
 METHOD_ORDER = ("tl", "ssl", "tl+ssl", "scratch")
 ALPHA = 0.05
+UNDECIDED = "undefined"  # the winner where the tested metric has no value on any shared seed
 
 if TYPE_CHECKING:  # matplotlib is imported only when figures are drawn
     from matplotlib.figure import Figure
@@ -64,9 +65,11 @@ class Comparison:
     level: float
     runs: list[RunResult]
     arms: list[str]
-    per_run: pd.DataFrame  # one row per run: dataset, arm, seed, every headline metric
-    summary: pd.DataFrame  # one row per (dataset, arm): mean and interval over seeds
-    tests: pd.DataFrame  # one row per (dataset, arm pair)
+    per_run: pd.DataFrame  # one row per run: dataset, arm, seed, every headline metric (NaN where undefined)
+    # one row per (dataset, arm): per headline metric m, the mean over seeds m, m_sd, the interval m_low, m_high
+    # (inside m's range, see stats.seed_summary; NaN with one seed) and m_note (why not, or None)
+    summary: pd.DataFrame
+    tests: pd.DataFrame  # one row per (dataset, arm pair); note says why an interval or p is missing
     notes: list[str] = field(default_factory=list)
 
     def runs_of(self, dataset: str, arm: str) -> list[RunResult]:
@@ -111,8 +114,9 @@ def _summary(per_run: pd.DataFrame, arms: list[str], level: float) -> pd.DataFra
         row = dict(dataset=dataset, modality=group["modality"].iloc[0], arm=arm, seeds=len(group),
                    majority_accuracy=group["majority_accuracy"].iloc[0])
         for m in HEADLINE:
-            s = seed_summary(group[m].to_numpy(), level)
-            row.update({m: s["mean"], f"{m}_sd": s["sd"], f"{m}_low": s["low"], f"{m}_high": s["high"]})
+            s = seed_summary(group[m].to_numpy(), level, metric=m)
+            row.update({m: s["mean"], f"{m}_sd": s["sd"], f"{m}_low": s["low"], f"{m}_high": s["high"],
+                        f"{m}_note": s["note"]})
         rows.append(row)
     out = pd.DataFrame(rows)
     out["arm"] = pd.Categorical(out["arm"], arms, ordered=True)
@@ -139,14 +143,16 @@ def _tests(c: Comparison, alpha: float) -> pd.DataFrame:
             values_a, values_b = values.loc[a].loc[seeds].to_numpy(), values.loc[b].loc[seeds].to_numpy()
             pt = paired_test(values_a, values_b, c.level)
             primary = "paired t" if len(seeds) >= 2 else "McNemar"
+            difference = sign * pt["mean_difference"]
             rows.append(dict(
                 dataset=dataset, modality=runs_a[0].modality, arm_a=a, arm_b=b, seeds=len(seeds), metric=c.metric,
                 mean_a=float(np.mean(values_a)), mean_b=float(np.mean(values_b)),
                 mean_difference=pt["mean_difference"], low=pt["low"], high=pt["high"], cohens_dz=pt["cohens_dz"],
                 p_paired_t=pt["p"], p_wilcoxon=pt["p_wilcoxon"], mcnemar_b=mc["b"], mcnemar_c=mc["c"],
                 p_mcnemar=mc["p"], odds_ratio=mc["odds_ratio"], test=primary,
-                p=pt["p"] if primary == "paired t" else mc["p"],
-                winner=a if sign * pt["mean_difference"] > 0 else b if sign * pt["mean_difference"] < 0 else "tie"))
+                p=pt["p"] if primary == "paired t" else mc["p"], note=pt["note"],
+                winner=(UNDECIDED if is_undefined(difference) else
+                        a if difference > 0 else b if difference < 0 else "tie")))
     tests = pd.DataFrame(rows)
     if tests.empty:
         return tests
@@ -170,26 +176,28 @@ def _aligned(runs: list[RunResult], ids: np.ndarray) -> np.ndarray:
 
 # --- writing a comparison ----------------------------------------------------------------------
 
-def _interval(value: float, low: float, high: float) -> str:
-    return f"{value:.3f}" if not np.isfinite(low) else f"{value:.3f} [{low:.3f}, {high:.3f}]"
-
-
 def comparison_markdown(c: Comparison) -> str:
-    """The summary and the tests as Markdown tables, with how to read them."""
+    """The summary and the tests as Markdown tables, with how to read them; "—" marks what is undefined
+    (no interval with one seed, a metric with no value), the reason footnoted under each table."""
     pct = int(round(c.level * 100))
-    summary = [dict(dataset=r.dataset, modality=r.modality, arm=r.arm, seeds=r.seeds,
-                    **{m: _interval(getattr(r, m), getattr(r, f"{m}_low"), getattr(r, f"{m}_high"))
+    summary_notes, test_notes = Footnotes(), Footnotes()
+    summary = [dict(dataset=r["dataset"], modality=r["modality"], arm=r["arm"], seeds=r["seeds"],
+                    **{m: interval_cell(r[m], r[f"{m}_low"], r[f"{m}_high"], summary_notes, r[f"{m}_note"])
                        for m in ("accuracy", "balanced_accuracy", "macro_f1", "roc_auc")})
-               for r in c.summary.itertuples()]
+               for r in c.summary.to_dict("records")]
     tests = [dict(dataset=r.dataset, comparison=f"{r.arm_a} vs {r.arm_b}", seeds=r.seeds,
-                  difference=_interval(r.mean_difference, r.low, r.high), test=r.test, p=f"{r.p:.3g}",
-                  p_holm=f"{r.p_holm:.3g}", winner=r.winner, significant=bool(r.significant))
+                  difference=interval_cell(r.mean_difference, r.low, r.high, test_notes, r.note),
+                  test=r.test, p=number_cell(r.p, test_notes, r.note if is_undefined(r.p) else None, ".3g"),
+                  p_holm=number_cell(r.p_holm, fmt=".3g"), winner=r.winner, significant=bool(r.significant))
              for r in c.tests.itertuples()]
     text = [f"# Comparison by {c.by}\n",
-            f"Means over seeds with {pct}% t intervals (one seed: no interval).\n", markdown_table(summary), "",
+            f"Means over seeds with {pct}% t intervals, computed on the logit scale and mapped back so that "
+            f"each stays inside [0, 1].\n", markdown_table(summary, notes=summary_notes), "",
             f"## Tests on {c.metric.replace('_', ' ')}\n",
-            "Paired t test across seeds (McNemar's exact test on the seed ensembles for a single seed); "
-            "p_holm is Holm-corrected across datasets for each pair of arms.\n", markdown_table(tests)]
+            "Paired t test across seeds (McNemar's exact test on the seed ensembles for a single seed), with "
+            "the interval of the mean difference on the plain scale; "
+            "p_holm is Holm-corrected across datasets for each pair of arms.\n",
+            markdown_table(tests, notes=test_notes)]
     text += [""] + [f"- {n}" for n in c.notes]
     return "\n".join(text) + "\n"
 
@@ -201,11 +209,15 @@ def verdicts_markdown(c: Comparison) -> str:
     pct = int(round(c.level * 100))
     sentences = []
     for r in c.tests.itertuples():
+        metric = r.metric.replace("_", " ")
+        if r.winner == UNDECIDED:
+            sentences.append(f"on {r.dataset}, {r.arm_a} and {r.arm_b} cannot be compared on {metric} ({r.note})")
+            continue
         better = (f"**{r.winner}** is better" if r.winner != "tie" else "the arms tie")
         ci = f", {pct}% CI [{r.low:+.3f}, {r.high:+.3f}]" if np.isfinite(r.low) else ""
         sentences.append(f"on {r.dataset}, {better} than {r.arm_b if r.winner == r.arm_a else r.arm_a} "
-                         f"({r.metric.replace('_', ' ')} {r.arm_a} minus {r.arm_b} {r.mean_difference:+.3f}{ci}; "
-                         f"{r.test} p = {r.p:.2g}, Holm p = {r.p_holm:.2g}: "
+                         f"({metric} {r.arm_a} minus {r.arm_b} {r.mean_difference:+.3f}{ci}; "
+                         f"{r.test} p = {number_cell(r.p, fmt='.2g')}, Holm p = {number_cell(r.p_holm, fmt='.2g')}: "
                          f"{'significant' if r.significant else 'not significant'})")
     return "; ".join(sentences) + "."
 

@@ -38,12 +38,24 @@ class RunResult:
 
     @property
     def modality(self) -> str:
-        channels = self.metrics.get("preprocess", {}).get("image_channels")
-        return _spec_value(self.dataset, "modality", "grey" if channels == 1 else "colour")
+        """"grey" or "colour", as the run's images were decoded; the registry only for a run that recorded nothing."""
+        return _recorded_modality(self.metrics, self.record) or _spec_value(self.dataset, "modality", "colour")
 
     @cached_property
     def history(self) -> pd.DataFrame:
         return pd.read_csv(self.path / "history.csv")
+
+
+def _recorded_modality(metrics: dict, record: dict) -> str | None:
+    """The modality a run recorded: metrics.json's or config.json's ``modality`` (written since issue #10), else
+    read off its preprocessing (``grey_as`` is set exactly when the images were grey); None if neither is there."""
+    recorded = metrics.get("modality") or (record.get("data", {}).get("target") or {}).get("modality")
+    if recorded:
+        return recorded
+    preprocess = metrics.get("preprocess") or {}
+    if "grey_as" in preprocess:
+        return "colour" if preprocess["grey_as"] is None else "grey"
+    return None
 
 
 def _spec_value(dataset: str, attribute: str, default: str) -> str:
