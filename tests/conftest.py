@@ -53,3 +53,13 @@ def run_cli(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
 
 def files_under(path: Path) -> list[Path]:
     return sorted(p for p in path.rglob("*") if p.is_file()) if path.exists() else []
+
+
+def assert_one_line_error(result: subprocess.CompletedProcess, *must_mention: str) -> None:
+    """Exit code 2 and one ``medimg: error:`` line on stderr holding every text in ``must_mention``."""
+    assert result.returncode == 2, (result.stdout, result.stderr)
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("medimg: error: "), result.stderr
+    for text in must_mention:
+        assert text in lines[0], lines[0]
+    assert "Traceback" not in result.stderr

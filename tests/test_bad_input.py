@@ -8,17 +8,12 @@ import pytest
 from medmnist.info import INFO
 from PIL import Image
 
-from conftest import files_under, run_cli
+from conftest import assert_one_line_error, files_under, run_cli
 from medimg.data.synthetic import write_image_folder
 
 
 def assert_clean_failure(result, cache_dir, *must_mention):
-    assert result.returncode == 2, (result.stdout, result.stderr)
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("medimg: error: "), result.stderr
-    for text in must_mention:
-        assert text in lines[0], lines[0]
-    assert "Traceback" not in result.stderr
+    assert_one_line_error(result, *must_mention)
     assert files_under(cache_dir) == [], "a failed run left files in the cache"
 
 

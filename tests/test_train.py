@@ -12,7 +12,7 @@ import timm
 import torch
 from safetensors.torch import save_file
 
-from conftest import REPO, run_cli
+from conftest import REPO, assert_one_line_error, run_cli
 from medimg.models.backbones import create_backbone
 from medimg.train import FinetuneConfig, finetune
 from medimg.trainer_settings import TrainerSettings
@@ -215,11 +215,7 @@ def test_missing_weights_leave_no_run_directory(tmp_path):
 
 def assert_refused(result, out, *must_mention):
     """Exit 2 with one line naming the fix, and no run directory written."""
-    assert result.returncode == 2, (result.stdout, result.stderr)
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("medimg: error: "), result.stderr
-    for text in must_mention:
-        assert text in lines[0], lines[0]
+    assert_one_line_error(result, *must_mention)
     assert not out.exists()
 
 
