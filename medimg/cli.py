@@ -31,67 +31,27 @@ def _cmd_datasets(args) -> int:
 
 def _cmd_describe(args) -> int:
     from .data import DataConfig, describe, format_description, prepare
+    from .record_options import from_args
 
-    config = DataConfig(dataset=args.dataset, size=args.size, split_seed=args.split_seed,
-                        medmnist_size=args.medmnist_size, intensity=args.intensity,
-                        near_duplicate_distance=args.near_duplicate_distance)
+    config = from_args(DataConfig, args)
     info = describe(prepare(config, progress=not args.json and sys.stderr.isatty()))
     print(json.dumps(info, indent=1) if args.json else format_description(info))
     return 0
 
 
-def _add_data_options(p) -> None:
-    """How files become pixels and splits: the same options for describe, finetune and pretrain-ssl."""
-    from .data.intensity import CHOICES
-    from .data.splits import DEFAULT_NEAR_DUPLICATE_DISTANCE
-
-    p.add_argument("--intensity", default="auto",
-                   help=f"how images stored beyond 8 bits become pixels, one rule for the whole dataset: "
-                        f"{', '.join(CHOICES)} (default auto: the bit depth for unsigned images, the dataset's "
-                        f"range for signed or float ones)")
-    p.add_argument("--near-duplicate-distance", default=DEFAULT_NEAR_DUPLICATE_DISTANCE,
-                   type=lambda v: None if v.lower() == "none" else int(v),
-                   help=f"keep images whose 256-bit difference hashes differ in at most this many bits in one split "
-                        f"(default {DEFAULT_NEAR_DUPLICATE_DISTANCE}; none: exact duplicates only)")
-
-
 def _trainer_settings(args):
-    from .trainer_settings import TrainerSettings
+    from .configs import TrainerSettings
+    from .record_options import from_args
 
-    return TrainerSettings(accelerator=args.accelerator, devices=args.devices, num_nodes=args.num_nodes,
-                           strategy=args.strategy, precision=args.precision, num_workers=args.num_workers,
-                           deterministic=not args.nondeterministic, channels_last=not args.no_channels_last,
-                           progress=not args.no_progress)
-
-
-def _add_trainer_options(p) -> None:
-    g = p.add_argument_group("hardware (one code path: CPU, a GPU, or DDP over several)")
-    g.add_argument("--accelerator", default="auto", help="cpu, gpu or auto (default)")
-    g.add_argument("--devices", default="1", type=lambda v: v if v == "auto" else int(v), help="devices per node")
-    g.add_argument("--num-nodes", type=int, default=1)
-    g.add_argument("--strategy", default="auto", help="e.g. ddp for several GPUs or nodes")
-    g.add_argument("--precision", default="auto",
-                   help="32-true, bf16-mixed, 16-mixed, or auto: bf16 where the hardware runs it fast")
-    g.add_argument("--num-workers", type=int, default=0, help="data-loader worker processes")
-    g.add_argument("--nondeterministic", action="store_true", help="allow non-deterministic kernels (faster on GPU)")
-    g.add_argument("--no-channels-last", action="store_true")
-    g.add_argument("--no-progress", action="store_true", help="no progress bars")
+    return from_args(TrainerSettings, args)
 
 
 def _cmd_finetune(args) -> int:
-    from .train import FinetuneConfig, finetune
+    from .configs import FinetuneConfig
+    from .record_options import from_args
+    from .train import finetune
 
-    config = FinetuneConfig(
-        dataset=args.dataset, method=args.method, arch=args.arch, weights=args.weights,
-        intermediate=args.intermediate, allow_overlap=args.allow_overlap, size=args.size,
-        medmnist_size=args.medmnist_size, split_seed=args.split_seed, intensity=args.intensity,
-        near_duplicate_distance=args.near_duplicate_distance, grey_as=args.grey_as, augment=args.augment,
-        balance=args.balance, max_train_images=args.max_train_images,
-        intermediate_max_train_images=args.intermediate_max_train_images, recipe=args.recipe,
-        head_epochs=args.head_epochs, unfreeze_stages=args.unfreeze_stages,
-        epochs=args.epochs, intermediate_epochs=args.intermediate_epochs, batch_size=args.batch_size,
-        optimizer=args.optimizer, lr=args.lr, backbone_lr_scale=args.backbone_lr_scale,
-        weight_decay=args.weight_decay, schedule=args.schedule, patience=args.patience, seed=args.seed)
+    config = from_args(FinetuneConfig, args)
     metrics = finetune(config, Path(args.out), settings=_trainer_settings(args), resume=args.resume, force=args.force)
     test = metrics["test"]
     print(f"{metrics['dataset']} {metrics['method']} ({metrics['arch']}, seed {metrics['seed']}): test accuracy "
@@ -101,13 +61,11 @@ def _cmd_finetune(args) -> int:
 
 
 def _cmd_pretrain_ssl(args) -> int:
-    from .ssl import SSLConfig, pretrain_ssl
+    from .configs import SSLConfig
+    from .record_options import from_args
+    from .ssl import pretrain_ssl
 
-    config = SSLConfig(datasets=tuple(args.datasets), arch=args.arch, init=args.init, target=args.target,
-                       allow_overlap=args.allow_overlap, size=args.size, grey_as=args.grey_as, epochs=args.epochs,
-                       batch_size=args.batch_size, lr=args.lr, temperature=args.temperature, seed=args.seed,
-                       split_seed=args.split_seed, max_images=args.max_images, intensity=args.intensity,
-                       near_duplicate_distance=args.near_duplicate_distance)
+    config = from_args(SSLConfig, args)
     out = pretrain_ssl(config, Path(args.out), trainer=_trainer_settings(args), force=args.force)
     print(f"wrote {out}: {config.arch} pretrained with SimCLR from {config.init} weights on {', '.join(config.datasets)}")
     return 0
@@ -172,6 +130,9 @@ def _cmd_study(args) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from .data.pipeline import DataConfig
+    from .record_options import add_options
+
     parser = argparse.ArgumentParser(prog="medimg", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
 
@@ -181,75 +142,26 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("describe", help="split sizes, class counts, channels, image sizes and duplicates of a dataset")
     p.add_argument("dataset", help="a registered name (see 'medimg datasets') or the path of an image folder")
-    p.add_argument("--size", type=int, default=64, help="decode and cache the images at this size (default 64)")
-    p.add_argument("--split-seed", type=int, default=0, help="seed of the generated split (default 0)")
-    p.add_argument("--medmnist-size", type=int, default=28, choices=(28, 64, 128, 224),
-                   help="which official MedMNIST file to read (default 28)")
-    _add_data_options(p)
+    add_options(p, DataConfig, skip=("dataset",))
     p.add_argument("--json", action="store_true", help="print JSON")
     p.set_defaults(func=_cmd_describe)
 
-    from .models.backbones import ARCHITECTURES
-    from .train import METHODS, RECIPES, FinetuneConfig
+    from .configs import FinetuneConfig, SSLConfig, TrainerSettings
 
-    d = FinetuneConfig.__dataclass_fields__
+    hardware = "hardware (one code path: CPU, a GPU, or DDP over several)"
     p = sub.add_parser("finetune", help="fine-tune one arm (tl, ssl, tl+ssl, scratch) on one dataset into RUN_DIR")
-    p.add_argument("--dataset", required=True, help="registered name or image folder")
-    p.add_argument("--method", required=True, choices=METHODS)
-    p.add_argument("--arch", default=d["arch"].default, choices=ARCHITECTURES)
-    p.add_argument("--weights", help="tl: auto (default), timm, tflite or a .pth/.safetensors file; "
-                   "ssl and tl+ssl: a checkpoint from 'medimg pretrain-ssl'")
-    p.add_argument("--intermediate", help="double fine-tuning: first fine-tune on this dataset")
-    p.add_argument("--allow-overlap", action="store_true", help="allow an intermediate dataset that shares images "
-                   "with the target (recorded)")
-    p.add_argument("--size", type=int, default=d["size"].default, help="image size in pixels")
-    p.add_argument("--medmnist-size", type=int, default=28, choices=(28, 64, 128, 224))
-    p.add_argument("--split-seed", type=int, default=0)
-    _add_data_options(p)
-    p.add_argument("--grey-as", default=d["grey_as"].default, choices=("single", "replicate"),
-                   help="grey images feed a 1-channel model (single) or are copied to 3 channels (replicate)")
-    p.add_argument("--augment", action="store_true", help="rotation, flips, zoom and blur on the training images")
-    p.add_argument("--balance", default="none", choices=("none", "down", "over"))
-    p.add_argument("--max-train-images", type=int, help="train on a stratified subsample of this many training "
-                   "images (the same for every seed)")
-    p.add_argument("--intermediate-max-train-images", type=int, help="the same for the --intermediate dataset "
-                   "(default: its whole training split)")
-    p.add_argument("--recipe", default=d["recipe"].default, choices=RECIPES,
-                   help="auto (full for scratch, else paper); paper: head first, then everything; linear; partial; full")
-    for name in ("head_epochs", "unfreeze_stages", "epochs", "intermediate_epochs", "batch_size", "patience", "seed"):
-        p.add_argument(f"--{name.replace('_', '-')}", type=int, default=d[name].default)
-    for name in ("lr", "weight_decay"):
-        p.add_argument(f"--{name.replace('_', '-')}", type=float, default=d[name].default)
-    p.add_argument("--backbone-lr-scale", type=float, help="backbone lr = lr x this (default 1 for scratch, else 0.1)")
-    p.add_argument("--optimizer", default="adamw", choices=("adamw", "sgd"))
-    p.add_argument("--schedule", default="cosine", choices=("cosine", "constant"))
+    add_options(p, FinetuneConfig)
     p.add_argument("--out", required=True, help="the run directory to write")
     p.add_argument("--resume", action="store_true", help="continue an unfinished run in --out")
     p.add_argument("--force", action="store_true", help="replace whatever is in --out")
-    _add_trainer_options(p)
+    add_options(p, TrainerSettings, title=hardware)
     p.set_defaults(func=_cmd_finetune)
 
-    from .ssl import SSLConfig
-
-    d = SSLConfig.__dataclass_fields__
     p = sub.add_parser("pretrain-ssl", help="SimCLR-pretrain a backbone on the training images of some datasets")
-    p.add_argument("--datasets", nargs="+", required=True, help="registered names or image folders, pooled")
-    p.add_argument("--arch", default=d["arch"].default, choices=ARCHITECTURES)
-    p.add_argument("--init", default="random", choices=("random", "imagenet"),
-                   help="random: the SSL arm; imagenet: the TL+SSL arm")
-    p.add_argument("--target", help="the dataset to be fine-tuned later: pretraining data sharing images with it "
-                   "is refused")
-    p.add_argument("--allow-overlap", action="store_true", help="pretrain on overlapping data anyway (recorded)")
-    p.add_argument("--grey-as", choices=("single", "replicate"), help="how grey images feed the model (needed for grey)")
-    for name in ("size", "epochs", "batch_size", "seed", "split_seed"):
-        p.add_argument(f"--{name.replace('_', '-')}", type=int, default=d[name].default)
-    for name in ("lr", "temperature"):
-        p.add_argument(f"--{name}", type=float, default=d[name].default)
-    p.add_argument("--max-images", type=int, help="use a seeded subsample of at most this many images")
-    _add_data_options(p)
+    add_options(p, SSLConfig)
     p.add_argument("--out", required=True, help="CKPT.safetensors to write")
     p.add_argument("--force", action="store_true", help="replace an existing CKPT")
-    _add_trainer_options(p)
+    add_options(p, TrainerSettings, title=hardware)
     p.set_defaults(func=_cmd_pretrain_ssl)
 
     p = sub.add_parser("evaluate", help="every metric of a run with bootstrap intervals, written beside it")

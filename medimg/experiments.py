@@ -10,12 +10,11 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from dataclasses import replace
 from pathlib import Path
 
 from .data.registry import REGISTRY
 from .errors import MedimgError
-from .runs import FINISHED_MARKER
+from .runs import FINISHED_MARKER, run_name
 
 STUDY_FILE = "study.yml"
 
@@ -51,7 +50,8 @@ def ensure_ssl_checkpoint(target: str, method: str, pool: list[str], ssl: dict, 
     Named by the pool and settings, not the target: targets with the same pool share it. The lineage
     check against ``target`` runs when it is made; the pool excludes every target's overlaps anyway.
     """
-    from .ssl import SSLConfig, pretrain_ssl
+    from .configs import SSLConfig
+    from .ssl import pretrain_ssl
 
     config = SSLConfig(datasets=tuple(pool), target=target, init="imagenet" if method == "tl+ssl" else "random", **ssl)
     key = config_key({k: v for k, v in config.__dict__.items() if k != "target"})
@@ -65,8 +65,9 @@ def ensure_arm(dataset: str, method: str, seeds: list[int], finetune: dict, *, r
                ssl: dict | None = None, ssl_candidates: list[str] = (), tl_weights: str = "auto",
                trainer: dict | None = None) -> list[Path]:
     """Run directories of ``dataset`` x ``method`` for every seed, training only what is not finished."""
-    from .train import FinetuneConfig, finetune as run_finetune
-    from .trainer_settings import TrainerSettings
+    from .configs import FinetuneConfig
+    from .train import finetune as run_finetune
+    from .configs import TrainerSettings
 
     results = study_root() / results_dir
     settings = TrainerSettings(**(trainer or {}))
@@ -79,9 +80,7 @@ def ensure_arm(dataset: str, method: str, seeds: list[int], finetune: dict, *, r
     for seed in seeds:
         config = FinetuneConfig(dataset=dataset, method=method, weights=None if weights is None else str(weights),
                                 seed=seed, **finetune)
-        # named by what decides the result: the checkpoint's content-hash name, not where it lies
-        named = replace(config, weights=Path(config.weights).name if ssl_arm else config.weights)
-        run_dir = results / "runs" / dataset / method.replace("+", "_") / config_key(named.to_dict())
+        run_dir = results / "runs" / dataset / method.replace("+", "_") / run_name(config, settings)
         if not (run_dir / FINISHED_MARKER).is_file():
             if ssl_arm:
                 arm_ssl_checkpoint(dataset=dataset, method=method, ssl=ssl, ssl_candidates=ssl_candidates,
@@ -94,7 +93,7 @@ def ensure_arm(dataset: str, method: str, seeds: list[int], finetune: dict, *, r
 def arm_ssl_checkpoint(*, dataset: str, method: str, ssl: dict | None, ssl_candidates=(), results_dir: str,
                        trainer: dict | None = None, create: bool = True, **_) -> Path:
     """The SimCLR checkpoint an ``ssl`` or ``tl+ssl`` arm (a study chapter's ``arm``) starts from (made if missing)."""
-    from .trainer_settings import TrainerSettings
+    from .configs import TrainerSettings
 
     if not ssl:
         raise MedimgError(f"the {method} arm needs SimCLR settings: give the profile an 'ssl' section")

@@ -237,7 +237,7 @@ def select_gallery(predictions, n: int, seed: int = 0) -> np.ndarray:
 def common_gallery(runs, n: int, seed: int = 0) -> list[str]:
     """Ids of test images for a side-by-side gallery: chosen from the first run's predictions among
     the ids that every run predicted. ``runs`` are run directories or ``predictions.csv`` tables."""
-    from .evaluate.run_results import read_predictions
+    from .runs import read_predictions
 
     tables = [r if isinstance(r, pd.DataFrame) else read_predictions(r) for r in runs]
     shared = set.intersection(*(set(t["id"].astype(str)) for t in tables))
@@ -356,7 +356,8 @@ def load_explanation(out, run_dir=None) -> Explanation:
     """
     import json
 
-    from .run_model import image_positions, load_run_data
+    from .run_model import image_positions
+    from .runs import read_run
 
     out = Path(out)
     try:
@@ -369,7 +370,7 @@ def load_explanation(out, run_dir=None) -> Explanation:
         raise MedimgError(f"{out / 'gradcam.npz'} and gradcam.json name different images: rerun 'medimg gradcam' "
                           f"with --force")
     run_dir = Path(run_dir or summary["run_dir"])
-    _, _, data = load_run_data(run_dir)
+    data = read_run(run_dir).prepared_data()
     images = _shown_images(data, image_positions(data, ids, run_dir))
     d = summary["deletion"]
     return Explanation(

@@ -6,8 +6,7 @@ then ``best.ckpt`` is loaded strictly, so a mismatch fails instead of loading ha
 """
 from __future__ import annotations
 
-import json
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -16,11 +15,10 @@ import timm
 import torch
 from torch import nn
 
-from .data import DataConfig, PreparedData, Preprocess, prepare
+from .configs import FinetuneConfig
+from .data import PreparedData, Preprocess
 from .errors import MedimgError
-from .evaluate.run_results import read_predictions
-from .runs import FINISHED_MARKER
-from .train import FinetuneConfig
+from .runs import read_predictions, read_run
 
 
 @dataclass
@@ -58,35 +56,14 @@ def image_positions(data: PreparedData, ids, run_dir) -> np.ndarray:
     return np.array([where[i] for i in ids], dtype=np.int64)
 
 
-def load_run_data(run_dir) -> tuple[FinetuneConfig, dict, PreparedData]:
-    """A finished run's config, metrics and target data as the run saw it; no network is built."""
-    run_dir = Path(run_dir)
-    if not run_dir.is_dir():
-        raise MedimgError(f"run directory {run_dir} is missing: pass a directory written by medimg finetune --out")
-    if not (run_dir / FINISHED_MARKER).is_file() or not (run_dir / "config.json").is_file():
-        raise MedimgError(f"{run_dir} is not a finished medimg run (no {FINISHED_MARKER}): pass a directory written "
-                          f"by medimg finetune, or finish it with medimg finetune --resume")
-    record = json.loads((run_dir / "config.json").read_text())
-    metrics = json.loads((run_dir / FINISHED_MARKER).read_text())
-    config = FinetuneConfig.from_dict(record["run"])
-    saved = record["data"]["target"]
-    data = prepare(replace(config.data_config(), split_ratios=tuple(saved.get("split_ratios", DataConfig.split_ratios))),
-                   progress=False)
-    if saved.get("fingerprint") not in (None, data.source.fingerprint):
-        raise MedimgError(f"{config.dataset} has changed since {run_dir} was trained (fingerprint "
-                          f"{data.source.fingerprint[:12]} != {saved['fingerprint'][:12]}): "
-                          f"explain it on the data it saw")
-    return config, metrics, data
-
-
 def load_run(run_dir) -> LoadedRun:
     """Load a finished fine-tuning run: model from ``best.ckpt``, config, preprocessing and data."""
-    run_dir = Path(run_dir)
-    config, metrics, data = load_run_data(run_dir)
+    run = read_run(run_dir)
+    run_dir, config, metrics, data = run.path, run.settings, run.metrics, run.prepared_data()
     classes = list(data.classes)
     pre = metrics["preprocess"]
     preprocess = Preprocess(**{**pre, "mean": tuple(pre["mean"]), "std": tuple(pre["std"])})
-    in_chans = 1 if data.decoded.channels == 1 and config.grey_as == "single" else 3
+    in_chans = config.in_chans(data.decoded.channels)
     assert in_chans == preprocess.in_chans, "metrics.json and config.json disagree on input channels"
 
     model = timm.create_model(config.arch, pretrained=False, num_classes=len(classes), in_chans=in_chans,

@@ -1,18 +1,37 @@
-"""Run directories: written atomically, never overwritten by accident, resumable.
+"""Run directories, one owner: how runs are named, written and read back.
 
 A run directory holds ``config.json`` (written first; everything needed to rerun), the
 Lightning checkpoints and logs while it trains, and — only once it has finished —
-``metrics.json``, ``predictions.csv``, ``history.csv`` and ``best.ckpt``. A directory with a
+``predictions.csv``, ``history.csv``, ``best.ckpt`` and, last, ``metrics.json``. A directory with a
 config but no metrics is an unfinished run: ``--resume`` continues it, ``--force`` restarts it.
+Every reader (evaluation, Grad-CAM, the notebooks, reloading the model) goes through :func:`read_run`;
+reading imports neither Lightning nor the training code.
+
+Names (:func:`run_name`) hash every setting that changes a result: the fine-tuning config (a
+weights *file* by its name, which is content-addressed for SimCLR checkpoints, not by where it
+lies) and the numerics (the resolved precision and deterministic kernels). Compatibility rule,
+written down once: fields added to :class:`~medimg.configs.FinetuneConfig` later are left out of
+the name while they hold the value that reproduces the old behaviour
+(``intermediate_max_train_images`` unset), and a ``config.json`` that lacks a field is read with
+its old meaning (:data:`~medimg.configs.LEGACY_DEFAULTS`). Runs named before near-duplicate
+grouping and numerics were part of the name (the ``quick`` results committed before issue #10)
+keep their directories; no current config names them, so a study asks for new runs.
 """
 from __future__ import annotations
 
 import csv
+import hashlib
 import json
 import shutil
+from dataclasses import dataclass, replace
+from functools import cached_property
 from pathlib import Path
 
+import numpy as np
+import pandas as pd
+
 from .atomic import atomic_path, write_text
+from .configs import FinetuneConfig, TrainerSettings
 from .errors import MedimgError
 
 FINISHED_MARKER = "metrics.json"
@@ -61,3 +80,134 @@ def prepare_run_dir(run_dir: Path, config: dict, *, resume: bool, force: bool) -
     run_dir.mkdir(parents=True, exist_ok=True)
     write_json(config_path, config)
     return False
+
+
+def run_name(config: FinetuneConfig, settings: TrainerSettings) -> str:
+    """The directory name of a run: 12 hex digits of a hash of every setting that changes its result."""
+    named = replace(config, weights=config.weight_file.name) if config.weight_file is not None else config
+    identity = dict(named.to_dict(), numerics=numerics(settings))
+    return hashlib.sha256(json.dumps(identity, sort_keys=True, default=str).encode()).hexdigest()[:12]
+
+
+def numerics(settings: TrainerSettings) -> dict:
+    """The trainer settings that change a result's numbers: precision (resolved on this machine) and determinism."""
+    return dict(precision=settings.resolved_precision(), deterministic=settings.deterministic)
+
+
+def write_results(run_dir: Path, *, predictions: list[dict], history: list[dict], best_checkpoint: Path,
+                  metrics: dict) -> None:
+    """The finished run's files; ``metrics.json`` last, since its presence marks the run finished."""
+    write_csv(run_dir / "history.csv", history)
+    write_csv(run_dir / "predictions.csv", predictions)
+    with atomic_path(run_dir / "best.ckpt") as tmp:
+        shutil.copyfile(best_checkpoint, tmp)
+    write_json(run_dir / FINISHED_MARKER, metrics)
+
+
+# --- reading -----------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class RunResult:
+    path: Path
+    config: dict  # config.json's "run" (the FinetuneConfig)
+    record: dict  # the whole config.json (data, trainer, provenance)
+    metrics: dict  # metrics.json
+    classes: tuple[str, ...]
+    ids: np.ndarray
+    y_true: np.ndarray
+    probs: np.ndarray
+
+    @property
+    def dataset(self) -> str:
+        return self.metrics["dataset"]
+
+    @property
+    def seed(self) -> int:
+        return int(self.config["seed"])
+
+    @property
+    def task(self) -> str:
+        return _spec_value(self.dataset, "task", "multiclass")
+
+    @property
+    def modality(self) -> str:
+        """"grey" or "colour", as the run's images were decoded; the registry only for a run that recorded nothing."""
+        return _recorded_modality(self.metrics, self.record) or _spec_value(self.dataset, "modality", "colour")
+
+    @cached_property
+    def history(self) -> pd.DataFrame:
+        return pd.read_csv(self.path / "history.csv")
+
+    @cached_property
+    def settings(self) -> FinetuneConfig:
+        """config.json's run as the typed record (fields it lacks read with their old meaning)."""
+        return FinetuneConfig.from_dict(self.config)
+
+    def prepared_data(self):
+        """The target's :class:`~medimg.data.PreparedData` as the run saw it (same split, same decoding).
+
+        Raises :class:`MedimgError` when the dataset changed since the run was trained.
+        """
+        from .data import DataConfig, prepare
+
+        saved = self.record["data"]["target"]
+        ratios = tuple(saved.get("split_ratios", DataConfig.split_ratios))
+        data = prepare(replace(self.settings.data_config(), split_ratios=ratios), progress=False)
+        if saved.get("fingerprint") not in (None, data.source.fingerprint):
+            raise MedimgError(f"{self.settings.dataset} has changed since {self.path} was trained (fingerprint "
+                              f"{data.source.fingerprint[:12]} != {saved['fingerprint'][:12]}): explain it on the "
+                              f"data it saw")
+        return data
+
+
+def _recorded_modality(metrics: dict, record: dict) -> str | None:
+    """The modality a run recorded: metrics.json's or config.json's ``modality`` (written since issue #10), else
+    read off its preprocessing (``grey_as`` is set exactly when the images were grey); None if neither is there."""
+    recorded = metrics.get("modality") or (record.get("data", {}).get("target") or {}).get("modality")
+    if recorded:
+        return recorded
+    preprocess = metrics.get("preprocess") or {}
+    if "grey_as" in preprocess:
+        return "colour" if preprocess["grey_as"] is None else "grey"
+    return None
+
+
+def _spec_value(dataset: str, attribute: str, default: str) -> str:
+    from .data.registry import REGISTRY
+
+    spec = REGISTRY.get(dataset)
+    return getattr(spec, attribute) if spec is not None else default
+
+
+def read_predictions(run_dir) -> pd.DataFrame:
+    """``predictions.csv`` with ids and labels kept as text (``00042`` must not become 42, nor class "0" become 0)."""
+    path = Path(run_dir) / "predictions.csv"
+    if not path.is_file():
+        raise MedimgError(f"{path} is missing: point at a finished run directory written by medimg finetune")
+    return pd.read_csv(path, dtype={"id": str, "true": str, "predicted": str})
+
+
+def read_run(run_dir) -> RunResult:
+    """Read a finished run; a missing or unfinished one is a one-line error naming the fix."""
+    path = Path(run_dir)
+    if not path.is_dir():
+        raise MedimgError(f"run directory {path} is missing: pass a directory written by 'medimg finetune --out'")
+    if not (path / "config.json").is_file():
+        raise MedimgError(f"{path} is not a finished medimg run (no config.json): pass a directory written by "
+                          f"'medimg finetune'")
+    if not (path / FINISHED_MARKER).is_file():
+        raise MedimgError(f"{path} is an unfinished run (no {FINISHED_MARKER}): finish it with "
+                          f"'medimg finetune ... --resume' first")
+    record = json.loads((path / "config.json").read_text())
+    metrics = json.loads((path / FINISHED_MARKER).read_text())
+    classes = tuple(record["data"]["target"]["classes"])
+    predictions = read_predictions(path)
+    index = {c: i for i, c in enumerate(classes)}
+    unknown = set(predictions["true"]) - set(index)
+    if unknown:
+        raise MedimgError(f"{path / 'predictions.csv'} has labels {sorted(unknown)} that are not the run's classes: "
+                          f"rerun the run with --force")
+    probs = predictions[[f"prob_{c}" for c in classes]].to_numpy(float)
+    return RunResult(path=path, config=record["run"], record=record, metrics=metrics, classes=classes,
+                     ids=predictions["id"].to_numpy(), y_true=predictions["true"].map(index).to_numpy(int),
+                     probs=probs / probs.sum(1, keepdims=True))  # predictions.csv rounds to 6 decimals

@@ -19,7 +19,7 @@ import math
 import tempfile
 import time
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -30,64 +30,12 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
 from .data import DataConfig, EpochSampler, LineageCheck, Preprocess, check_lineage, load_images, open_dataset, prepare
-from .data.sources import DatasetSource
-from .data.splits import DEFAULT_NEAR_DUPLICATE_DISTANCE
+from .data.records import DatasetSource
 from .data.transforms import mix_seed
 from .errors import MedimgError
-from .models.backbones import WeightSource, check_architecture, create_backbone, save_ssl_backbone
+from .models.backbones import WeightSource, create_backbone, save_ssl_backbone
 from .provenance import provenance
-from .trainer_settings import TrainerSettings
-
-INITS = {"random": "random", "imagenet": "auto"}  # --init -> create_backbone's weights
-
-
-@dataclass(frozen=True)
-class SSLConfig:
-    """Everything that decides a SimCLR checkpoint (saved in it)."""
-
-    datasets: tuple[str, ...]  # registered names or folder paths, pooled; train splits only
-    arch: str = "resnet18"
-    init: str = "random"  # random: the SSL arm; imagenet: the TL+SSL arm
-    target: str | None = None  # the dataset to be fine-tuned later: no pretraining dataset may share its images
-    allow_overlap: bool = False
-    size: int = 64
-    medmnist_size: int = 28  # which official MedMNIST file
-    grey_as: str | None = None  # grey pools: "single" (in_chans=1) or "replicate" (3 channels); colour pools ignore it
-    epochs: int = 10
-    batch_size: int = 128
-    lr: float = 1e-3
-    weight_decay: float = 1e-4
-    temperature: float = 0.1
-    projection_dim: int = 128
-    seed: int = 0
-    split_seed: int = 0
-    max_images: int | None = None  # a deterministic subsample of the pool, for quick runs
-    intensity: str = "auto"  # how >8-bit intensities become pixels (medimg.data.intensity)
-    near_duplicate_distance: int | None = DEFAULT_NEAR_DUPLICATE_DISTANCE  # split grouping (medimg.data.splits)
-
-    def __post_init__(self):
-        datasets = (self.datasets,) if isinstance(self.datasets, str) else tuple(self.datasets)
-        object.__setattr__(self, "datasets", datasets)
-        if not datasets:
-            raise MedimgError("SSL pretraining needs at least one dataset: pass --datasets NAME [NAME ...]")
-        if len(set(datasets)) != len(datasets):
-            raise MedimgError(f"datasets {', '.join(datasets)} name one dataset twice: pass each once")
-        check_architecture(self.arch)
-        for name, value, allowed in (("init", self.init, tuple(INITS)),
-                                     ("grey_as", self.grey_as, (None, "single", "replicate"))):
-            if value not in allowed:
-                raise MedimgError(f"unknown {name} {value!r}: choose one of {', '.join(map(str, allowed))}")
-        if min(self.epochs, self.projection_dim) < 1 or self.batch_size < 2 or self.size < 8:
-            raise MedimgError("epochs and projection dim must be positive, batch size at least 2 (SimCLR contrasts "
-                              "images within a batch) and size at least 8 pixels")
-        if self.lr <= 0 or self.temperature <= 0 or self.weight_decay < 0:
-            raise MedimgError("lr and temperature must be positive and weight decay not negative")
-        if self.max_images is not None and self.max_images < 2:
-            raise MedimgError(f"max_images {self.max_images} is too small: use at least 2, or None for every image")
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
+from .configs import INITS, SSLConfig, TrainerSettings
 
 # --- views -------------------------------------------------------------------------------------
 
@@ -273,9 +221,9 @@ def _check_target(config: SSLConfig, target: DatasetSource, sources, hashes: dic
 def pretrain_ssl(config: SSLConfig, out: Path, *, trainer: TrainerSettings = TrainerSettings(),
                  force: bool = False) -> Path:
     """Pretrain a backbone with SimCLR on ``config``'s pool and save it to ``out`` (.safetensors)."""
-    from .train import _quiet_lightning
+    from .train import quiet_lightning
 
-    _quiet_lightning()
+    quiet_lightning()
     out = Path(out)
     if out.suffix != ".safetensors":
         raise MedimgError(f"{out} must end in .safetensors: the SimCLR checkpoint is saved in that format")

@@ -12,8 +12,8 @@ import pytest
 from PIL import Image
 
 from conftest import run_cli
-from medimg.train import FinetuneConfig, finetune
-from medimg.trainer_settings import TrainerSettings
+from medimg.configs import FinetuneConfig, TrainerSettings
+from medimg.train import finetune
 
 pytestmark = pytest.mark.slow
 SETTINGS = TrainerSettings(accelerator="cpu", progress=False)

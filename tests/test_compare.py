@@ -10,9 +10,9 @@ from PIL import Image
 
 from conftest import files_under, run_cli
 from medimg.evaluate.compare import compare_runs, comparison_figures, comparison_markdown
-from medimg.evaluate.run_results import RunResult
-from medimg.train import FinetuneConfig, finetune
-from medimg.trainer_settings import TrainerSettings
+from medimg.runs import RunResult
+from medimg.configs import FinetuneConfig, TrainerSettings
+from medimg.train import finetune
 
 FAST = TrainerSettings(accelerator="cpu", progress=False)
 
@@ -128,7 +128,7 @@ def test_a_grey_folder_passed_by_path_compares_as_grey(tmp_path):
 def test_runs_written_before_the_modality_was_recorded_read_it_from_preprocess(tmp_path):
     from conftest import REPO
     from medimg.data.registry import REGISTRY
-    from medimg.evaluate.run_results import RunResult, _recorded_modality
+    from medimg.runs import RunResult, _recorded_modality
 
     def old_run(grey_as, dataset="folder-x-0123456789", **recorded):
         metrics = dict(dataset=dataset, preprocess=dict(size=32, in_chans=3, grey_as=grey_as), **recorded)

@@ -219,3 +219,39 @@ def test_a_class_without_test_images_is_warned_about(tmp_path):
         Image.fromarray(rng.integers(0, 255, (16, 16, 3), dtype=np.uint8)).save(rare / f"{i}.png")
     with pytest.warns(MedimgWarning, match=r"class 'rare' has 2 image\(s\) and none in val.*at least 6 images"):
         prepare(DataConfig(str(root), size=16), progress=False)
+
+
+def test_class_folders_that_read_the_same_are_one_class(tmp_path):
+    nfc, nfd = unicodedata.normalize("NFC", "naïve"), unicodedata.normalize("NFD", "naïve")
+    for i, folder in enumerate([nfc, nfd, "plaque", "plaque "]):
+        (tmp_path / folder).mkdir()
+        for j in range(3):
+            Image.fromarray(np.full((16, 16), 40 * i + 5 * j, np.uint8)).save(tmp_path / folder / f"{j}.png")
+    with pytest.warns(MedimgWarning, match="read as one name and are one class"):
+        source = open_dataset(tmp_path)
+    assert source.classes == (nfc, "plaque")
+    assert np.bincount(source.labels).tolist() == [6, 6]
+
+
+def test_labels_csv_rows_images_and_folders(tmp_path):
+    root = _csv_folder(tmp_path / "u", "path,label", ["Cat", "cat", "cat", "dog"])
+    Image.fromarray(np.zeros((16, 16), np.uint8)).save(root / "images" / "unlisted.png")
+    with pytest.warns(MedimgWarning) as caught:
+        source = open_dataset(root)
+    messages = " | ".join(str(w.message) for w in caught)
+    assert "does not list 1 of the images" in messages and "images/unlisted.png" in messages
+    assert "'Cat' and 'cat', which differ only in case" in messages
+    assert source.classes == ("Cat", "cat", "dog") and len(source.records) == 4
+    # an empty label is refused, naming its line
+    empty = _csv_folder(tmp_path / "e", "path,label", ["a", "", "b"])
+    with pytest.raises(MedimgError, match="line 3 has no label"):
+        open_dataset(empty)
+    # images in folders that are not classes (images/all/...): labels.csv decides the classes
+    nested = tmp_path / "n"
+    (nested / "images" / "all").mkdir(parents=True)
+    rows = ["path,label"]
+    for i, label in enumerate(["benign", "malignant"] * 2):
+        Image.fromarray(np.full((16, 16), 60 * i, np.uint8)).save(nested / "images" / "all" / f"{i}.png")
+        rows.append(f"images/all/{i}.png,{label}")
+    (nested / "labels.csv").write_text("\n".join(rows) + "\n")
+    assert open_dataset(nested).classes == ("benign", "malignant")

@@ -140,8 +140,8 @@ def breast_runs(tmp_path_factory, module_env):
     """Two one-epoch BreastMNIST runs at 28 px: resnet18 from scratch, and the imported TFLite MobileNet."""
     if not SHARED_DATA.is_dir():
         pytest.skip(f"the shared data folder {SHARED_DATA} is not here")
-    from medimg.train import FinetuneConfig, finetune
-    from medimg.trainer_settings import TrainerSettings
+    from medimg.configs import FinetuneConfig, TrainerSettings
+    from medimg.train import finetune
 
     settings = TrainerSettings(accelerator="cpu", progress=False)
     root = tmp_path_factory.mktemp("breast")
@@ -211,8 +211,8 @@ def test_tflite_mobilenet_reloads_exactly(breast_runs):
 
 
 def test_single_channel_run_reloads_with_one_input_channel(tmp_path):
-    from medimg.train import FinetuneConfig, finetune
-    from medimg.trainer_settings import TrainerSettings
+    from medimg.configs import FinetuneConfig, TrainerSettings
+    from medimg.train import finetune
 
     finetune(FinetuneConfig("synthetic_grey", "scratch", arch="resnet18", grey_as="single", size=32, epochs=1),
              tmp_path / "run", settings=TrainerSettings(accelerator="cpu", progress=False))

@@ -14,7 +14,7 @@ from medimg.data.synthetic import write_image_folder
 from medimg.errors import MedimgError
 from medimg.models.backbones import create_backbone, read_ssl_meta
 from medimg.ssl import SimCLRViews, SSLConfig, _channels, pretrain_ssl, simclr_transform, view_settings
-from medimg.trainer_settings import TrainerSettings
+from medimg.configs import TrainerSettings
 
 CPU = TrainerSettings(progress=False, accelerator="cpu")
 

@@ -13,9 +13,9 @@ import torch
 from safetensors.torch import save_file
 
 from conftest import REPO, assert_one_line_error, run_cli
+from medimg.configs import FinetuneConfig, TrainerSettings
 from medimg.models.backbones import create_backbone
-from medimg.train import FinetuneConfig, finetune
-from medimg.trainer_settings import TrainerSettings
+from medimg.train import finetune
 
 FAST = TrainerSettings(accelerator="cpu", progress=False)
 SMALL = dict(arch="resnet18", size=32, epochs=3, batch_size=32)
@@ -174,7 +174,7 @@ def test_grey_and_colour_inputs(tmp_path):
 
 @pytest.mark.parametrize("recipe", ["paper", "linear", "partial", "full"])
 def test_recipes_unfreeze_what_they_say(recipe):
-    from medimg.train import Classifier
+    from medimg.classifier import Classifier
 
     model, _ = create_backbone("resnet18", num_classes=2, in_chans=3, weights="random")
     config = FinetuneConfig("synthetic_colour", "tl", weights="random.pth", recipe=recipe, head_epochs=2,
@@ -275,3 +275,12 @@ def test_a_training_set_of_one_image_is_refused():
                           source=SimpleNamespace(name="tiny"))
     with pytest.raises(MedimgError, match="tiny leaves 1 training image after --max-train-images"):
         check_trainable(model, [(FinetuneConfig("tiny", "scratch", size=32), one)], in_chans=3)
+
+
+@pytest.mark.parametrize("change, option", [(dict(lr=-1.0), "--lr"), (dict(lr=0.0), "--lr"),
+                                            (dict(weight_decay=-0.1), "--weight-decay"), (dict(patience=0), "--patience")])
+def test_settings_out_of_range_are_refused_by_name(change, option):
+    from medimg.errors import MedimgError
+
+    with pytest.raises(MedimgError, match=f"{option} .* is out of range"):
+        FinetuneConfig(dataset="synthetic_grey", method="scratch", arch="resnet18", **change)

@@ -11,7 +11,7 @@ _EXPORTS = {
     "LineageCheck": "lineage", "check_lineage": "lineage",
     "DataConfig": "pipeline", "PreparedData": "pipeline", "prepare": "pipeline",
     "REGISTRY": "registry", "DatasetSpec": "registry", "Lineage": "registry", "get_spec": "registry",
-    "DatasetSource": "sources", "ImageRecord": "sources", "open_dataset": "sources",
+    "DatasetSource": "records", "ImageRecord": "records", "open_dataset": "sources",
     "Split": "splits", "duplicate_groups": "splits", "make_split": "splits",
     "Augmentation": "transforms", "EpochSampler": "transforms", "ImageDataset": "transforms", "Preprocess": "transforms",
 }

@@ -32,7 +32,9 @@ from ..errors import MedimgError
 from ..paths import cache_dir
 from . import intensity as intensity_rules
 from .intensity import HIGH_DEPTH_MODES, IntensityMapping
-from .sources import DatasetSource, ImageRecord
+from .medmnist_files import read_medmnist_images
+from .records import DatasetSource, ImageRecord
+from .synthetic import synthetic_images
 
 CACHE_VERSION = 2  # bump when decoding changes, so old entries are not reused (2: EXIF, intensity, dhash)
 GREY_TOLERANCE = 3  # max channel difference still counted as grey (JPEG chroma noise)
@@ -116,14 +118,7 @@ def _decode_all(source: DatasetSource, size: int, intensity: str, *, workers: in
     kind = source.spec.kind
     if kind == "folder":
         return _decode_folder(source, size, intensity, workers=workers, progress=progress)
-    if kind == "medmnist":
-        from .medmnist_files import read_medmnist_images
-
-        arrays = read_medmnist_images(source)
-    else:
-        from .synthetic import synthetic_images
-
-        arrays = synthetic_images(source)
+    arrays = read_medmnist_images(source) if kind == "medmnist" else synthetic_images(source)
     mode = "L" if arrays.shape[-1] == 1 else "RGB"
     h, w = arrays.shape[1:3]
     resized = arrays if (h, w) == (size, size) else np.stack([_resize_array(a, size) for a in arrays])

@@ -92,6 +92,9 @@ def parse(text: str) -> tuple[str, tuple[float, float] | None]:
             level, width = math.nan, math.nan
         if math.isfinite(level) and math.isfinite(width) and width > 0:
             return "window", (level, width)
+        if math.isfinite(width) and width <= 0:
+            raise MedimgError(f"intensity window {text!r} has width {width:g}: the width must be positive, "
+                              f"e.g. window:40,400")
     raise MedimgError(f"unknown intensity mapping {text!r}: choose one of {', '.join(CHOICES)} "
                       f"(for example window:40,400 for a soft-tissue CT window)")
 

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from itertools import combinations
 
 from ..errors import MedimgError
-from .sources import DatasetSource
+from .records import DatasetSource
 
 
 @dataclass(frozen=True)

@@ -12,8 +12,8 @@ import numpy as np
 from ..atomic import atomic_path
 from ..errors import MedimgError
 from ..paths import offline
-from .registry import DatasetSpec
-from .sources import SPLITS, DatasetSource, ImageRecord, check_medmnist_npz, medmnist_filename
+from .records import SPLITS, DatasetSource, ImageRecord
+from .registry import MEDMNIST_SIZES, DatasetSpec
 
 
 def open_medmnist(spec: DatasetSpec, base: Path, *, size: int = 28, download: bool = True) -> DatasetSource:
@@ -119,3 +119,47 @@ def download_medmnist(flag: str, size: int, dest: Path) -> None:
                                   f"or put the official file at {dest}")
     except OSError as err:
         raise MedimgError(f"cannot download {url} ({err}): put the official {dest.name} in {dest.parent}") from None
+
+
+# --- the file format --------------------------------------------------------------------------
+
+def npz_lengths(path: Path) -> dict[str, tuple[int, ...]]:
+    """Array shapes in an npz, read from the headers without loading the arrays."""
+    shapes = {}
+    try:
+        with zipfile.ZipFile(path) as zf:
+            for info in zf.infolist():
+                if not info.filename.endswith(".npy"):
+                    continue
+                with zf.open(info) as fh:
+                    version = np.lib.format.read_magic(fh)
+                    read_header = np.lib.format.read_array_header_1_0 if version == (1, 0) \
+                        else np.lib.format.read_array_header_2_0
+                    shape, _, _ = read_header(fh)
+                shapes[info.filename[:-4]] = shape
+    except (zipfile.BadZipFile, zlib.error, ValueError, OSError, EOFError) as err:
+        raise MedimgError(f"{path} is not a readable npz file ({err}): replace it with the official MedMNIST file") from None
+    return shapes
+
+
+def check_medmnist_npz(path: Path) -> dict[str, int]:
+    """Check the MedMNIST keys and lengths; return the number of images per split."""
+    shapes = npz_lengths(path)
+    counts = {}
+    for split in SPLITS:
+        for key in (f"{split}_images", f"{split}_labels"):
+            if key not in shapes:
+                raise MedimgError(f"{path} lacks the key {key!r} (it has {', '.join(sorted(shapes)) or 'none'}): "
+                                  f"use an official MedMNIST npz with train/val/test _images and _labels")
+        n_img, n_lab = shapes[f"{split}_images"][0], shapes[f"{split}_labels"][0]
+        if n_img != n_lab:
+            raise MedimgError(f"{path} has {n_img} {split}_images but {n_lab} {split}_labels: "
+                              f"the file is damaged; replace it with the official MedMNIST file")
+        counts[split] = n_img
+    return counts
+
+
+def medmnist_filename(flag: str, size: int) -> str:
+    if size not in MEDMNIST_SIZES:
+        raise MedimgError(f"MedMNIST has no {size} px files: choose one of {', '.join(map(str, MEDMNIST_SIZES))}")
+    return f"{flag}.npz" if size == 28 else f"{flag}_{size}.npz"

@@ -6,32 +6,36 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
+from ..record_options import setting
 from .cache import DecodedImages, load_images
-from .sources import DatasetSource, open_dataset
-from .splits import DEFAULT_NEAR_DUPLICATE_DISTANCE, DEFAULT_RATIOS, Split, make_split
+from .intensity import CHOICES as INTENSITY_CHOICES
+from .intensity import parse as parse_intensity
+from .records import DatasetSource
+from .registry import MEDMNIST_SIZES
+from .sources import open_dataset
+from .splits import DEFAULT_NEAR_DUPLICATE_DISTANCE, DEFAULT_RATIOS, Split, check_near_duplicate_distance, make_split
+
+INTENSITY_HELP = (f"how images stored beyond 8 bits become pixels, one rule for the whole dataset: "
+                  f"{', '.join(INTENSITY_CHOICES)} (auto: the registered dataset's choice, else the bit depth for "
+                  f"unsigned images and the dataset's range for signed or float ones)")
+NEAR_DUPLICATE_HELP = ("keep images whose 256-bit difference hashes (imagehash dHash at 64 px) differ in at most "
+                       "this many bits in one split (none: exact duplicates only, as splits were made before)")
 
 
 @dataclass(frozen=True)
 class DataConfig:
     """Everything that decides which pixels and labels a run sees (saved with every run)."""
 
-    dataset: str  # a registered name or a folder path
-    size: int = 64  # cached image size in pixels
-    split_seed: int = 0
+    dataset: str = setting(help="a registered name (medimg datasets) or the path of an image folder")
+    size: int = setting(64, "decode and cache the images at this size in pixels")
+    split_seed: int = setting(0, "seed of the generated split")
     split_ratios: tuple[float, float, float] = DEFAULT_RATIOS
-    medmnist_size: int = 28  # which official MedMNIST file
-    # how stored intensities beyond 8 bits become 8-bit pixels (see medimg.data.intensity); "auto" uses the
-    # registered dataset's choice, else the bit depth (unsigned) or the dataset's range (signed, float)
-    intensity: str = "auto"
-    # images whose 256-bit difference hashes differ in at most this many bits stay in one split;
-    # None groups exact duplicates only (how splits were made before near-duplicates were grouped)
-    near_duplicate_distance: int | None = DEFAULT_NEAR_DUPLICATE_DISTANCE
+    medmnist_size: int = setting(28, "which official MedMNIST file to read", choices=MEDMNIST_SIZES)
+    intensity: str = setting("auto", INTENSITY_HELP)  # medimg.data.intensity
+    near_duplicate_distance: int | None = setting(DEFAULT_NEAR_DUPLICATE_DISTANCE, NEAR_DUPLICATE_HELP)  # .splits
 
     def __post_init__(self):
-        from .intensity import parse
-        from .splits import check_near_duplicate_distance
-
-        parse(self.intensity)
+        parse_intensity(self.intensity)
         check_near_duplicate_distance(self.near_duplicate_distance)
 
     def to_dict(self) -> dict:

@@ -18,6 +18,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
+from ..errors import MedimgError
+
 Modality = Literal["grey", "colour"]
 Task = Literal["multiclass", "binary", "ordinal", "multilabel"]
 
@@ -245,8 +247,6 @@ for _mod in ("grey", "colour"):
 
 
 def get_spec(name: str) -> DatasetSpec:
-    from ..errors import MedimgError
-
     try:
         return REGISTRY[name]
     except KeyError:

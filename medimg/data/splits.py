@@ -24,7 +24,7 @@ from ..atomic import write_text
 from ..errors import MedimgError, warn
 from ..paths import cache_dir
 from .cache import HASH_IMAGE_SIZE, HASH_SIZE, DecodedImages
-from .sources import SPLITS, DatasetSource
+from .records import SPLITS, DatasetSource
 
 DEFAULT_RATIOS = (0.7, 0.1, 0.2)  # MedMNIST's proportions
 # Hamming distance (of 256 bits) up to which two images count as near-duplicates; None: exact duplicates only

@@ -7,8 +7,9 @@ from ..errors import MedimgError
 from ..paths import data_dir
 from .pipeline import PreparedData
 from .registry import MEDMNIST_SIZES, REGISTRY, DatasetSpec
-from .sources import SPLITS
+from .records import SPLITS
 from .intensity import IntensityMapping
+from .medmnist_files import find_medmnist_file
 from .splits import duplicate_groups, near_duplicate_report
 
 
@@ -59,7 +60,9 @@ def format_description(d: dict) -> str:
     lines.append(f"  {'total':<{width}}  " + " ".join(f"{d['splits'][s]['n']:>6}" for s in SPLITS) + f" {d['n_images']:>6}")
     sizes = ", ".join(f"{k} ({v})" for k, v in d["image_sizes"].items())
     lines.append(f"  displayed sizes: {sizes}; stored modes: {', '.join(f'{k} ({v})' for k, v in d['stored_modes'].items())}")
-    lines.append(f"  EXIF orientation: {d['exif_rotated']} image(s) stored turned, decoded upright as a viewer shows them")
+    if d["exif_rotated"]:
+        lines.append(f"  EXIF orientation: {d['exif_rotated']} image(s) stored turned, decoded upright as a viewer "
+                     f"shows them")
     lines.append(f"  intensity: {d['intensity']['text']}")
     if d["not_images"]["n"]:
         lines.append(f"  not images (not used): {d['not_images']['n']} file(s): {', '.join(d['not_images']['first'])}")
@@ -92,8 +95,6 @@ def availability(spec: DatasetSpec, base) -> str:
     if base is None:
         return "missing"
     if spec.kind == "medmnist":
-        from .medmnist_files import find_medmnist_file
-
         found = [f"{size}px" for size in MEDMNIST_SIZES if find_medmnist_file(base, spec.location, size)]
         return ", ".join(found) if found else "missing"
     return "yes" if (base / (spec.location or spec.name)).is_dir() else "missing"

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from .registry import DatasetSpec
-from .sources import DatasetSource, ImageRecord
+from .records import DatasetSource, ImageRecord
 
 SHAPES = ("disc", "square", "cross")
 _WRITABLE_MODES = {"png": {"L", "I;16", "P", "RGB", "RGBA"}, "jpg": {"L", "RGB", "CMYK"},

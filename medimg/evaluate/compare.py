@@ -26,7 +26,7 @@ from ..errors import MedimgError
 from ..provenance import provenance
 from ..runs import write_json
 from .metrics import confusion, expected_calibration_error, reliability, scalar_metrics
-from .run_results import RunResult, read_run
+from ..runs import RunResult, read_run
 from .stats import LEVEL, holm, mcnemar_exact, paired_test, seed_summary
 from .tables import Footnotes, interval_cell, is_undefined, markdown_table, number_cell
 

@@ -204,14 +204,14 @@ def _left_out(classes: list[str], out: np.ndarray, why: str) -> str | None:
 
 
 def undefined_reasons(y_true: np.ndarray, probs: np.ndarray, classes: list[str],
-                      task: str = "multiclass") -> dict[str, dict[str, str]]:
+                      task: str = "multiclass", split: str = "test") -> dict[str, dict[str, str]]:
     """Why metrics of :func:`scalar_metrics` are undefined, and which averages leave classes out.
 
     Returns ``{"undefined": {name: reason}, "partial": {name: note}}`` keyed by the names
     :func:`scalar_metrics` uses: ``undefined`` names exactly the metrics that are NaN there, e.g.
     ``{"sensitivity/rare": "no test image of class rare"}``; ``partial`` names the defined macro
     averages taken over fewer than all classes, e.g. ``{"roc_auc": "averaged over 2 of 3 classes;
-    left out rare (no test image)"}``.
+    left out rare (no test image)"}``. ``split`` names the images in the reasons ("test", "validation").
     """
     y_true = np.asarray(y_true)
     cm = confusion(y_true, probs.argmax(1), len(classes))
@@ -220,28 +220,28 @@ def undefined_reasons(y_true: np.ndarray, probs: np.ndarray, classes: list[str],
     undefined: dict[str, str] = {}
     for c, a, e, u in zip(classes, absent, everything, unpredicted):
         if a:
-            undefined[f"sensitivity/{c}"] = undefined[f"roc_auc/{c}"] = f"no test image of class {c}"
+            undefined[f"sensitivity/{c}"] = undefined[f"roc_auc/{c}"] = f"no {split} image of class {c}"
         if e:
-            undefined[f"specificity/{c}"] = undefined[f"roc_auc/{c}"] = f"every test image is of class {c}"
+            undefined[f"specificity/{c}"] = undefined[f"roc_auc/{c}"] = f"every {split} image is of class {c}"
         if u:
-            undefined[f"precision/{c}"] = f"no test image is predicted as {c}"
+            undefined[f"precision/{c}"] = f"no {split} image is predicted as {c}"
         if a and u:
-            undefined[f"f1/{c}"] = f"class {c} has no test image and is never predicted"
+            undefined[f"f1/{c}"] = f"class {c} has no {split} image and is never predicted"
     only = np.flatnonzero(everything)  # the class of every image, if there is one
     if len(only):
-        undefined["roc_auc"] = undefined["mcc"] = f"every test image is of class {classes[only[0]]}"
+        undefined["roc_auc"] = undefined["mcc"] = f"every {split} image is of class {classes[only[0]]}"
     elif (p == n).any():
-        undefined["mcc"] = f"every test image is predicted as {classes[int(np.argmax(p))]}"
+        undefined["mcc"] = f"every {split} image is predicted as {classes[int(np.argmax(p))]}"
     if len(only) and p[only[0]] == n:
-        undefined["kappa"] = (f"every test image is of, and predicted as, class {classes[only[0]]}: "
+        undefined["kappa"] = (f"every {split} image is of, and predicted as, class {classes[only[0]]}: "
                               f"chance agreement is perfect")
         if task == "ordinal":
             undefined["kappa_quadratic"] = undefined["kappa"]
-    partial = dict(balanced_accuracy=_left_out(classes, absent, "no test image"),
-                   macro_sensitivity=_left_out(classes, absent, "no test image"),
+    partial = dict(balanced_accuracy=_left_out(classes, absent, f"no {split} image"),
+                   macro_sensitivity=_left_out(classes, absent, f"no {split} image"),
                    macro_precision=_left_out(classes, unpredicted, "never predicted"),
-                   macro_f1=_left_out(classes, absent & unpredicted, "no test image, never predicted"),
-                   roc_auc=None if len(classes) == 2 or len(only) else _left_out(classes, absent, "no test image"))
+                   macro_f1=_left_out(classes, absent & unpredicted, f"no {split} image, never predicted"),
+                   roc_auc=None if len(classes) == 2 or len(only) else _left_out(classes, absent, f"no {split} image"))
     return dict(undefined=undefined, partial={k: v for k, v in partial.items() if v})
 
 
@@ -253,7 +253,8 @@ def json_number(value: float) -> float | None:
     return float(value) if value is not None and math.isfinite(value) else None
 
 
-def summary_metrics(y_true: np.ndarray, probs: np.ndarray, classes: list[str], task: str = "multiclass") -> dict:
+def summary_metrics(y_true: np.ndarray, probs: np.ndarray, classes: list[str], task: str = "multiclass",
+                    split: str = "test") -> dict:
     """The headline numbers written to a run's metrics.json.
 
     Keys: ``n``, ``majority_accuracy``, every non-per-class metric of :func:`scalar_metrics`,
@@ -271,5 +272,5 @@ def summary_metrics(y_true: np.ndarray, probs: np.ndarray, classes: list[str], t
         **{k: v for k, v in flat.items() if "/" not in k},
         per_class={c: {m: flat[f"{m}/{c}"] for m in PER_CLASS} for c in classes},
         confusion_matrix=confusion(y_true, probs.argmax(1), len(classes)).tolist(),
-        **undefined_reasons(y_true, probs, classes, task),
+        **undefined_reasons(y_true, probs, classes, task, split),
     )

@@ -9,7 +9,7 @@ from ..provenance import provenance
 from ..atomic import write_text
 from ..runs import write_json
 from .metrics import json_number, reliability, scalar_metrics, summary_metrics, undefined_reasons
-from .run_results import RunResult, read_run
+from ..runs import RunResult, read_run
 from .stats import LEVEL, N_BOOT, bootstrap_ci
 from .tables import Footnotes, is_undefined, markdown_table, number_cell
 

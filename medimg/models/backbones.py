@@ -34,6 +34,7 @@ from ..errors import MedimgError
 from ..paths import cache_dir, data_dir, offline
 
 ARCHITECTURES = ("legacy_xception", "resnet50", "resnet18", "mobilenetv2_100")
+WEIGHT_KEYWORDS = ("auto", "timm", "tflite", "random")  # weight sources that are not a file
 TFLITE_FILE = Path("imagenet_mobilenet_tflite") / "mobilenet_v2_1.0_224_quant.tflite"
 SSL_FORMAT = "medimg-simclr-backbone-v1"
 
@@ -85,7 +86,7 @@ def fresh_head(model: nn.Module, num_classes: int | None = None) -> nn.Module:
 
 
 def _create(arch: str, opts: dict, weights) -> tuple[nn.Module, WeightSource]:
-    if isinstance(weights, Path) or (isinstance(weights, str) and weights not in ("auto", "timm", "tflite", "random")):
+    if isinstance(weights, Path) or (isinstance(weights, str) and weights not in WEIGHT_KEYWORDS):
         return _from_file(arch, Path(weights), opts)
     if weights == "random":
         return timm.create_model(arch, pretrained=False, **opts), WeightSource("random")

@@ -1,0 +1,224 @@
+"""Image folders: ``root/images/<class>/...`` (or ``root/<class>/...``) and an optional ``labels.csv``.
+
+Opening is cheap (file listings, labels.csv); nothing is decoded here. Every file Pillow can open is
+an image; other files are named in a warning. Names and labels are read as a person reads them
+(:func:`normalise_text`), and two that differ only invisibly are refused. Every structural problem is a
+:class:`MedimgError` naming the file and the fix.
+"""
+from __future__ import annotations
+
+import csv
+import hashlib
+import os
+import unicodedata
+from pathlib import Path
+
+from ..errors import MedimgError, warn
+from .records import DatasetSource, ImageRecord
+from .registry import DatasetSpec
+
+SHOWN_NAMES = 5  # how many file names a warning about skipped files lists
+
+def image_suffixes() -> frozenset[str]:
+    """Every file suffix Pillow reads (``.png``, ``.jpg``, ``.webp``, ``.tif``, ``.gif``, ...), lower case."""
+    from PIL import Image
+
+    Image.init()
+    return frozenset(Image.registered_extensions())
+
+
+def is_image_file(path: Path) -> bool:
+    """Whether Pillow can open ``path``: by its suffix, else by reading its header."""
+    if path.suffix.lower() in image_suffixes():
+        return True
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(path):
+            return True
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError):
+        return False
+
+
+def _walk_files(top: Path) -> tuple[list[Path], list[Path]]:
+    """(image files, other files) below ``top`` in sorted order; hidden folders are skipped."""
+    images, others = [], []
+    for dirpath, dirnames, filenames in os.walk(top, onerror=_raise_walk_error):
+        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+        for f in sorted(filenames):
+            path = Path(dirpath) / f
+            (images if is_image_file(path) else others).append(path)
+    return images, others
+
+
+def _raise_walk_error(err: OSError) -> None:
+    raise MedimgError(f"cannot read {err.filename} ({err.strerror}): make the folder readable")
+
+
+def _fingerprint(files: list[Path], extra: list[Path]) -> str:
+    h = hashlib.sha256()
+    for f in sorted(files) + extra:
+        st = f.stat()
+        h.update(f"{f}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
+    return h.hexdigest()
+
+
+def open_image_folder(root: Path, spec: DatasetSpec) -> DatasetSource:
+    """Read ``root/images/<class>/...`` (or ``root/<class>/...``) and the optional ``labels.csv``."""
+    image_top = root / "images" if (root / "images").is_dir() else root
+    labels_csv = root / "labels.csv"
+    class_dirs = sorted(d for d in image_top.iterdir() if d.is_dir() and not d.name.startswith("."))
+    files, others = _walk_files(image_top)
+    if image_top == root:  # the root's own files (labels.csv, notes) are not class members
+        others = [f for f in others if f.parent != root]
+    loose = [f for f in files if f.parent == image_top]
+    for d in class_dirs:
+        if not any(f.is_relative_to(d) for f in files):
+            raise MedimgError(f"class folder {d} holds no images (no file that Pillow can open): "
+                              f"add images to it or remove the folder")
+    if others:
+        names = ", ".join(f.relative_to(root).as_posix() for f in others[:SHOWN_NAMES])
+        warn(f"{root}: {len(others)} file(s) are not images Pillow can open and are not used: {names}"
+             f"{', ...' if len(others) > SHOWN_NAMES else ''} (remove them, or convert them to an image format)")
+    if not files:
+        raise MedimgError(f"{image_top} holds no images: expected {image_top}/<class>/<image files>")
+    if labels_csv.is_file():
+        records, classes = _records_from_csv(root, labels_csv, class_dirs, spec)
+        listed = {r.path.resolve() for r in records}
+        unlisted = [f for f in files if f.resolve() not in listed]
+        if unlisted:
+            names = ", ".join(f.relative_to(root).as_posix() for f in unlisted[:SHOWN_NAMES])
+            warn(f"{labels_csv} does not list {len(unlisted)} of the images under {image_top}, which are not used: "
+                 f"{names}{', ...' if len(unlisted) > SHOWN_NAMES else ''} (add rows for them, or remove them)")
+    else:
+        if loose:
+            raise MedimgError(f"{loose[0]} is not inside a class folder and there is no labels.csv: "
+                              f"move images into {image_top}/<class>/ or add {labels_csv} with path,label")
+        names = [normalise_text(d.name) for d in class_dirs]
+        check_invisible_differences(dict.fromkeys(names), f"the class folders of {image_top}")
+        merged = [d.name for d, n in zip(class_dirs, names) if names.count(n) > 1]
+        if merged:
+            warn(f"{image_top}: the class folders {', '.join(map(repr, merged))} read as one name and are one class "
+                 f"(surrounding spaces and Unicode composition are ignored): rename them if they are not")
+        classes = spec.classes or tuple(dict.fromkeys(names))
+        index = {c: i for i, c in enumerate(classes)}
+        records = []
+        for f in files:
+            cls = normalise_text(f.relative_to(image_top).parts[0])
+            if cls not in index:
+                raise MedimgError(f"class folder {image_top / cls} is not one of the classes of {spec.name} "
+                                  f"({', '.join(classes)}): remove it or rename it")
+            records.append(ImageRecord(id=f.relative_to(root).as_posix(), label=index[cls], path=f))
+    if len(classes) < 2 or len({r.label for r in records}) < 2:
+        raise MedimgError(f"{root} has images of only one class ({classes[records[0].label]}): "
+                          f"a classifier needs at least two class folders")
+    fingerprint = _fingerprint([r.path for r in records], [labels_csv] if labels_csv.is_file() else [])
+    return DatasetSource(spec=spec, root=root, classes=tuple(classes), records=tuple(records), fingerprint=fingerprint,
+                         not_images=tuple(f.relative_to(root).as_posix() for f in others))
+
+
+def normalise_text(text: str) -> str:
+    """A name as a person reads it: surrounding whitespace dropped, Unicode composed (NFC).
+
+    ``"benign "`` and ``"benign"`` are one class; so are ``"e\u0301"`` (e + combining accent, as
+    macOS writes file names) and ``"\u00e9"``.
+    """
+    return unicodedata.normalize("NFC", text).strip()
+
+
+def _skeleton(text: str) -> str:
+    """What remains visible: compatibility forms folded (NFKC), format characters (zero-width
+    spaces, joiners, marks) removed, every run of whitespace (no-break spaces too) one space."""
+    folded = unicodedata.normalize("NFKC", text)
+    visible = "".join(ch for ch in folded if unicodedata.category(ch) != "Cf")
+    return " ".join(visible.split())
+
+
+def check_invisible_differences(values, where: str) -> None:
+    """Refuse two distinct values that differ only invisibly, showing both with ``repr``; warn about two that
+    differ only in case (``Cat`` and ``cat`` stay two classes)."""
+    seen: dict[str, str] = {}
+    cased: dict[str, str] = {}
+    for v in values:
+        other = seen.setdefault(_skeleton(v), v)
+        if other != v:
+            raise MedimgError(f"{where} has the labels {other!r} and {v!r}, which look the same but differ in "
+                              f"invisible characters: make them identical")
+        other = cased.setdefault(_skeleton(v).casefold(), v)
+        if other != v:
+            warn(f"{where} has the labels {other!r} and {v!r}, which differ only in case and are two classes: "
+                 f"make them identical if they are one")
+
+
+def _records_from_csv(root: Path, labels_csv: Path, class_dirs: list[Path], spec: DatasetSpec):
+    try:
+        with open(labels_csv, newline="", encoding="utf-8-sig") as fh:
+            reader = csv.reader(fh)
+            header = next(reader, [])
+            table = list(reader)
+    except (OSError, UnicodeDecodeError, csv.Error) as err:
+        raise MedimgError(f"cannot read {labels_csv} ({err}): it must be a UTF-8 CSV with columns path,label") from None
+    # header names and values as a person reads them: "path, label" has the columns path and label
+    columns = [normalise_text(h).casefold() for h in header]
+    numbered = [(line, {c: normalise_text(v) for c, v in zip(columns, row + [""] * len(columns))})
+                for line, row in enumerate(table, start=2) if any(v.strip() for v in row)]
+    rows = [row for _, row in numbered]
+    missing = {"path", "label"} - set(columns)
+    if missing:
+        found = ", ".join(repr(h) for h in header) or "none"
+        raise MedimgError(f"{labels_csv} lacks the column(s) {', '.join(sorted(missing))} (its header has {found}): "
+                          f"add a header row with at least path,label")
+    for line, row in numbered:
+        if not row["label"]:
+            raise MedimgError(f"{labels_csv} line {line} has no label for {row['path'] or 'its image'}: "
+                              f"fill in its label or remove the row")
+    check_invisible_differences(dict.fromkeys(row["label"] for row in rows), str(labels_csv))
+    # Classes: the spec's, else labels.csv's label_index order, else class folders, else sorted labels.
+    if spec.classes:
+        classes = list(spec.classes)
+    elif "label_index" in columns:
+        by_index = {}
+        for row in rows:
+            by_index.setdefault(int(row["label_index"]), row["label"])
+        classes = [by_index[i] for i in sorted(by_index)]
+    elif class_dirs and {row["label"] for row in rows} & {normalise_text(d.name) for d in class_dirs}:
+        # class folders (a label that is not one of them is an error below); the folders' order
+        classes = list(dict.fromkeys(normalise_text(d.name) for d in class_dirs))
+    else:  # folders that name no class (images/all/..., images/2021/...): the labels decide
+        classes = sorted({row["label"] for row in rows})
+    check_invisible_differences(dict.fromkeys([*classes, *(row["label"] for row in rows)]),
+                                f"{labels_csv} with its classes")
+    index = {c: i for i, c in enumerate(classes)}
+    group_col = spec.group_column if spec.group_column in columns else None
+    if group_col is None:
+        group_col = next((c for c in ("patient_id", "lesion_id") if c in columns), None)
+    records, seen = [], set()
+    for line, row in numbered:
+        rel = row["path"]
+        path = _existing_path(root, rel)
+        where = f"{labels_csv} line {line}"
+        if path is None:
+            slash = "; write paths with / rather than \\" if "\\" in rel else ""
+            raise MedimgError(f"{where} names {rel}, which does not exist: fix the row or add the file{slash}")
+        if row["label"] not in index:
+            raise MedimgError(f"{where} has the unknown class {row['label']!r} (classes: {', '.join(classes)}): "
+                              f"fix the label or add a class folder")
+        rel = path.relative_to(root).as_posix()
+        if rel in seen:
+            raise MedimgError(f"{where} lists {rel} a second time: remove the repeated row")
+        seen.add(rel)
+        dup = row.get("exact_duplicate_of") or None
+        group = (row.get(group_col) or None) if group_col else None
+        records.append(ImageRecord(id=rel, label=index[row["label"]], path=path, group=group,
+                                   duplicate_of=Path(dup).as_posix() if dup else None))
+    if not records:
+        raise MedimgError(f"{labels_csv} has no rows: add one row per image (path,label)")
+    return records, classes
+
+
+def _existing_path(root: Path, rel: str) -> Path | None:
+    """``root / rel``, also when the file system stores the name decomposed (NFD, as macOS does) or composed."""
+    for form in (rel, unicodedata.normalize("NFD", rel), unicodedata.normalize("NFC", rel)):
+        if (root / form).is_file():
+            return root / form
+    return None

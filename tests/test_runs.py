@@ -1,0 +1,54 @@
+"""Run directories have one owner (medimg.runs): names from every setting that changes a result, one reader."""
+import json
+import subprocess
+import sys
+
+import pytest
+
+from conftest import REPO
+from medimg.configs import FinetuneConfig, TrainerSettings
+from medimg.errors import MedimgError
+from medimg.runs import read_run, run_name
+
+
+def test_run_name_covers_every_setting_that_changes_a_result(tmp_path):
+    config = FinetuneConfig(dataset="synthetic_grey", method="scratch", arch="resnet18", size=16)
+    fp32 = TrainerSettings(accelerator="cpu", precision="32-true")
+    base = run_name(config, fp32)
+    assert base == run_name(FinetuneConfig(dataset="synthetic_grey", method="scratch", arch="resnet18", size=16), fp32)
+    assert run_name(config, TrainerSettings(accelerator="cpu", precision="bf16-mixed")) != base
+    assert run_name(config, TrainerSettings(accelerator="cpu", precision="32-true", deterministic=False)) != base
+    for change in (dict(seed=1), dict(near_duplicate_distance=None), dict(intensity="per-image"), dict(lr=0.01)):
+        assert run_name(FinetuneConfig(**{**config.__dict__, **change}), fp32) != base, change
+    # where a run's settings do not change its numbers, its name does not change either
+    assert run_name(config, TrainerSettings(accelerator="cpu", precision="32-true", progress=False)) == base
+    # a weights file is named by its file name, not by the folder it lies in
+    a, b = (tmp_path / "a" / "simclr-x.safetensors"), (tmp_path / "b" / "simclr-x.safetensors")
+    ssl = dict(dataset="synthetic_grey", method="ssl", arch="resnet18", size=16)
+    assert run_name(FinetuneConfig(weights=str(a), **ssl), fp32) == run_name(FinetuneConfig(weights=str(b), **ssl), fp32)
+
+
+def test_reading_a_run_imports_neither_lightning_nor_the_training_code():
+    code = ("import sys, medimg.runs, medimg.run_model, medimg.evaluate.report, medimg.evaluate.compare, medimg.explain;"
+            "print(sorted(m for m in sys.modules if m.startswith(('pytorch_lightning', 'lightning', 'medimg.train',"
+            " 'medimg.classifier', 'medimg.loaders'))))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, timeout=300)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "[]"
+
+
+def test_a_config_written_before_a_field_existed_reads_with_its_old_meaning(tmp_path):
+    config = FinetuneConfig(dataset="synthetic_grey", method="scratch", arch="resnet18").to_dict()
+    del config["near_duplicate_distance"], config["intensity"]
+    old = FinetuneConfig.from_dict(config)
+    assert old.near_duplicate_distance is None and old.intensity == "per-image"
+
+
+def test_read_run_refuses_what_is_not_a_finished_run(tmp_path):
+    with pytest.raises(MedimgError, match="missing"):
+        read_run(tmp_path / "nope")
+    with pytest.raises(MedimgError, match="no config.json"):
+        read_run(tmp_path)
+    (tmp_path / "config.json").write_text(json.dumps({}))
+    with pytest.raises(MedimgError, match="unfinished run"):
+        read_run(tmp_path)
