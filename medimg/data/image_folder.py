@@ -8,6 +8,7 @@ an image; other files are named in a warning. Names and labels are read as a per
 from __future__ import annotations
 
 import csv
+import functools
 import hashlib
 import os
 import unicodedata
@@ -19,6 +20,7 @@ from .registry import DatasetSpec
 
 SHOWN_NAMES = 5  # how many file names a warning about skipped files lists
 
+@functools.cache
 def image_suffixes() -> frozenset[str]:
     """Every file suffix Pillow reads (``.png``, ``.jpg``, ``.webp``, ``.tif``, ``.gif``, ...), lower case."""
     from PIL import Image
@@ -84,8 +86,8 @@ def open_image_folder(root: Path, spec: DatasetSpec) -> DatasetSource:
         raise MedimgError(f"{image_top} holds no images: expected {image_top}/<class>/<image files>")
     if labels_csv.is_file():
         records, classes = _records_from_csv(root, labels_csv, class_dirs, spec)
-        listed = {r.path.resolve() for r in records}
-        unlisted = [f for f in files if f.resolve() not in listed]
+        listed = {r.id for r in records}  # paths relative to root, as found on disk
+        unlisted = [f for f in files if f.relative_to(root).as_posix() not in listed]
         if unlisted:
             names = ", ".join(f.relative_to(root).as_posix() for f in unlisted[:SHOWN_NAMES])
             warn(f"{labels_csv} does not list {len(unlisted)} of the images under {image_top}, which are not used: "
