@@ -74,8 +74,10 @@ def open_image_folder(root: Path, spec: DatasetSpec) -> DatasetSource:
     if image_top == root:  # the root's own files (labels.csv, notes) are not class members
         others = [f for f in others if f.parent != root]
     loose = [f for f in files if f.parent == image_top]
+    depth = len(image_top.parts)  # a file's class folder is its path part just below image_top
+    populated = {f.parts[depth] for f in files if len(f.parts) > depth + 1}
     for d in class_dirs:
-        if not any(f.is_relative_to(d) for f in files):
+        if d.name not in populated:
             raise MedimgError(f"class folder {d} holds no images (no file that Pillow can open): "
                               f"add images to it or remove the folder")
     if others:
