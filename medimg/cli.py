@@ -233,6 +233,9 @@ def main(argv: list[str] | None = None) -> int:
     _show_medimg_warnings_as_lines(warnings)
     args = build_parser().parse_args(argv)
     try:
+        from .profiles import register_study_datasets_here
+
+        register_study_datasets_here()  # the short names of study.yml's own folders, for every command
         return args.func(args)
     except MedimgError as err:
         print(f"medimg: error: {err}", file=sys.stderr)

@@ -22,6 +22,7 @@ from .models.backbones import ARCHITECTURES, WEIGHT_KEYWORDS, check_architecture
 from .record_options import setting
 
 METHODS = ("tl", "ssl", "tl+ssl", "scratch")
+SSL_METHODS = ("ssl", "tl+ssl")  # the arms that start from a SimCLR checkpoint
 # What a config.json written before a field existed meant: splits grouped exact duplicates only, and
 # >8-bit images were stretched per image (no staged dataset has such images, so no committed run used it).
 LEGACY_DEFAULTS = dict(near_duplicate_distance=None, intensity="per-image")
@@ -84,7 +85,7 @@ class FinetuneConfig:
                                      ("schedule", self.schedule, ("cosine", "constant"))):
             if value not in allowed:
                 raise MedimgError(f"unknown {name} {value!r}: choose one of {', '.join(allowed)}")
-        if self.method in ("ssl", "tl+ssl") and not self.weights:
+        if self.method in SSL_METHODS and not self.weights:
             raise MedimgError(f"--method {self.method} needs --weights CKPT, a SimCLR checkpoint from "
                               f"'medimg pretrain-ssl{' --init imagenet' if self.method == 'tl+ssl' else ''}'")
         if self.method == "scratch" and self.weights not in (None, "random"):
@@ -213,7 +214,8 @@ class TrainerSettings:
     devices: int | str = setting(1, "devices per node (a number, or auto)")
     num_nodes: int = setting(1, "machines (DDP)")
     strategy: str = setting("auto", "e.g. ddp for several GPUs or nodes")
-    precision: str = setting("auto", "32-true, bf16-mixed, 16-mixed, or auto: bf16 where the hardware runs it fast")
+    precision: str = setting("auto", "32-true, bf16-mixed, 16-mixed, or auto: bf16 (or 16) autocast on a GPU, 32-true "
+                                     "on a CPU")
     deterministic: bool = setting(True, "deterministic kernels (--no-deterministic is faster on GPU)")
     channels_last: bool = setting(True, "channels-last memory layout")
     num_workers: int = setting(0, "data-loader worker processes (data are in memory; workers only pay off with "
@@ -225,7 +227,8 @@ class TrainerSettings:
             return self.precision
         if self._on_gpu():
             return "bf16-mixed" if torch.cuda.is_bf16_supported() else "16-mixed"
-        return "bf16-mixed" if cpu_has_fast_bf16() else "32-true"
+        # on a CPU, never: some report avx512_bf16 yet ran bf16 slower, with other results (issue #12)
+        return "32-true"
 
     def _on_gpu(self) -> bool:
         return self.accelerator in ("gpu", "cuda") or (self.accelerator == "auto" and torch.cuda.is_available())
@@ -245,10 +248,122 @@ class TrainerSettings:
         return dict(asdict(self), resolved_precision=self.resolved_precision())
 
 
-def cpu_has_fast_bf16() -> bool:
-    """bf16 matmuls run natively (AVX512-BF16 or AMX) rather than emulated, where autocast pays off."""
+def method_slug(method: str) -> str:
+    """A method as a file or folder name: ``tl+ssl`` -> ``tl_ssl``."""
+    return method.replace("+", "_")
+
+
+# --- the study ---------------------------------------------------------------------------------
+
+ARM_SETTINGS = ("seeds", "tl_weights", "results_dir")  # overrides that are the arm's own, not fine-tuning settings
+PER_RUN = ("dataset", "method", "weights", "seed")  # FinetuneConfig fields an arm sets for each run itself
+
+
+@dataclass(frozen=True)
+class Arm:
+    """One arm of the study: a dataset and an initialisation, fine-tuned with one set of settings once per seed.
+
+    ``finetune`` holds :class:`FinetuneConfig` fields other than dataset, method, weights and seed; ``ssl``
+    the :class:`SSLConfig` fields of the SimCLR checkpoint an ``ssl`` or ``tl+ssl`` arm starts from (None
+    otherwise), pretrained on ``ssl_candidates`` less those sharing images with the dataset; ``trainer`` the
+    :class:`TrainerSettings`; ``results_dir`` is relative to the study root. ``to_dict`` gives the form the
+    study's chapters recorded before they took flat parameters, and ``from_dict`` reads it back.
+    """
+
+    dataset: str
+    method: str
+    seeds: tuple[int, ...]
+    finetune: dict = field(default_factory=dict)
+    ssl: dict | None = None
+    ssl_candidates: tuple[str, ...] = ()
+    tl_weights: str = "auto"
+    results_dir: str = "results"
+    trainer: dict = field(default_factory=dict)
+
+    def __post_init__(self):
+        if self.method not in METHODS:
+            raise MedimgError(f"unknown method {self.method!r}: choose one of {', '.join(METHODS)}")
+        object.__setattr__(self, "seeds", parse_seeds(self.seeds))
+        object.__setattr__(self, "ssl_candidates", tuple(self.ssl_candidates))
+        unknown = sorted(set(self.finetune) - FINETUNE_SETTINGS)
+        if unknown:
+            raise MedimgError(f"unknown fine-tuning setting(s) {', '.join(unknown)} for {self.dataset} {self.method}: "
+                              f"use FinetuneConfig's fields ({', '.join(sorted(FINETUNE_SETTINGS))})")
+        if self.uses_ssl and not self.ssl:
+            raise MedimgError(f"the {self.method} arm needs SimCLR settings: give the profile an 'ssl' section")
+        self.finetune_config(self.seeds[0], weights="checkpoint" if self.uses_ssl else None)  # refuse bad settings now
+        TrainerSettings(**self.trainer)
+
+    @classmethod
+    def from_profile(cls, profile: "str | dict", dataset: str, method: str, **overrides) -> "Arm":
+        """The arm of ``dataset`` x ``method`` as profile ``profile`` of study.yml (a name, or the loaded
+        profile) defines it, with ``overrides``: ``seeds`` (a list, one number or ``"0,1"``), ``tl_weights``,
+        ``results_dir``, or any fine-tuning setting (``size=64``, ``epochs=3``, ``augment=True``). An override of
+        None keeps the profile's value, so a template can pass its parameters through unchanged.
+        """
+        from .profiles import as_profile
+        from .data.registry import get_spec
+
+        p = as_profile(profile)
+        overrides = {k: v for k, v in overrides.items() if v is not None}
+        finetune = dict(p["finetune"])
+        for key, by_method in (("arch", p.get("arch_by_method", {})), ("size", p.get("size_by_method", {}))):
+            if method in by_method:
+                finetune[key] = by_method[method]
+        own = {k: overrides.pop(k) for k in ARM_SETTINGS if k in overrides}
+        finetune.update(overrides)
+        ssl_arm = method in SSL_METHODS
+        return cls(dataset=dataset, method=method, seeds=own.get("seeds", p["seeds"]), finetune=finetune,
+                   ssl=dict(p["ssl"]) if ssl_arm and p.get("ssl") else None,
+                   ssl_candidates=tuple(p["ssl_candidates"][get_spec(dataset).modality]) if ssl_arm else (),
+                   tl_weights=own.get("tl_weights", p.get("tl_weights", "auto")),
+                   results_dir=own.get("results_dir", p["results_dir"]), trainer=dict(p["trainer"]))
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "Arm":
+        return cls(**d)
+
+    def to_dict(self) -> dict:
+        return dict(dataset=self.dataset, method=self.method, seeds=list(self.seeds), finetune=dict(self.finetune),
+                    ssl=dict(self.ssl) if self.ssl else None, ssl_candidates=list(self.ssl_candidates),
+                    tl_weights=self.tl_weights, results_dir=self.results_dir, trainer=dict(self.trainer))
+
+    @property
+    def uses_ssl(self) -> bool:
+        return self.method in SSL_METHODS
+
+    @property
+    def slug(self) -> str:
+        return method_slug(self.method)
+
+    def finetune_config(self, seed: int, weights: str | None = None) -> FinetuneConfig:
+        """The run of one seed; ``weights`` is the SimCLR checkpoint of an SSL arm (TL arms take ``tl_weights``)."""
+        if self.method == "tl":
+            weights = self.tl_weights
+        return FinetuneConfig(dataset=self.dataset, method=self.method, weights=weights, seed=seed, **self.finetune)
+
+    def ssl_config(self, pool: list[str]) -> SSLConfig:
+        """The SimCLR checkpoint's settings for pool ``pool``; ImageNet init for TL+SSL."""
+        return SSLConfig(datasets=tuple(pool), target=self.dataset, init="imagenet" if self.method == "tl+ssl" else
+                         "random", **self.ssl)
+
+    def settings(self) -> TrainerSettings:
+        return TrainerSettings(**self.trainer)
+
+
+FINETUNE_SETTINGS = {f for f in FinetuneConfig.__dataclass_fields__ if f not in PER_RUN}
+
+
+def parse_seeds(seeds) -> tuple[int, ...]:
+    """Seeds as a person types them: ``[0, 1]``, ``3`` or ``"0,1"`` (papermill's ``-p seeds 0,1``)."""
+    if isinstance(seeds, str):
+        seeds = [s for s in seeds.replace(",", " ").split()]
+    elif isinstance(seeds, int):
+        seeds = [seeds]
     try:
-        flags = open("/proc/cpuinfo").read()
-    except OSError:
-        return False
-    return any(f in flags for f in ("avx512_bf16", "amx_bf16"))
+        out = tuple(int(s) for s in seeds)
+    except (TypeError, ValueError):
+        raise MedimgError(f"seeds {seeds!r} are not whole numbers: give a list such as [0, 1] or 0,1") from None
+    if not out or len(set(out)) != len(out) or min(out) < 0:
+        raise MedimgError(f"seeds {seeds!r}: give one or more different non-negative numbers, e.g. 0,1")
+    return out

@@ -14,18 +14,27 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .errors import MedimgError
-from .experiments import STUDY_FILE, ssl_pool, study_root
+from .configs import Arm
+from .profiles import (ABLATION_BY, STUDY_FILE, ablation_arms, available, double_groups, load_profile, main_arms,
+                       ssl_pool, study_root, targets)
 
 TEMPLATES = ("dataset_card", "ssl_pretraining", "finetune", "comparison", "summary", "reproducibility")
 
 
 @dataclass(frozen=True)
 class Chapter:
+    """One executed notebook of the book.
+
+    ``parameters`` are what papermill passes and a person types (``profile``, ``dataset``, ``method``,
+    a variant's settings); ``resolved`` is what they mean through study.yml (the arms, or the data, the
+    chapter runs), recorded in the notebook so that a change of the study file makes it stale.
+    """
+
     path: str  # relative to the study root, e.g. book/quick/breastmnist/tl.ipynb
     template: str
     title: str
     parameters: dict
+    resolved: dict
     sections: tuple["Chapter", ...] = ()
     part: str = ""
 
@@ -39,144 +48,102 @@ class StudyReport:
     seconds: dict[str, float] = field(default_factory=dict)
 
 
-def load_profile(profile: str, study_file=None) -> dict:
-    import yaml
-
-    path = Path(study_file) if study_file else study_root() / STUDY_FILE
-    try:
-        profiles = yaml.safe_load(path.read_text())["profiles"]
-    except (OSError, yaml.YAMLError, KeyError, TypeError) as err:
-        raise MedimgError(f"cannot read the profiles of {path} ({err}): fix the file (see the repository's study.yml)")
-    if profile not in profiles:
-        raise MedimgError(f"{path} has no profile {profile!r}: choose one of {', '.join(profiles)}")
-    return dict(profiles[profile], name=profile)
+def _dicts(arms: list[Arm]) -> list[dict]:
+    return [a.to_dict() for a in arms]
 
 
-def _arm(p: dict, dataset: str, method: str, **variant) -> dict:
-    """Everything that decides one arm's runs: the parameters of its chapters."""
-    finetune = dict(p["finetune"])
-    for key, by_method in (("arch", p.get("arch_by_method", {})), ("size", p.get("size_by_method", {}))):
-        if method in by_method:
-            finetune[key] = by_method[method]
-    finetune.update(variant)
-    modality = _modality(dataset)
-    return dict(dataset=dataset, method=method, seeds=list(p["seeds"]), finetune=finetune,
-                ssl=dict(p["ssl"]) if method in ("ssl", "tl+ssl") else None,
-                ssl_candidates=list(p["ssl_candidates"][modality]) if method in ("ssl", "tl+ssl") else [],
-                tl_weights=p.get("tl_weights", "auto"), results_dir=p["results_dir"], trainer=dict(p["trainer"]))
+def _variant(p: dict, arm: Arm) -> dict:
+    """The fine-tuning settings in which ``arm`` differs from the profile's plain arm (an ablation's setting)."""
+    plain = Arm.from_profile(p, arm.dataset, arm.method).finetune
+    return {k: v for k, v in arm.finetune.items() if plain.get(k) != v}
 
 
-def _modality(dataset: str) -> str:
-    from .data.registry import get_spec
-
-    return get_spec(dataset).modality
-
-
-def available(dataset: str) -> bool:
-    """Here already, or a MedMNIST set on a machine that may download it."""
-    from .data.registry import get_spec
-    from .data.summary import dataset_table
-    from .paths import offline
-
-    if next(r["available"] for r in dataset_table() if r["name"] == dataset) != "missing":
-        return True
-    return get_spec(dataset).kind == "medmnist" and not offline()
+def _finetune_chapter(p: dict, path: str, title: str, arm: Arm) -> Chapter:
+    return Chapter(path, "finetune", title, dict(profile=p["name"], dataset=arm.dataset, method=arm.method,
+                                                 **_variant(p, arm)), dict(arm=arm.to_dict()))
 
 
 def plan(p: dict) -> tuple[list[Chapter], list[str]]:
     """The chapters of profile ``p`` in reading (and execution) order, and the targets skipped as missing."""
-    book = f"book/{p['name']}"
-    targets = [(m, d) for m in ("grey", "colour") for d in p["targets"].get(m, [])]
-    skipped = [d for _, d in targets if not available(d)]
-    targets = [(m, d) for m, d in targets if d not in skipped]
-    names = [d for _, d in targets]
-    ablations = _ablations(p, book, names) if targets else []
-    chapters = _pretraining(p, book, [_arm(p, d, m) for d in names for m in p["methods"]] +
-                            [a for c in ablations for a in c.parameters["arms"]])
-    for modality, dataset in targets:
-        arms = [_arm(p, dataset, m) for m in p["methods"]]
-        sections = [Chapter(f"{book}/{dataset}/{a['method'].replace('+', '_')}.ipynb", "finetune",
-                            f"{dataset}: {a['method']}", dict(arm=a)) for a in arms]
+    book, name = f"book/{p['name']}", p["name"]
+    skipped = [d for _, d in targets(p) if not available(d)]
+    present = [(m, d) for m, d in targets(p) if d not in skipped]
+    names = [d for _, d in present]
+    ablations = _ablations(p, book, names) if present else []
+    chapters = _pretraining(p, book, main_arms(p, names) + [Arm.from_dict(a) for c in ablations
+                                                              for a in c.resolved["arms"]])
+    for modality, dataset in present:
+        arms = main_arms(p, [dataset])
+        sections = [_finetune_chapter(p, f"{book}/{dataset}/{a.slug}.ipynb", f"{dataset}: {a.method}", a) for a in arms]
         sections.append(Chapter(f"{book}/{dataset}/comparison.ipynb", "comparison", f"{dataset}: comparison",
-                                dict(arms=arms, by="method", gallery=list(p.get("gallery", [])),
+                                dict(profile=name, datasets=[dataset]),
+                                dict(arms=_dicts(arms), by="method", gallery=list(p.get("gallery", [])),
                                      title=f"{dataset}: TL vs SSL vs scratch")))
-        chapters.append(Chapter(f"{book}/{dataset}/card.ipynb", "dataset_card", dataset,
+        chapters.append(Chapter(f"{book}/{dataset}/card.ipynb", "dataset_card", dataset, dict(profile=name, dataset=dataset),
                                 dict(dataset=dataset, size=p["finetune"]["size"],
                                      medmnist_size=p["finetune"].get("medmnist_size", 28)),
                                 tuple(sections), part=f"{modality.capitalize()} datasets"))
-    if not targets:  # nothing to study here: the book is the datasets page, saying how to get them
+    if not present:  # nothing to study here: the book is the datasets page, saying how to get them
         return chapters, skipped
     chapters += ablations
-    main_arms = [_arm(p, d, m) for _, d in targets for m in p["methods"]]
-    chapters.append(Chapter(f"{book}/summary.ipynb", "summary", "Summary: the paper's claims",
-                            dict(arms=main_arms, double=[_double_arms(p, spec) for spec in _doubles(p, targets)],
-                                 skipped=skipped), part="Conclusions"))
-    chapters.append(Chapter(f"{book}/reproducibility.ipynb", "reproducibility", "Reproducibility",
-                            dict(arms=main_arms, profile=p["name"]), part="Appendix"))
+    main = _dicts(main_arms(p, names))
+    chapters.append(Chapter(f"{book}/summary.ipynb", "summary", "Summary: the paper's claims", dict(profile=name),
+                            dict(arms=main, double=[_dicts(g) for g in double_groups(p, names)], skipped=skipped),
+                            part="Conclusions"))
+    chapters.append(Chapter(f"{book}/reproducibility.ipynb", "reproducibility", "Reproducibility", dict(profile=name),
+                            dict(arms=main, profile=name), part="Appendix"))
     return chapters, skipped
 
 
-def _pretraining(p: dict, book: str, arms: list[dict]) -> list[Chapter]:
+def _pretraining(p: dict, book: str, arms: list[Arm]) -> list[Chapter]:
     """One notebook per distinct SimCLR checkpoint the arms need, in a part before the runs."""
     pretraining, seen_pools = [], set()
     for arm in arms:
-        if arm["method"] in ("ssl", "tl+ssl"):
-            key = (arm["method"], tuple(ssl_pool(arm["dataset"], arm["ssl_candidates"])))
+        if arm.uses_ssl:
+            key = (arm.method, tuple(ssl_pool(arm.dataset, list(arm.ssl_candidates))))
             if key not in seen_pools:
                 seen_pools.add(key)
-                pretraining.append(Chapter(f"{book}/ssl/{arm['method'].replace('+', '_')}-{arm['dataset']}.ipynb",
-                                           "ssl_pretraining", f"SimCLR pool for {arm['dataset']} ({arm['method']})",
-                                           dict(arm=arm)))
+                pretraining.append(Chapter(f"{book}/ssl/{arm.slug}-{arm.dataset}.ipynb", "ssl_pretraining",
+                                           f"SimCLR pool for {arm.dataset} ({arm.method})",
+                                           dict(profile=p["name"], dataset=arm.dataset, method=arm.method),
+                                           dict(arm=arm.to_dict())))
     if not pretraining:
         return []
-    return [Chapter(f"{book}/ssl/index.ipynb", "ssl_pretraining", "SimCLR pretraining",
-                    pretraining[0].parameters, tuple(pretraining[1:]), part="Pretraining")]
+    first = pretraining[0]
+    return [Chapter(f"{book}/ssl/index.ipynb", "ssl_pretraining", "SimCLR pretraining", first.parameters,
+                    first.resolved, tuple(pretraining[1:]), part="Pretraining")]
 
 
-def _doubles(p: dict, targets) -> list[dict]:
-    names = {d for _, d in targets}
-    return [s for s in p.get("ablations", {}).get("double", []) if s["target"] in names and available(s["intermediate"])]
-
-
-def _double_arms(p: dict, spec: dict) -> list[dict]:
-    stage1 = {"intermediate": spec["intermediate"], **spec.get("finetune", {})}  # stage 1's own settings
-    return [_arm(p, spec["target"], m, **variant) for m in spec["methods"] for variant in ({}, stage1)]
+ABLATION_TITLES = {"augmentation": "Ablation: augmentation", "balance": "Ablation: balance",
+                   "imagenet_then_simclr": "Ablation: SimCLR after ImageNet (TL+SSL)",
+                   "double": "Ablation: double fine-tuning"}
 
 
 def _ablations(p: dict, book: str, names: list[str]) -> list[Chapter]:
-    ablations = p.get("ablations", {})
+    """One comparison chapter per ablation of the profile on the targets here, with a fine-tuning section for
+    each arm no earlier chapter runs."""
     chapters = []
-    for key, setting, by in (("augmentation", {"augment": True}, "augment"), ("balance", None, "balance")):
-        spec = ablations.get(key)
+    for key, title in ABLATION_TITLES.items():
+        spec = p.get("ablations", {}).get(key)
         if not spec:
             continue
-        variant = setting or {"balance": spec.get("mode", "down")}
-        arms = [_arm(p, d, m, **v) for d in spec["targets"] if d in names for m in spec["methods"]
-                for v in ({}, variant)]
-        chapters.append(_ablation(book, key, f"Ablation: {key}", arms, f"method,{by}",
-                                  [(f"{a['method']} with {key}", a) for a in arms
-                                   if a["finetune"].get(by, None) not in (None, False, "none")]))
-    spec = ablations.get("imagenet_then_simclr")
-    if spec:  # TL+SSL: SimCLR continued from the ImageNet weights, beside the arms it combines
-        arms = [_arm(p, d, m) for d in spec["targets"] if d in names for m in spec["methods"]]
-        chapters.append(_ablation(book, "imagenet_then_simclr", "Ablation: SimCLR after ImageNet (TL+SSL)", arms,
-                                  "method", [(a["method"], a) for a in arms if a["method"] not in p["methods"]]))
-    doubles = _doubles(p, [(None, n) for n in names])
-    if doubles:
-        arms = [a for spec in doubles for a in _double_arms(p, spec)]
-        chapters.append(_ablation(book, "double", "Ablation: double fine-tuning", arms, "method,double",
-                                  [(f"{a['method']} after {a['finetune']['intermediate']}", a)
-                                   for a in arms if a["finetune"].get("intermediate")]))
+        arms = ablation_arms(p, key, names)
+        if not arms:
+            continue
+        new = [a for a in arms if _variant(p, a) or a.method not in p["methods"]]
+        sections = tuple(_finetune_chapter(p, f"{book}/ablations/{key}/{a.dataset}-{a.slug}.ipynb",
+                                           f"{a.dataset}: {_label(key, a)}", a) for a in new)
+        chapters.append(Chapter(f"{book}/ablations/{key}.ipynb", "comparison", title,
+                                dict(profile=p["name"], ablation=key),
+                                dict(arms=_dicts(arms), by=ABLATION_BY[key], gallery=[], title=title),
+                                sections, part="Ablations"))
     return chapters
 
 
-def _ablation(book: str, key: str, title: str, arms: list[dict], by: str, new: list[tuple[str, dict]]) -> Chapter:
-    """An ablation's comparison of ``arms`` by ``by``, with a fine-tuning section for each (label, arm) in
-    ``new``: the arms no earlier chapter runs."""
-    sections = tuple(Chapter(f"{book}/ablations/{key}/{a['dataset']}-{a['method'].replace('+', '_')}.ipynb",
-                             "finetune", f"{a['dataset']}: {label}", dict(arm=a)) for label, a in new)
-    return Chapter(f"{book}/ablations/{key}.ipynb", "comparison", title,
-                   dict(arms=arms, by=by, gallery=[], title=title), sections, part="Ablations")
+def _label(key: str, arm: Arm) -> str:
+    if key == "double":
+        return f"{arm.method} after {arm.finetune['intermediate']}"
+    return arm.method if key == "imagenet_then_simclr" else f"{arm.method} with {key}"
 
 
 def profile_datasets(p: dict) -> list[str]:
@@ -216,18 +183,18 @@ def execute(chapter: Chapter, root: Path, *, force: bool, report: StudyReport) -
 
     out = root / chapter.path
     if out.is_file() and not force:
-        if _recorded_parameters(out) == _expected_parameters(chapter):
+        if not _differences(out, chapter):
             report.reused.append(chapter.path)
             return
-        report.stale.append(chapter.path)  # made with other parameters: the study file changed since
+        report.stale.append(chapter.path)  # made with other parameters or arms: the study file changed since
     out.parent.mkdir(parents=True, exist_ok=True)
     partial = out.with_name(f".{out.name}.partial.ipynb")
     start = time.perf_counter()
     try:
         pm.execute_notebook(str(root / "notebooks" / f"{chapter.template}.ipynb"), str(partial),
-                            parameters=dict(chapter.parameters, chapter_title=chapter.title),
+                            parameters=_passed(chapter),
                             cwd=str(root), kernel_name="python3", progress_bar=False, log_output=False)
-        _set_title(partial, chapter.title)
+        _finish(partial, chapter)
         partial.replace(out)
         report.executed.append(chapter.path)
     except pm.PapermillExecutionError as err:
@@ -238,14 +205,16 @@ def execute(chapter: Chapter, root: Path, *, force: bool, report: StudyReport) -
         report.seconds[chapter.path] = time.perf_counter() - start
 
 
-def _set_title(path: Path, title: str) -> None:
-    """The template's generic heading becomes the chapter's title (the book's navigation shows it),
-    and the parameter cells are folded away."""
+def _finish(path: Path, chapter: Chapter) -> None:
+    """The template's generic heading becomes the chapter's title (the book's navigation shows it), the
+    parameter cells are folded away, and what the parameters resolved to is recorded (``medimg.resolved``)."""
     import nbformat
 
     book = nbformat.read(path, as_version=4)
+    title = chapter.title
     first = next(c for c in book.cells if c.cell_type == "markdown")
     first.source = f"# {title}" + first.source[first.source.find("\n"):] if "\n" in first.source else f"# {title}"
+    book.metadata["medimg"] = {"resolved": _as_json(chapter.resolved)}
     for cell in book.cells:  # the book shows the parameters the chapter ran with, folded; not the template's
         tags = cell.metadata.setdefault("tags", [])
         if "parameters" in tags:
@@ -256,20 +225,24 @@ def _set_title(path: Path, title: str) -> None:
 
 
 def write_toc(chapters: list[Chapter], root: Path, datasets: str) -> None:
-    """_toc.yml: the introduction, the datasets page, then the profile's chapters in parts."""
+    """_toc.yml: the introduction, the datasets page, then the profile's chapters in parts; only chapters
+    that have been executed, so a profile run in part (``--only``) still builds."""
     from .atomic import write_text
 
     lines = ["# Written by 'medimg study'; edit study.yml, not this file.", "format: jb-book", "root: book/intro",
              "parts:", '  - caption: "Data"', "    chapters:", f"      - file: {datasets}"]
     part = None
     for c in chapters:
-        if c.part != part:
-            part = c.part
-            lines += [f"  - caption: {json.dumps(part)}", "    chapters:"]
-        lines.append(f"      - file: {c.path.removesuffix('.ipynb')}")
-        if c.sections:
-            lines.append("        sections:")
-            lines += [f"          - file: {s.path.removesuffix('.ipynb')}" for s in c.sections]
+        here = [s for s in c.sections if (root / s.path).is_file()]
+        entries = [(c, here)] if (root / c.path).is_file() else [(s, []) for s in here]
+        for chapter, sections in entries:
+            if c.part != part:
+                part = c.part
+                lines += [f"  - caption: {json.dumps(part)}", "    chapters:"]
+            lines.append(f"      - file: {chapter.path.removesuffix('.ipynb')}")
+            if sections:
+                lines.append("        sections:")
+                lines += [f"          - file: {s.path.removesuffix('.ipynb')}" for s in sections]
     write_text(root / "_toc.yml", "\n".join(lines) + "\n")
 
 
@@ -279,19 +252,59 @@ def build_book(root: Path) -> int:
     return subprocess.call([str(exe), "build", "--warningiserror", "--keep-going", str(root)])
 
 
-def _recorded_parameters(path: Path) -> dict:
+def _passed(chapter: Chapter) -> dict:
+    """The parameters papermill passes to ``chapter``: its own, its title and where it is written."""
+    return dict(chapter.parameters, chapter_title=chapter.title, chapter_path=chapter.path)
+
+
+def rerun_markdown(template: str, parameters: dict, chapter_path: str | None = None) -> str:
+    """A chapter's "Rerun this chapter" commands, as Markdown: papermill with the chapter's own parameters
+    (None ones left to the template), and, for a chapter of the book, ``medimg study`` re-executing it."""
+    import shlex
+
+    args = []
+    for key, value in parameters.items():
+        if value is None:
+            continue
+        if isinstance(value, (list, tuple)):  # read back by the templates: "0,1" is seeds [0, 1]
+            value = ",".join(map(str, value))
+        args.append(f"-p {key} {shlex.quote(str(value))}")
+    # book/quick/busi_256/tl.ipynb -> busi_256-tl.ipynb, beside the book rather than in it
+    out = "-".join(Path(chapter_path).with_suffix("").parts[2:]) + ".ipynb" if chapter_path else f"{template}-out.ipynb"
+    # three parameters to a line, so the command fits the page and still pastes as one
+    rows = [f"papermill notebooks/{template}.ipynb {out}"] + ["    " + " ".join(args[i:i + 3])
+                                                               for i in range(0, len(args), 3)]
+    lines = ["```bash", " \\\n".join(rows)]
+    if chapter_path and parameters.get("profile"):
+        lines.append(f"medimg study --profile {parameters['profile']} --force --only {chapter_path}")
+    return "\n".join(lines + ["```"])
+
+
+def _as_json(value):
+    """``value`` as it reads back from a notebook's JSON (tuples become lists)."""
+    return json.loads(json.dumps(value))
+
+
+def _differences(path: Path, chapter: Chapter) -> list[str]:
+    """What differs between the executed chapter at ``path`` and what study.yml now says it should be: the
+    names of the parameters (or resolved settings) that changed; empty when it is current."""
     import nbformat
 
-    return nbformat.read(path, as_version=4).metadata.get("papermill", {}).get("parameters", {})
-
-
-def _expected_parameters(chapter: Chapter) -> dict:
-    """The parameters papermill records for ``chapter``, as they read back from the notebook's JSON."""
-    return json.loads(json.dumps(dict(chapter.parameters, chapter_title=chapter.title)))
+    metadata = nbformat.read(path, as_version=4).metadata
+    recorded = metadata.get("papermill", {}).get("parameters", {})
+    expected = _as_json(_passed(chapter))
+    if "medimg" not in metadata:
+        # executed before chapters took flat parameters (issue #11): its parameters were what they resolve to
+        expected = _as_json(dict(chapter.resolved, chapter_title=chapter.title))
+    else:
+        resolved, want = metadata["medimg"].get("resolved", {}), _as_json(chapter.resolved)
+        recorded = dict(recorded, **{f"resolved.{k}": v for k, v in resolved.items()})
+        expected = dict(expected, **{f"resolved.{k}": v for k, v in want.items()})
+    return sorted(k for k in set(recorded) | set(expected) if recorded.get(k) != expected.get(k))
 
 
 def committed_parameter_mismatches(profile: str, root: Path | None = None) -> list[str]:
-    """Chapters in book/PROFILE whose recorded papermill parameters differ from what study.yml now says."""
+    """Chapters in book/PROFILE whose recorded parameters (or the arms they ran) differ from what study.yml says."""
     root = root or study_root()
     chapters, _ = plan(load_profile(profile, root / STUDY_FILE))
     problems = []
@@ -299,10 +312,7 @@ def committed_parameter_mismatches(profile: str, root: Path | None = None) -> li
         path = root / c.path
         if not path.is_file():
             problems.append(f"{c.path}: missing")
-            continue
-        recorded, expected = _recorded_parameters(path), _expected_parameters(c)
-        if recorded != expected:
-            changed = sorted(k for k in set(recorded) | set(expected) if recorded.get(k) != expected.get(k))
+        elif changed := _differences(path, c):
             problems.append(f"{c.path}: parameters differ from study.yml ({', '.join(changed)})")
     return problems
 

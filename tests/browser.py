@@ -11,6 +11,17 @@ import time
 import urllib.request
 from pathlib import Path
 
+# What a reader meets on a chapter page: the first section's id, code inputs left in view (not folded
+# into a "Show code" toggle), and tables reaching past the text column.
+LAYOUT_JS = """JSON.stringify((() => {
+  const article = document.querySelector('.bd-article');
+  const right = article.getBoundingClientRect().right + 1;
+  const sections = Array.from(article.querySelectorAll('section section'));
+  const code = Array.from(article.querySelectorAll('.cell_input')).filter(c => !c.closest('details'));
+  const wide = Array.from(article.querySelectorAll('table')).filter(t => t.getBoundingClientRect().right > right);
+  return {first_section: sections.length ? sections[0].id : null, visible_code: code.length,
+          wide_tables: wide.length, tables: article.querySelectorAll('table').length};
+})())"""
 BROKEN_IMAGES_JS = ("JSON.stringify(Array.from(document.images)"
                     ".filter(i => !i.complete || i.naturalWidth === 0).map(i => i.getAttribute('src')))")
 
@@ -89,6 +100,10 @@ class Browser:
     def broken_images(self) -> list[str]:
         return json.loads(self.evaluate(BROKEN_IMAGES_JS))
 
+    def layout(self) -> dict:
+        """The first section's id, how many code inputs are in view, and how many tables are wider than the text."""
+        return json.loads(self.evaluate(LAYOUT_JS))
+
     def screenshot(self, path: Path) -> Path:
         """The whole page, not only the window."""
         height = int(self.evaluate("document.documentElement.scrollHeight"))
@@ -121,10 +136,12 @@ def toc_pages(root: Path) -> list[str]:
     return pages
 
 
-def check_book(root: Path, html: Path, screenshots: dict[str, Path]) -> list[str]:
-    """Open every page of the book in Chromium; return the problems (missing pages, broken images).
+def check_book(root: Path, html: Path, screenshots: dict[str, Path], layouts: dict | None = None) -> list[str]:
+    """Open every page of the book in Chromium; return the problems (missing pages, broken images, tables
+    wider than the text column).
 
-    ``screenshots`` maps a page (as in the toc) to the PNG to write of it.
+    ``screenshots`` maps a page (as in the toc) to the PNG to write of it; ``layouts``, if given, receives
+    each page's :meth:`Browser.layout`.
     """
     problems = []
     with Browser() as browser:
@@ -138,6 +155,11 @@ def check_book(root: Path, html: Path, screenshots: dict[str, Path]) -> list[str
                 problems.append(f"{page}: {result['errorText']}")
                 continue
             problems += [f"{page}: broken image {src}" for src in browser.broken_images()]
+            layout = browser.layout()
+            if layout["wide_tables"]:
+                problems.append(f"{page}: {layout['wide_tables']} table(s) wider than the page")
+            if layouts is not None:
+                layouts[page] = layout
             if page in screenshots:
                 browser.screenshot(screenshots[page])
     return problems

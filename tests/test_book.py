@@ -34,10 +34,12 @@ def build(root: Path, out: Path) -> Path:
 
 
 def screenshot_targets(root: Path, directory: Path) -> dict[str, Path]:
-    """The summary chapter and the first comparison chapter with a Grad-CAM gallery (a dataset's comparison)."""
+    """A dataset chapter (its card), the first comparison chapter with a Grad-CAM gallery (a dataset's
+    comparison) and the summary."""
     pages = toc_pages(root)
-    wanted = [p for p in pages if p.endswith("/summary")][:1]
+    wanted = [p for p in pages if p.endswith("/card")][:1]
     wanted += [p for p in pages if p.endswith("/comparison")][:1]
+    wanted += [p for p in pages if p.endswith("/summary")][:1]
     return {p: directory / f"{p.replace('/', '_')}.png" for p in wanted or pages[:1]}
 
 

@@ -21,12 +21,12 @@ def test_quick_profile_is_the_study_the_issue_asks_for():
     assert len(p["seeds"]) >= 5
     assert p["targets"] == {"grey": ["breastmnist", "pneumoniamnist", "busi_256", "iq_othnccd_lung_ct"],
                             "colour": ["retinamnist", "ham10000_224", "eye_diseases_fundus_400", "bccd_wbc_640"]}
-    runs = [c.parameters["arm"] for c in flatten(chapters) if c.template == "finetune"]
+    runs = [c.resolved["arm"] for c in flatten(chapters) if c.template == "finetune"]
     # one architecture for every arm: only the initialisation differs
     assert {a["finetune"]["arch"] for a in runs} == {"mobilenetv2_100"}
     assert {a["method"] for a in runs} == {"tl", "ssl", "tl+ssl", "scratch"}
     # every target compares TL, SSL and scratch; TL+SSL on at least one grey and one colour target
-    comparisons = {c.parameters["title"]: c.parameters["arms"] for c in flatten(chapters) if c.template == "comparison"}
+    comparisons = {c.resolved["title"]: c.resolved["arms"] for c in flatten(chapters) if c.template == "comparison"}
     for dataset in (*p["targets"]["grey"], *p["targets"]["colour"]):
         arms = comparisons[f"{dataset}: TL vs SSL vs scratch"]
         assert [a["method"] for a in arms] == ["tl", "ssl", "scratch"] and {a["dataset"] for a in arms} == {dataset}
@@ -41,11 +41,11 @@ def test_quick_profile_is_the_study_the_issue_asks_for():
 
 def test_ssl_pools_never_hold_the_target_or_its_sources():
     chapters, _ = quick_plan()
-    from medimg.experiments import ssl_pool
+    from medimg.profiles import ssl_pool
 
     for c in flatten(chapters):
-        if c.template == "finetune" and c.parameters["arm"]["method"] in ("ssl", "tl+ssl"):
-            arm = c.parameters["arm"]
+        if c.template == "finetune" and c.resolved["arm"]["method"] in ("ssl", "tl+ssl"):
+            arm = c.resolved["arm"]
             pool = ssl_pool(arm["dataset"], arm["ssl_candidates"])
             assert arm["dataset"] not in pool and pool
             if arm["dataset"] in ("breastmnist", "busi_256"):
@@ -67,10 +67,17 @@ def test_driver_runs_a_profile_end_to_end(tmp_path, monkeypatch):
 
     root = tmp_path / "study"
     root.mkdir()
-    for name in ("study.yml", "_config.yml", "notebooks", "book"):
+    for name in ("study.yml", "_config.yml", "_static", "notebooks", "book"):
         (shutil.copytree if (REPO / name).is_dir() else shutil.copy)(REPO / name, root / name)
     for old in root.glob("book/*/"):
         shutil.rmtree(old)
+    # a user's own folder, named in the study file by path, joins the smoke profile's grey targets
+    write_user_folder(tmp_path / "scans")
+    text = (root / "study.yml").read_text()
+    smoke = text[text.index("  smoke:"):text.index("  paper:")]
+    assert smoke.count("      grey: [synthetic_grey]\n") == 1
+    (root / "study.yml").write_text("datasets:\n  my_scans: {path: ../scans, modality: grey}\n" + text.replace(
+        smoke, smoke.replace("      grey: [synthetic_grey]\n", "      grey: [synthetic_grey, my_scans]\n")))
     monkeypatch.setenv("MEDIMG_STUDY_ROOT", str(root))
     report = study.run_study("smoke")
     assert report.failed == {}, report.failed
@@ -83,16 +90,26 @@ def test_driver_runs_a_profile_end_to_end(tmp_path, monkeypatch):
         assert not errors, c.path
     assert (root / "_build" / "html" / "book" / "smoke" / "summary.html").is_file()
     assert "book/smoke/summary" in (root / "_toc.yml").read_text()
-    # the pages render in a real browser: no missing page, no broken image; screenshots to look at
+    # the folder is a dataset like the others, under its short name in every table
+    assert {"book/smoke/my_scans/card.ipynb", "book/smoke/my_scans/comparison.ipynb"} <= {c.path for c in flatten(chapters)}
+    for page in ("my_scans/comparison", "summary", "reproducibility"):
+        html = (root / "_build" / "html" / "book" / "smoke" / f"{page}.html").read_text()
+        assert html.count("my_scans") >= 3 and "folder-" not in html, page
+    # the pages render in a real browser: no missing page, no broken image, no table wider than the text;
+    # a chapter shows what it found first and keeps its code folded; screenshots to look at
     from browser import check_book
     from test_book import assert_screenshot_shows_a_page, require_chromium, screenshot_targets
 
     require_chromium()
     shots = screenshot_targets(root, REPO / "_build" / "screenshots" / "smoke")
-    assert len(shots) == 2
-    assert check_book(root, root / "_build" / "html", shots) == []
+    assert len(shots) == 3
+    layouts = {}
+    assert check_book(root, root / "_build" / "html", shots, layouts) == []
     for png in shots.values():
         assert_screenshot_shows_a_page(png)
+    for c in flatten(chapters):
+        page = layouts[c.path.removesuffix(".ipynb")]
+        assert page["first_section"] in ("what-it-found", "what-it-holds") and page["visible_code"] == 0, (c.path, page)
     assert committed_parameter_mismatches("smoke", root) == []
 
     again = study.run_study("smoke", build=False)
@@ -104,7 +121,7 @@ def test_driver_runs_a_profile_end_to_end(tmp_path, monkeypatch):
     (root / "study.yml").write_text(text.replace("    gallery: [tl, ssl]\n    ablations: {}\n",
                                                  "    gallery: [tl]\n    ablations: {}\n"))
     changed = study.run_study("smoke", build=False, only="comparison")
-    assert changed.failed == {} and len(changed.executed) == 2 and changed.stale == changed.executed
+    assert changed.failed == {} and len(changed.executed) == 3 and changed.stale == changed.executed
     assert committed_parameter_mismatches("smoke", root) == []
 
     # a broken chapter is reported with its cell, and the others still run
@@ -117,6 +134,19 @@ def test_driver_runs_a_profile_end_to_end(tmp_path, monkeypatch):
     assert report.failed and all("cell" in why and "no SimCLR data for synthetic_grey" in why
                                  for why in report.failed.values())
     assert any("synthetic_colour" in path for path in report.executed)
+
+
+def write_user_folder(root):
+    """Generated grey images in images/<class>/: the synthetic shapes, as a user's PNG files."""
+    from PIL import Image
+
+    from medimg.data.synthetic import SHAPES, make_synthetic
+
+    images, labels = make_synthetic(40, 32, seed=7, colour=False)
+    for i, (image, label) in enumerate(zip(images, labels)):
+        folder = root / "images" / SHAPES[label]
+        folder.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(image[..., 0]).save(folder / f"scan_{i:03d}.png")
 
 
 def test_paper_profile_here_lists_its_missing_datasets_with_how_to_get_them():

@@ -103,12 +103,21 @@ def load_images(source: DatasetSource, size: int, *, intensity: str = "auto", us
     if use_cache and (entry / "meta.json").is_file():
         cached = _read_entry(entry)
         if cached.ids == tuple(r.id for r in source.records):
-            return cached
-    decoded = _decode_all(source, size, intensity, workers=workers, progress=progress)
+            return _check_declared_modality(source, cached)
+    decoded = _check_declared_modality(source, _decode_all(source, size, intensity, workers=workers, progress=progress))
     if not use_cache:
         return decoded
     _write_entry(entry, decoded)
     return _read_entry(entry)
+
+
+def _check_declared_modality(source: DatasetSource, decoded: DecodedImages) -> DecodedImages:
+    """A study file's folder is declared grey or colour; images of the other kind are refused, not converted."""
+    declared = source.spec.extra.get("declared_modality")
+    if declared is not None and declared != decoded.modality:
+        raise MedimgError(f"{source.root}: {source.spec.extra.get('where') or 'the study file'} says {source.name} is "
+                          f"{declared} but its images are {decoded.modality}: write modality: {decoded.modality} for it")
+    return decoded
 
 
 # --- decoding ----------------------------------------------------------------------------------

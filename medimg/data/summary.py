@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from collections import Counter
+from pathlib import Path
 
 from ..errors import MedimgError
 from ..paths import data_dir
@@ -92,6 +93,8 @@ def availability(spec: DatasetSpec, base) -> str:
     """Where a registered dataset is found here, or 'missing'."""
     if spec.kind == "synthetic":
         return "generated"
+    if spec.extra.get("user"):  # a study file's folder, by its own path
+        return "yes" if Path(spec.location).is_dir() else "missing"
     if base is None:
         return "missing"
     if spec.kind == "medmnist":

@@ -22,17 +22,16 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pandas as pd
 
+from ..configs import METHODS
 from ..errors import MedimgError
 from ..provenance import provenance
-from ..runs import write_json
+from ..runs import RunResult, read_run, write_json
 from .metrics import confusion, expected_calibration_error, reliability, scalar_metrics
-from ..runs import RunResult, read_run
 from .stats import LEVEL, holm, mcnemar_exact, paired_test, seed_summary
 from .tables import Footnotes, interval_cell, is_undefined, markdown_table, number_cell
 
 HEADLINE = ("accuracy", "balanced_accuracy", "macro_f1", "roc_auc", "mcc", "loss", "ece")
 LOWER_IS_BETTER = {"loss", "ece", "brier"}
-METHOD_ORDER = ("tl", "ssl", "tl+ssl", "scratch")
 ALPHA = 0.05
 UNDECIDED = "undefined"  # the winner where the tested metric has no value on any shared seed
 
@@ -92,7 +91,7 @@ def compare_runs(run_dirs, *, by: str = "method", metric: str = "accuracy", leve
                               f"pass only one run per dataset, arm and seed")
         seen[key] = r.path
     present = list(dict.fromkeys(arm_of(r, by) for r in runs))
-    rank = {m: i for i, m in enumerate(METHOD_ORDER)}
+    rank = {m: i for i, m in enumerate(METHODS)}  # the order arms are shown in
     arms = sorted(present, key=lambda a: [(rank.get(part, len(rank)), part) for part in a.split("/")])
     per_run = pd.DataFrame([dict(dataset=r.dataset, modality=r.modality, arm=arm_of(r, by), seed=r.seed,
                                  run=str(r.path), majority_accuracy=np.bincount(r.y_true).max() / len(r.y_true),
@@ -181,7 +180,10 @@ def comparison_markdown(c: Comparison) -> str:
     (no interval with one seed, a metric with no value), the reason footnoted under each table."""
     pct = int(round(c.level * 100))
     summary_notes, test_notes = Footnotes(), Footnotes()
-    summary = [dict(dataset=r["dataset"], modality=r["modality"], arm=r["arm"], seeds=r["seeds"],
+    # one dataset: said once in the heading, not in every row (the tables must fit a book's page)
+    datasets = list(dict.fromkeys(c.summary["dataset"]))
+    single = datasets[0] if len(datasets) == 1 else None
+    summary = [dict(dataset=r["dataset"], arm=r["arm"], seeds=r["seeds"],
                     **{m: interval_cell(r[m], r[f"{m}_low"], r[f"{m}_high"], summary_notes, r[f"{m}_note"])
                        for m in ("accuracy", "balanced_accuracy", "macro_f1", "roc_auc")})
                for r in c.summary.to_dict("records")]
@@ -190,7 +192,10 @@ def comparison_markdown(c: Comparison) -> str:
                   test=r.test, p=number_cell(r.p, test_notes, r.note if is_undefined(r.p) else None, ".3g"),
                   p_holm=number_cell(r.p_holm, fmt=".3g"), winner=r.winner, significant=bool(r.significant))
              for r in c.tests.itertuples()]
-    text = [f"# Comparison by {c.by}\n",
+    if single:
+        summary = [{k: v for k, v in row.items() if k != "dataset"} for row in summary]
+        tests = [{k: v for k, v in row.items() if k != "dataset"} for row in tests]
+    text = [f"# Comparison by {c.by}{f' on {single}' if single else ''}\n",
             f"Means over seeds with {pct}% t intervals, computed on the logit scale and mapped back so that "
             f"each stays inside [0, 1].\n", markdown_table(summary, notes=summary_notes), "",
             f"## Tests on {c.metric.replace('_', ' ')}\n",

@@ -11,6 +11,8 @@ import numpy as np
 import pandas as pd
 import seaborn as sns
 from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
+from matplotlib.patches import Patch
 
 MODALITY_COLOURS = {"grey": "#6c757d", "colour": "#d9480f"}
 
@@ -24,36 +26,46 @@ def _pretty(metric: str) -> str:
     return metric.replace("_", " ")
 
 
-def metric_bars(summary: pd.DataFrame, metric: str = "accuracy", *, arms=None, title: str | None = None) -> Figure:
-    """Bars of ``metric`` per dataset and arm with their intervals; a black tick marks the majority class.
+def metric_bars(summary: pd.DataFrame, metric: str = "accuracy", *, arms=None, title: str | None = None,
+                per_row: int = 4) -> Figure:
+    """Bars of ``metric`` per dataset and arm with their intervals; a dashed line marks the majority class.
 
     ``summary`` has one row per (dataset, arm) with columns ``{metric}``, ``{metric}_low``,
     ``{metric}_high`` and optionally ``majority_accuracy`` (see :func:`medimg.evaluate.compare.compare_runs`).
+    One panel per dataset, ``per_row`` to a row, so the labels stay readable at a page's width
+    however many datasets there are.
     """
     arms = list(arms or dict.fromkeys(summary["arm"]))
     datasets = list(dict.fromkeys(summary["dataset"]))
     palette = arm_palette(arms)
-    fig = Figure(figsize=(max(6.0, 1.1 * len(datasets) * max(1, len(arms)) * 0.45 + 2), 4.2), layout="constrained")
-    ax = fig.subplots()
-    width = 0.8 / len(arms)
-    for j, arm in enumerate(arms):
-        rows = summary[summary["arm"] == arm].set_index("dataset").reindex(datasets)
-        x = np.arange(len(datasets)) + (j - (len(arms) - 1) / 2) * width
+    ncols = min(per_row, len(datasets))
+    nrows = -(-len(datasets) // ncols)
+    fig = Figure(figsize=(max(4.5, 2.6 * ncols), 2.6 * nrows + 0.9), layout="constrained")
+    axes = np.atleast_1d(fig.subplots(nrows, ncols, sharey=True, squeeze=False)).ravel()
+    x = np.arange(len(arms))
+    for ax, dataset in zip(axes, datasets):
+        rows = summary[summary["dataset"] == dataset].set_index("arm").reindex(arms)
         value = rows[metric].to_numpy(float)
         err = np.vstack([value - rows[f"{metric}_low"].to_numpy(float), rows[f"{metric}_high"].to_numpy(float) - value])
-        ax.bar(x, value, width, color=palette[arm], label=arm, yerr=np.nan_to_num(err), capsize=3,
+        ax.bar(x, value, 0.7, color=[palette[a] for a in arms], yerr=np.nan_to_num(err), capsize=3,
                error_kw=dict(lw=1))
+        if metric == "accuracy" and "majority_accuracy" in summary:
+            ax.axhline(float(rows["majority_accuracy"].dropna().iloc[0]) if rows["majority_accuracy"].notna().any()
+                       else np.nan, color="black", ls="--", lw=1.2, zorder=3)
+        ax.set_xticks(x, arms, rotation=30 if max(map(len, arms)) > 6 else 0)
+        ax.set_title(dataset, fontsize="medium")
+        ax.grid(axis="y", alpha=0.3)
+        if metric not in ("loss", "brier"):
+            ax.set_ylim(0, 1)
+    for ax in axes[len(datasets):]:
+        ax.set_visible(False)
+    for ax in axes[::ncols]:
+        ax.set_ylabel(_pretty(metric))
+    handles = [Patch(color=palette[a], label=a) for a in arms]
     if metric == "accuracy" and "majority_accuracy" in summary:
-        majority = summary.groupby("dataset", sort=False)["majority_accuracy"].first().reindex(datasets)
-        ax.hlines(majority, np.arange(len(datasets)) - 0.45, np.arange(len(datasets)) + 0.45, colors="black",
-                  linestyles="dashed", lw=1.2, zorder=3, label="majority class")
-    ax.set_xticks(np.arange(len(datasets)), datasets, rotation=20, ha="right")
-    ax.set_ylabel(_pretty(metric))
-    if metric not in ("loss", "brier"):
-        ax.set_ylim(0, 1)
-    ax.legend(ncols=min(5, len(arms) + 1), loc="lower left", fontsize="small", framealpha=0.9)
-    ax.set_title(title or f"Test {_pretty(metric)} with 95% intervals")
-    ax.grid(axis="y", alpha=0.3)
+        handles.append(Line2D([], [], color="black", ls="--", label="majority class"))
+    fig.legend(handles=handles, loc="outside lower center", ncols=len(handles), fontsize="small")
+    fig.suptitle(title or f"Test {_pretty(metric)} with 95% intervals")
     return fig
 
 
