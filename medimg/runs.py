@@ -134,6 +134,13 @@ class RunResult:
         """"grey" or "colour", as the run's images were decoded; the registry only for a run that recorded nothing."""
         return _recorded_modality(self.metrics, self.record) or _spec_value(self.dataset, "modality", "colour")
 
+    @property
+    def numerics(self) -> dict:
+        """The precision (as resolved when it ran) and determinism the run trained with (see :func:`numerics`)."""
+        trainer = self.record.get("trainer", {})
+        return dict(precision=trainer.get("resolved_precision") or trainer.get("precision"),
+                    deterministic=trainer.get("deterministic"))
+
     @cached_property
     def history(self) -> pd.DataFrame:
         return pd.read_csv(self.path / "history.csv")

@@ -198,3 +198,20 @@ def test_compare_with_one_seed_shows_no_interval_with_a_footnote():
     assert not re.search(r"\bnan\b", text, re.IGNORECASE)
     tests_table = text.split("## Tests")[1]
     assert "| -0.025 [—¹] | McNemar |" in tests_table and "- ¹ 1 seed: no interval" in tests_table
+
+
+def test_compare_refuses_to_pool_runs_of_other_numerics(runs, tmp_path):
+    """A bf16 run beside fp32 ones: its difference would partly be numerics, so compare says so and stops."""
+    import shutil
+
+    bf16 = tmp_path / "bf16-seed1"
+    shutil.copytree(runs[True, 1], bf16)
+    record = json.loads((bf16 / "config.json").read_text())
+    record["trainer"]["resolved_precision"] = "bf16-mixed"
+    (bf16 / "config.json").write_text(json.dumps(record))
+    assert len(compare_runs([runs[False, 0], runs[True, 1]], by="augment").runs) == 2  # one precision: fine
+    result = run_cli("compare", str(runs[False, 0]), str(runs[False, 1]), str(runs[True, 0]), str(bf16),
+                     "--by", "augment", "--out", str(tmp_path / "cmp"))
+    assert result.returncode == 2 and not (tmp_path / "cmp").exists()
+    line = result.stderr.strip()
+    assert len(line.splitlines()) == 1 and "bf16-mixed" in line and "32-true" in line and "pin 'precision'" in line

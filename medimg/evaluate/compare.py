@@ -13,6 +13,7 @@ and seed. For each dataset and pair of arms:
 from __future__ import annotations
 
 import itertools
+import json
 import shutil
 import tempfile
 from dataclasses import dataclass, field
@@ -83,6 +84,11 @@ def compare_runs(run_dirs, *, by: str = "method", metric: str = "accuracy", leve
         raise MedimgError("nothing to compare: pass run directories written by 'medimg finetune'")
     if metric not in HEADLINE:
         raise MedimgError(f"--metric {metric}: choose one of {', '.join(HEADLINE)}")
+    kinds = {json.dumps(r.numerics, sort_keys=True): r.path for r in runs}
+    if len(kinds) > 1:  # fp32 beside bf16 runs: differences would be partly numerics, not the arms
+        (a, first), (b, second) = list(kinds.items())[:2]
+        raise MedimgError(f"{first} ran with {a} but {second} with {b}: compare runs of one precision and "
+                          f"determinism (pin 'precision' in the profile's trainer settings and rerun)")
     seen: dict[tuple, Path] = {}
     for r in runs:
         key = (r.dataset, arm_of(r, by), r.seed)
