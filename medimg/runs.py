@@ -2,7 +2,8 @@
 
 A run directory holds ``config.json`` (written first; everything needed to rerun), the
 Lightning checkpoints and logs while it trains, and — only once it has finished —
-``predictions.csv``, ``history.csv``, ``best.ckpt`` and, last, ``metrics.json``. A directory with a
+``predictions.csv``, ``history.csv``, ``best.ckpt`` (the kept weights) and, last, ``metrics.json``;
+the training checkpoints are then removed. A directory with a
 config but no metrics is an unfinished run: ``--resume`` continues it, ``--force`` restarts it.
 Every reader (evaluation, Grad-CAM, the notebooks, reloading the model) goes through :func:`read_run`;
 reading imports neither Lightning nor the training code.
@@ -94,13 +95,19 @@ def numerics(settings: TrainerSettings) -> dict:
     return dict(precision=settings.resolved_precision(), deterministic=settings.deterministic)
 
 
-def write_results(run_dir: Path, *, predictions: list[dict], history: list[dict], best_checkpoint: Path,
+def write_results(run_dir: Path, *, predictions: list[dict], history: list[dict], weights: dict,
                   metrics: dict) -> None:
-    """The finished run's files; ``metrics.json`` last, since its presence marks the run finished."""
+    """The finished run's files; ``metrics.json`` last, since its presence marks the run finished.
+
+    ``best.ckpt`` holds the kept model's weights only (``{"state_dict": {"model.<name>": tensor}}``, keyed as in
+    a Lightning checkpoint, without optimiser state): about a third of one, so a whole study's runs stay small.
+    """
+    import torch
+
     write_csv(run_dir / "history.csv", history)
     write_csv(run_dir / "predictions.csv", predictions)
     with atomic_path(run_dir / "best.ckpt") as tmp:
-        shutil.copyfile(best_checkpoint, tmp)
+        torch.save({"state_dict": weights}, tmp)
     write_json(run_dir / FINISHED_MARKER, metrics)
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
+import shutil
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -134,7 +135,11 @@ def finetune(config: FinetuneConfig, run_dir: Path, *, settings: TrainerSettings
     final = _run_stage(stage="target", stage_dir=run_dir, model=model, data=target, config=config,
                        epochs=config.epochs, settings=settings, resume=resuming)
     stages["target"] = final
-    return _write_results(run_dir, config, target, stages, source)
+    metrics = _write_results(run_dir, config, target, stages, source)
+    # finished: the training checkpoints (with optimiser state, for --resume) give way to best.ckpt's weights
+    for folder in (run_dir / "checkpoints", run_dir / "stage1" / "checkpoints"):
+        shutil.rmtree(folder, ignore_errors=True)
+    return metrics
 
 
 def check_trainable(model: nn.Module, stages: list[tuple[FinetuneConfig, object]], *, in_chans: int) -> None:
@@ -222,7 +227,7 @@ def _write_results(run_dir: Path, config: FinetuneConfig, target, stages: dict, 
         preprocess=final["preprocess"].to_dict(),
         timing={name: s["timing"] for name, s in stages.items()},
     )
-    write_results(run_dir, predictions=rows, history=history, best_checkpoint=final["best_checkpoint"], metrics=metrics)
+    write_results(run_dir, predictions=rows, history=history, weights={f"model.{k}": v for k, v in final["model"].state_dict().items()}, metrics=metrics)
     return metrics
 
 

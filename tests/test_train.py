@@ -6,15 +6,20 @@ import subprocess
 import sys
 import time
 
+import numpy as np
 import pandas as pd
 import pytest
 import timm
 import torch
 from safetensors.torch import save_file
+from torch.utils.data import DataLoader
 
 from conftest import REPO, assert_one_line_error, run_cli
+from medimg.classifier import predict
 from medimg.configs import FinetuneConfig, TrainerSettings
+from medimg.data import ImageDataset
 from medimg.models.backbones import create_backbone
+from medimg.run_model import load_run
 from medimg.train import finetune
 
 FAST = TrainerSettings(accelerator="cpu", progress=False)
@@ -41,8 +46,13 @@ def test_run_directory_contents(tmp_path):
     assert (predictions["true"] == predictions["predicted"]).mean() == pytest.approx(metrics["test"]["accuracy"])
     history = pd.read_csv(run / "history.csv")
     assert len(history) == metrics["epochs_run"] and history["epoch"].tolist() == list(range(len(history)))
+    # kept: the best weights only; the training checkpoints (optimiser state, for --resume) are gone
     checkpoint = torch.load(run / "best.ckpt", map_location="cpu", weights_only=True)
-    assert {"state_dict", "optimizer_states", "lr_schedulers", "epoch", "medimg_config"} <= set(checkpoint)
+    assert set(checkpoint) == {"state_dict"} and not (run / "checkpoints").exists()
+    loaded = load_run(run)  # and they are the model that made predictions.csv
+    x, y = loaded.data.part("test")[:2]
+    probs = predict(loaded.model, DataLoader(ImageDataset(x, y, loaded.preprocess), batch_size=64))
+    assert np.allclose(probs, predictions[["prob_disc", "prob_square", "prob_cross"]].to_numpy(), atol=1e-5)
 
 
 def test_same_seed_same_metrics(tmp_path):
