@@ -40,7 +40,7 @@ class Classifier(pl.LightningModule):
         head = set(classifier_parameters(self.model))
         body = [n for g in self.groups[:-1] for n in g]
         recipe = self.config.recipe
-        if recipe == "full" or (recipe == "paper" and epoch >= self.config.head_epochs):
+        if recipe in ("full", "lp-ft") or (recipe == "paper" and epoch >= self.config.head_epochs):
             return head | set(body)
         if recipe == "partial":
             return head | {n for g in self.groups[:-1][-self.config.unfreeze_stages:] for n in g}

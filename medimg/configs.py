@@ -26,7 +26,7 @@ SSL_METHODS = ("ssl", "tl+ssl")  # the arms that start from a SimCLR checkpoint
 # What a config.json written before a field existed meant: splits grouped exact duplicates only, and
 # >8-bit images were stretched per image (no staged dataset has such images, so no committed run used it).
 LEGACY_DEFAULTS = dict(near_duplicate_distance=None, intensity="per-image")
-RECIPES = ("auto", "paper", "linear", "partial", "full")
+RECIPES = ("auto", "paper", "linear", "partial", "full", "lp-ft")
 
 
 # --- fine-tuning -------------------------------------------------------------------------------
@@ -56,7 +56,9 @@ class FinetuneConfig:
     max_train_images: int | None = setting(None, "train on a stratified subsample of this many training images (the "
                                                  "same for every seed)")
     recipe: str = setting("auto", "auto (full for scratch, else paper); paper: head first, then everything; linear: "
-                                  "the head only; partial; full", choices=RECIPES)
+                                  "the head only; partial; full; lp-ft: the head starts as the linear probe of the "
+                                  "frozen features, then everything trains on a fixed schedule and the last weights "
+                                  "are kept (Kumar et al. 2022)", choices=RECIPES)
     head_epochs: int = setting(2, "paper recipe: epochs that train the new head alone")
     unfreeze_stages: int = setting(2, "partial recipe: backbone stages that train")
     epochs: int = setting(12, "training epochs (the target's)")

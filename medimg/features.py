@@ -92,22 +92,36 @@ def extract_features(config: FinetuneConfig, *, data=None, batch_size: int = 256
 
 def _forward(config: FinetuneConfig, data, batch_size: int) -> tuple[dict, dict]:
     import torch
-    from torch.utils.data import DataLoader
 
-    from .data import ImageDataset
     from .loaders import model_preprocess
     from .models.backbones import create_backbone
 
     torch.manual_seed(config.seed)  # a random init is the seed's (the scratch arm's network)
     model, _ = create_backbone(config.arch, num_classes=0, in_chans=config.in_chans(data.decoded.channels),
                                weights=config.weight_spec)
+    return model_features(model, data, model_preprocess(model, data.decoded.channels, config), batch_size=batch_size)
+
+
+def model_features(model, data, preprocess, *, splits=SPLITS, batch_size: int = 256) -> tuple[dict, dict]:
+    """``(x, y)``: the pooled features (``model.forward_features`` then ``forward_head(pre_logits=True)``, the
+    classifier's input) and labels of each of ``splits`` of prepared ``data``, in eval mode. The model's
+    train/eval mode is restored afterwards."""
+    import torch
+    from torch.utils.data import DataLoader
+
+    from .data import ImageDataset
+
+    was_training = model.training
     model.eval()
-    preprocess = model_preprocess(model, data.decoded.channels, config)
     x, y = {}, {}
-    with torch.inference_mode():
-        for split in SPLITS:
-            images, labels, _ = data.part(split)
-            loader = DataLoader(ImageDataset(images, labels, preprocess), batch_size=batch_size, shuffle=False)
-            x[split] = np.concatenate([model(batch).float().numpy() for batch, _ in loader]).astype(np.float32)
-            y[split] = labels.astype(np.int64)
+    try:
+        with torch.inference_mode():
+            for split in splits:
+                images, labels, _ = data.part(split)
+                loader = DataLoader(ImageDataset(images, labels, preprocess), batch_size=batch_size, shuffle=False)
+                x[split] = np.concatenate([model.forward_head(model.forward_features(batch), pre_logits=True)
+                                           .float().numpy() for batch, _ in loader]).astype(np.float32)
+                y[split] = labels.astype(np.int64)
+    finally:
+        model.train(was_training)
     return x, y

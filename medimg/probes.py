@@ -92,6 +92,19 @@ class LinearProbe:
     def setting_(self) -> dict:
         return dict(C=self.C_)
 
+    def head_weights(self) -> tuple[np.ndarray, np.ndarray]:
+        """The probe as a linear layer on the raw features: ``(weight (classes, D), bias (classes,))`` whose
+        softmax equals :meth:`predict_proba` (the standardisation folded in; a binary probe's one logit split
+        as -z/2, +z/2; a class absent from training gets a bias of -30). LP-FT starts its head from these."""
+        scaler, lr = self.model_[0], self.model_[-1]
+        coef, intercept = lr.coef_ / scaler.scale_, lr.intercept_ - (lr.coef_ / scaler.scale_) @ scaler.mean_
+        if len(lr.classes_) == 2:  # sklearn's binary model: one logit z for classes_[1]
+            coef, intercept = np.vstack([-coef / 2, coef / 2]), np.array([-intercept[0] / 2, intercept[0] / 2])
+        weight = np.zeros((self.n_classes_, coef.shape[1]), np.float32)
+        bias = np.full(self.n_classes_, -30.0, np.float32)
+        weight[lr.classes_], bias[lr.classes_] = coef, intercept
+        return weight, bias
+
 
 class KNNProbe:
     """k-nearest neighbours (cosine distance, distance-weighted) on frozen features, ``k`` chosen by

@@ -15,6 +15,7 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
+import numpy as np
 import pytorch_lightning as pl
 import torch
 from torch import nn
@@ -45,15 +46,23 @@ def _run_stage(*, stage: str, stage_dir: Path, model: nn.Module, data, config: F
     if settings.channels_last:
         model = model.to(memory_format=torch.channels_last)
     train_loader, val_loader, test_loader, plan = training_loaders(data, preprocess, config, settings)
+    ckpt_dir = stage_dir / "checkpoints"
+    last = ckpt_dir / "last.ckpt"
+    probe = None
+    if config.recipe == "lp-ft" and not (resume and last.is_file()):  # a resumed run has its head already
+        probe = head_from_linear_probe(model, data, preprocess, config)
     model.train()  # one handed over from an earlier stage arrives in eval mode
     module = Classifier(model, config=config, max_epochs=epochs, stage=stage, channels_last=settings.channels_last)
-    ckpt_dir = stage_dir / "checkpoints"
-    checkpoint = ModelCheckpoint(dirpath=ckpt_dir, filename="best", monitor="val_loss", mode="min",
-                                 save_top_k=1, save_last=True, enable_version_counter=False)
-    stopper = EarlyStopping(monitor="val_loss", mode="min", patience=config.patience)
-    trainer = settings.build(max_epochs=epochs, callbacks=[checkpoint, stopper], default_root_dir=stage_dir,
+    if config.recipe == "lp-ft":  # a fixed schedule: no early stopping, and the last weights are kept
+        checkpoint = ModelCheckpoint(dirpath=ckpt_dir, filename="best", monitor=None, save_top_k=1, save_last=True,
+                                     enable_version_counter=False)
+        callbacks = [checkpoint]
+    else:
+        checkpoint = ModelCheckpoint(dirpath=ckpt_dir, filename="best", monitor="val_loss", mode="min",
+                                     save_top_k=1, save_last=True, enable_version_counter=False)
+        callbacks = [checkpoint, EarlyStopping(monitor="val_loss", mode="min", patience=config.patience)]
+    trainer = settings.build(max_epochs=epochs, callbacks=callbacks, default_root_dir=stage_dir,
                              logger=CSVLogger(stage_dir, name="logs", version=0), log_every_n_steps=1)
-    last = ckpt_dir / "last.ckpt"
     start = time.perf_counter()
     trainer.fit(module, train_loader, val_loader, ckpt_path=str(last) if resume and last.is_file() else None)
     train_seconds = time.perf_counter() - start
@@ -68,12 +77,32 @@ def _run_stage(*, stage: str, stage_dir: Path, model: nn.Module, data, config: F
     y_val, y_test = data.part("val")[1], data.part("test")[1]
     return dict(
         model=module.model, history=history, best_checkpoint=Path(checkpoint.best_model_path), preprocess=preprocess,
-        best_epoch=int(best["epoch"]), epochs_run=len(history), balance=plan.to_dict(),
+        best_epoch=int(best["epoch"]), epochs_run=len(history), balance=plan.to_dict(), linear_probe=probe,
         val=summary_metrics(y_val, val_probs, classes, split="validation"), test=summary_metrics(y_test, test_probs, classes),
         test_probs=test_probs,
         timing=dict(train_seconds=train_seconds, eval_seconds=eval_seconds,
                     train_images_per_second=len(history) * len(train_loader.dataset) / max(train_seconds, 1e-9)),
     )
+
+
+def head_from_linear_probe(model: nn.Module, data, preprocess, config: FinetuneConfig) -> dict:
+    """LP-FT's first step (Kumar et al., "Fine-tuning can distort pretrained features and underperform
+    out-of-distribution", ICLR 2022): the head becomes the linear probe (:class:`~medimg.probes.LinearProbe`,
+    ``C`` chosen on the validation split) of ``model``'s frozen features of the training split (capped as the
+    run is). Returns the probe's record: its ``C`` and validation accuracy."""
+    from .features import FrozenFeatures, model_features
+    from .probes import LinearProbe
+
+    x, y = model_features(model, data, preprocess, splits=("train", "val"))
+    probe = LinearProbe(max_train_images=config.max_train_images, split_seed=config.split_seed,
+                        random_state=config.seed).fit(FrozenFeatures(x=x, y=y, classes=tuple(data.classes)))
+    weight, bias = probe.head_weights()
+    head = model.get_classifier()
+    with torch.no_grad():
+        head.weight.copy_(torch.from_numpy(weight))
+        head.bias.copy_(torch.from_numpy(bias))
+    accuracy = float(np.mean(probe.predict_proba(x["val"]).argmax(1) == y["val"]))
+    return dict(C=probe.C_, val_accuracy=accuracy)
 
 
 # --- the whole run -----------------------------------------------------------------------------
@@ -221,7 +250,7 @@ def _write_results(run_dir: Path, config: FinetuneConfig, target, stages: dict, 
         dataset=target.source.name, method=config.method, arch=config.arch, seed=config.seed,
         channels=target.decoded.channels, modality=target.decoded.modality,  # as decoded: (N, H, W, channels)
         weight_source=source.to_dict(), test=final["test"], val=final["val"], best_epoch=final["best_epoch"],
-        epochs_run=final["epochs_run"], balance=final["balance"],
+        epochs_run=final["epochs_run"], balance=final["balance"], linear_probe=final.get("linear_probe"),
         intermediate=None if "intermediate" not in stages else {
             k: stages["intermediate"][k] for k in ("test", "val", "best_epoch", "epochs_run")},
         preprocess=final["preprocess"].to_dict(),

@@ -1,4 +1,6 @@
 """Frozen features and the probes on them: cached by what decides them, tuned on validation only, and right."""
+import json
+
 import numpy as np
 import pytest
 
@@ -93,3 +95,33 @@ def test_a_probe_takes_the_same_training_subsample_as_fine_tuning_and_refuses_on
         LinearProbe().fit(one_class)
     with pytest.raises(MedimgError, match="unknown protocol 'svm'"):
         make_probe("svm")
+
+
+@pytest.mark.parametrize("n_classes", [2, 3])
+def test_the_probe_as_a_linear_layer_gives_the_probes_own_probabilities(n_classes):
+    """LP-FT's head: the standardisation folded into the weights, a binary logit split in two."""
+    rng = np.random.default_rng(3)
+    x = {s: rng.normal(size=(60, 5)) * [1, 2, 3, 4, 5] + 7 for s in ("train", "val", "test")}
+    y = {s: np.arange(60) % n_classes for s in x}
+    for s in x:
+        x[s][:, 0] += 3 * y[s]
+    probe = LinearProbe(Cs=(0.1, 1.0)).fit(FrozenFeatures(x=x, y=y, classes=tuple("abc"[:n_classes])))
+    weight, bias = probe.head_weights()
+    logits = x["test"] @ weight.T + bias
+    softmax = np.exp(logits - logits.max(1, keepdims=True))
+    softmax /= softmax.sum(1, keepdims=True)
+    assert weight.shape == (n_classes, 5) and np.allclose(softmax, probe.predict_proba(x["test"]), atol=1e-5)
+
+
+def test_lp_ft_starts_from_the_probe_and_trains_a_fixed_schedule(tmp_path):
+    from medimg.configs import TrainerSettings
+    from medimg.train import finetune
+
+    config = FinetuneConfig("synthetic_colour", "scratch", arch="resnet18", size=32, epochs=3, patience=1,
+                            recipe="lp-ft", lr=1e-4)
+    metrics = finetune(config, tmp_path / "run", settings=TrainerSettings(accelerator="cpu", progress=False))
+    assert metrics["epochs_run"] == 3 and metrics["best_epoch"] == 2  # no early stopping; the last weights kept
+    probe = metrics["linear_probe"]
+    assert probe["C"] in LinearProbe().Cs and 0 <= probe["val_accuracy"] <= 1
+    history = json.loads((tmp_path / "run" / "config.json").read_text())["run"]
+    assert history["recipe"] == "lp-ft"
