@@ -5,7 +5,9 @@ Recipes (what trains when), set by :attr:`medimg.configs.FinetuneConfig.recipe`:
 * ``paper`` (default): the new head alone for ``head_epochs``, then the whole network;
 * ``linear``: the head only (a linear probe);
 * ``partial``: the head and the last ``unfreeze_stages`` stages of the backbone;
-* ``full``: everything from the start.
+* ``full``: everything from the start;
+* ``lp-ft``: the head starts as the linear probe, then everything trains with batch-norm statistics kept
+  (Kumar et al. 2022).
 
 The backbone learns at ``lr * backbone_lr_scale``, the head at ``lr``.
 """
@@ -51,10 +53,12 @@ class Classifier(pl.LightningModule):
         trainable = self.trainable(self.current_epoch)
         for name, p in self.model.named_parameters():
             p.requires_grad_(name in trainable)
-        # frozen layers keep their batch-norm statistics: put wholly frozen norm layers in eval mode
+        # frozen layers keep their batch-norm statistics: put wholly frozen norm layers in eval mode. LP-FT keeps
+        # every layer's statistics: the probe's head was fitted on features made with them, and batch statistics
+        # of a small medical batch would move those features away from it at the first step
         for module in self.model.modules():
             if isinstance(module, nn.modules.batchnorm._BatchNorm):
-                module.train(any(p.requires_grad for p in module.parameters()))
+                module.train(self.config.recipe != "lp-ft" and any(p.requires_grad for p in module.parameters()))
         self._sums, self._val = np.zeros(3), np.zeros(3)
         self._lr = self.trainer.optimizers[0].param_groups[0]["lr"]  # the head's rate this epoch
 

@@ -89,7 +89,7 @@ def head_from_linear_probe(model: nn.Module, data, preprocess, config: FinetuneC
     """LP-FT's first step (Kumar et al., "Fine-tuning can distort pretrained features and underperform
     out-of-distribution", ICLR 2022): the head becomes the linear probe (:class:`~medimg.probes.LinearProbe`,
     ``C`` chosen on the validation split) of ``model``'s frozen features of the training split (capped as the
-    run is). Returns the probe's record: its ``C`` and validation accuracy."""
+    run is). Returns the probe's record: its ``C``, validation accuracy and log loss."""
     from .features import FrozenFeatures, model_features
     from .probes import LinearProbe
 
@@ -102,7 +102,7 @@ def head_from_linear_probe(model: nn.Module, data, preprocess, config: FinetuneC
         head.weight.copy_(torch.from_numpy(weight))
         head.bias.copy_(torch.from_numpy(bias))
     accuracy = float(np.mean(probe.predict_proba(x["val"]).argmax(1) == y["val"]))
-    return dict(C=probe.C_, val_accuracy=accuracy)
+    return dict(C=probe.C_, val_accuracy=accuracy, val_loss=probe.val_log_loss_[probe.C_])
 
 
 # --- the whole run -----------------------------------------------------------------------------

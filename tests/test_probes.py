@@ -125,3 +125,17 @@ def test_lp_ft_starts_from_the_probe_and_trains_a_fixed_schedule(tmp_path):
     assert probe["C"] in LinearProbe().Cs and 0 <= probe["val_accuracy"] <= 1
     history = json.loads((tmp_path / "run" / "config.json").read_text())["run"]
     assert history["recipe"] == "lp-ft"
+
+
+def test_lp_ft_keeps_batch_norm_statistics_so_it_starts_where_the_probe_ends(tmp_path):
+    """With a learning rate too small to move a weight, LP-FT's network predicts what its probe predicts:
+    batch statistics of the training batches must not replace the running ones the probe was fitted on."""
+    from medimg.configs import TrainerSettings
+    from medimg.train import finetune
+
+    config = FinetuneConfig("synthetic_grey", "scratch", arch="resnet18", size=32, epochs=1, recipe="lp-ft",
+                            lr=1e-12, weight_decay=0.0)
+    metrics = finetune(config, tmp_path / "run", settings=TrainerSettings(accelerator="cpu", progress=False))
+    probe = metrics["linear_probe"]
+    assert metrics["val"]["accuracy"] == pytest.approx(probe["val_accuracy"])
+    assert metrics["val"]["loss"] == pytest.approx(probe["val_loss"], rel=1e-3)
