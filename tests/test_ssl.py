@@ -136,3 +136,33 @@ def test_config_is_checked():
                 dict(batch_size=1), dict(arch="vit"), dict(max_images=1)):
         with pytest.raises(MedimgError):
             SSLConfig(**{"datasets": ("synthetic_grey",), **bad})
+
+
+def test_a_checkpoint_is_checked_against_random_features_on_validation_only(tmp_path, monkeypatch):
+    """The SimCLR chapter's check: the probe of the checkpoint's features beside one random init per seed of the
+    arm, each the same numbers a probe fitted by hand gives."""
+    from medimg.configs import Arm, FinetuneConfig
+    from medimg.features import extract_features
+    from medimg.probes import LinearProbe
+    from medimg.ssl_check import SSLCheck, check_ssl_checkpoint
+
+    monkeypatch.setenv("MEDIMG_CACHE_DIR", str(tmp_path / "cache"))
+    checkpoint = pretrain_ssl(tiny(("synthetic_grey",), grey_as="replicate"), tmp_path / "c.safetensors", trainer=CPU)
+    arm = Arm(dataset="synthetic_colour", method="ssl", seeds=(0, 1), finetune=dict(arch="resnet18", size=32),
+              ssl=dict(size=32), trainer=dict(accelerator="cpu", progress=False))
+    check = check_ssl_checkpoint(arm, checkpoint)
+
+    def by_hand(**kw):
+        features = extract_features(FinetuneConfig("synthetic_colour", arch="resnet18", size=32, **kw))
+        probe = LinearProbe(random_state=kw["seed"]).fit(features)
+        return float(np.mean(probe.predict_proba(features.x["val"]).argmax(1) == features.y["val"]))
+
+    assert check.val_accuracy == by_hand(method="ssl", weights=str(checkpoint), seed=0)
+    assert check.random_val_accuracy == (by_hand(method="scratch", seed=0), by_hand(method="scratch", seed=1))
+    assert check.seeds == (0, 1) and check.checkpoint == "c.safetensors"
+    assert check.beats_random == (check.val_accuracy > max(check.random_val_accuracy))
+    losing = SSLCheck("t", "c", 1.0, 0.6, 0.7, (0, 1), (0.62, 0.58), (0.6, 0.7))
+    assert not losing.beats_random and "do **not** beat" in losing.verdict()
+    assert SSLCheck("t", "c", 1.0, 0.7, 0.6, (0, 1), (0.62, 0.58), (0.6, 0.7)).beats_random
+    with pytest.raises(MedimgError, match="starts from no SimCLR checkpoint"):
+        check_ssl_checkpoint(Arm(dataset="synthetic_colour", method="tl", seeds=(0,)), checkpoint)

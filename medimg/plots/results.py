@@ -140,3 +140,21 @@ def reliability_diagrams(curves: dict[str, dict], *, title: str = "Reliability")
     ax.set_title(title)
     ax.legend(fontsize="small")
     return fig
+
+
+def ssl_check_bars(check) -> Figure:
+    """The linear probe's validation accuracy on a SimCLR checkpoint's features beside random-init features, one
+    bar per seed (:class:`medimg.ssl_check.SSLCheck`)."""
+    labels = ["SimCLR checkpoint"] + [f"random init, seed {s}" for s in check.seeds]
+    values = [check.val_accuracy, *check.random_val_accuracy]
+    fig = Figure(figsize=(5.5, 0.45 * len(labels) + 1.2), layout="constrained")
+    ax = fig.subplots()
+    colours = ["tab:blue"] + ["tab:grey"] * len(check.seeds)
+    ax.barh(range(len(labels)), values, color=colours)
+    for i, v in enumerate(values):
+        ax.text(v, i, f" {v:.3f}", va="center")
+    ax.set_yticks(range(len(labels)), labels)
+    ax.invert_yaxis()
+    ax.set_xlim(0, 1.1)
+    ax.set_xlabel(f"linear probe, validation accuracy ({check.target})")
+    return fig

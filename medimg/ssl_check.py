@@ -1,0 +1,81 @@
+"""Is a SimCLR checkpoint worth more than random weights? Checked before the SSL arms are read.
+
+The check is the MedMNIST+ linear probe (Doerrich et al. 2025; :class:`~medimg.probes.LinearProbe`) of the
+checkpoint's frozen features, fitted on the target's training split and scored on its **validation** split
+(never test), beside the same probe of the same network at random initialisation, one per seed of the arm
+(the scratch arm's initial networks). A checkpoint that does not beat random features has learned nothing
+useful for that target within its budget, and the SSL claim cannot be tested with it.
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import numpy as np
+
+from .configs import Arm
+from .errors import MedimgError
+
+
+@dataclass(frozen=True)
+class SSLCheck:
+    """Validation accuracy and log loss of the linear probe on a checkpoint's features and on random ones.
+
+    ``random_val_accuracy`` and ``random_val_loss`` hold one value per seed (random init differs by seed).
+    """
+
+    target: str
+    checkpoint: str
+    C: float  # the checkpoint probe's chosen inverse regularisation
+    val_accuracy: float
+    val_loss: float
+    seeds: tuple[int, ...]
+    random_val_accuracy: tuple[float, ...]
+    random_val_loss: tuple[float, ...]
+
+    @property
+    def random_accuracy_mean(self) -> float:
+        return float(np.mean(self.random_val_accuracy))
+
+    @property
+    def beats_random(self) -> bool:
+        """True when the checkpoint's validation accuracy is above the best random initialisation's."""
+        return self.val_accuracy > max(self.random_val_accuracy)
+
+    def verdict(self) -> str:
+        """One sentence for the book."""
+        if self.beats_random:
+            return (f"The checkpoint's features beat random ones on {self.target}'s validation split "
+                    f"({self.val_accuracy:.3f} against at most {max(self.random_val_accuracy):.3f}).")
+        return (f"The checkpoint's features do **not** beat random ones on {self.target}'s validation split "
+                f"({self.val_accuracy:.3f} against {self.random_accuracy_mean:.3f} on average): SimCLR learned "
+                f"nothing this target can use within this budget, so the SSL arm tests the budget, not SimCLR.")
+
+    def to_dict(self) -> dict:
+        return dict(asdict(self), beats_random=self.beats_random)
+
+
+def _probe_on_validation(config) -> tuple[float, float, float]:
+    """``(val accuracy, val log loss, C)`` of the linear probe on ``config``'s initial network's features."""
+    from .features import extract_features
+    from .probes import LinearProbe
+
+    features = extract_features(config)
+    probe = LinearProbe(max_train_images=config.max_train_images, split_seed=config.split_seed,
+                        random_state=config.seed).fit(features)
+    accuracy = float(np.mean(probe.predict_proba(features.x["val"]).argmax(1) == features.y["val"]))
+    return accuracy, float(probe.val_log_loss_[probe.C_]), float(probe.C_)
+
+
+def check_ssl_checkpoint(arm: Arm, checkpoint) -> SSLCheck:
+    """The check of ``checkpoint`` (a SimCLR ``.safetensors``) for ``arm`` (an ``ssl`` or ``tl+ssl`` arm): its
+    probe at the arm's first seed, and random-init probes at each of the arm's seeds, all at the arm's size
+    and training cap. Features are cached (:mod:`medimg.features`). Raises :class:`MedimgError` for an arm
+    that starts from no checkpoint."""
+    if not arm.uses_ssl:
+        raise MedimgError(f"the {arm.method} arm starts from no SimCLR checkpoint: check an ssl or tl+ssl arm")
+    accuracy, loss, C = _probe_on_validation(arm.finetune_config(arm.seeds[0], str(checkpoint)))
+    scratch = Arm.from_dict(dict(arm.to_dict(), method="scratch"))
+    random = [_probe_on_validation(scratch.finetune_config(seed)) for seed in arm.seeds]
+    return SSLCheck(target=arm.dataset, checkpoint=str(getattr(checkpoint, "name", checkpoint)), C=C,
+                    val_accuracy=accuracy, val_loss=loss, seeds=tuple(arm.seeds),
+                    random_val_accuracy=tuple(r[0] for r in random), random_val_loss=tuple(r[1] for r in random))
