@@ -66,3 +66,24 @@ def arm_ssl_checkpoint(arm: Arm | dict, *, create: bool = True) -> Path:
 
         pretrain_ssl(config, path, trainer=arm.settings())
     return path
+
+
+def ensure_probes(arm: Arm | dict, protocol: str) -> list[Path]:
+    """Probe runs of ``arm``'s initial network under ``protocol`` (``linear`` or ``knn``, :mod:`medimg.probes`) for
+    every seed, made only where missing: ``RESULTS/probes/DATASET/METHOD/<probe name>`` under the study root
+    (:func:`medimg.probe_runs.probe_name`). An SSL arm's checkpoint is pretrained only if a probe needs it."""
+    from .probe_runs import probe_name, probe_run
+
+    arm = arm if isinstance(arm, Arm) else Arm.from_dict(arm)
+    results = study_root() / arm.results_dir
+    weights = str(arm_ssl_checkpoint(arm, create=False)) if arm.uses_ssl else None
+    out = []
+    for seed in arm.seeds:
+        config = arm.finetune_config(seed, weights)
+        run_dir = results / "probes" / arm.dataset / arm.slug / probe_name(config, protocol)
+        if not (run_dir / FINISHED_MARKER).is_file():
+            if arm.uses_ssl:
+                arm_ssl_checkpoint(arm)
+            probe_run(config, protocol, run_dir)
+        out.append(run_dir)
+    return out

@@ -139,3 +139,32 @@ def test_lp_ft_keeps_batch_norm_statistics_so_it_starts_where_the_probe_ends(tmp
     probe = metrics["linear_probe"]
     assert metrics["val"]["accuracy"] == pytest.approx(probe["val_accuracy"])
     assert metrics["val"]["loss"] == pytest.approx(probe["val_loss"], rel=1e-3)
+
+
+def test_probe_runs_are_read_and_compared_like_fine_tuning_runs(tmp_path, cache):
+    """A probe of each arm's initial network, kept as a run: its predictions are the probe's own, a second call
+    finds it, and compare_runs ranks the arms under the protocol (TL's features are one network for every seed,
+    scratch's differ by seed)."""
+    from medimg.evaluate.compare import compare_runs
+    from medimg.probe_runs import probe_name, probe_run
+    from medimg.runs import read_run
+
+    runs = []
+    for method, seed in (("tl", 0), ("tl", 1), ("scratch", 0), ("scratch", 1)):
+        cfg = config(method=method, weights="tflite" if method == "tl" else None, seed=seed)
+        run_dir = tmp_path / method / probe_name(cfg, "linear")
+        metrics = probe_run(cfg, "linear", run_dir)
+        features = extract_features(cfg)
+        probe = LinearProbe(random_state=seed).fit(features)
+        run = read_run(run_dir)
+        assert np.allclose(run.probs, probe.predict_proba(features.x["test"]), atol=1e-5)
+        assert metrics["test"]["accuracy"] == pytest.approx(np.mean(run.probs.argmax(1) == run.y_true))
+        assert metrics["setting"] == dict(C=probe.C_) and run.numerics == dict(precision="32-true", deterministic=True)
+        runs.append(run_dir)
+    with pytest.raises(MedimgError, match="finished probe"):
+        probe_run(config(), "linear", runs[0])
+    assert probe_name(config(), "linear") != probe_name(config(), "knn") != probe_name(config(size=48), "knn")
+    comparison = compare_runs(runs)
+    assert comparison.arms == ["tl", "scratch"]
+    tl = comparison.per_run[comparison.per_run.arm == "tl"]["accuracy"]
+    assert tl.iloc[0] == tl.iloc[1]  # one network, one probe: the same for every seed
