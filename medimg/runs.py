@@ -142,6 +142,17 @@ class RunResult:
         return _recorded_modality(self.metrics, self.record) or _spec_value(self.dataset, "modality", "colour")
 
     @property
+    def protocol(self) -> str:
+        """``fine-tuning``, or the probe (``linear``, ``knn``) of a probe run (:mod:`medimg.probe_runs`)."""
+        return self.record.get("protocol", "fine-tuning")
+
+    @property
+    def seed_replicates(self) -> bool:
+        """False for a probe of fixed weights (ImageNet or a SimCLR checkpoint): its seeds are one network, so
+        they are no sample of anything, and a test across them would count one measurement several times."""
+        return self.protocol == "fine-tuning" or self.config.get("method") == "scratch"
+
+    @property
     def numerics(self) -> dict:
         """The precision (as resolved when it ran) and determinism the run trained with (see :func:`numerics`)."""
         trainer = self.record.get("trainer", {})

@@ -168,3 +168,6 @@ def test_probe_runs_are_read_and_compared_like_fine_tuning_runs(tmp_path, cache)
     assert comparison.arms == ["tl", "scratch"]
     tl = comparison.per_run[comparison.per_run.arm == "tl"]["accuracy"]
     assert tl.iloc[0] == tl.iloc[1]  # one network, one probe: the same for every seed
+    # so its seeds are no replicates: TL against scratch is tested on the test images (McNemar), not across seeds
+    test = comparison.tests.iloc[0]
+    assert test["test"] == "McNemar" and test["p"] == test["p_mcnemar"]

@@ -7,7 +7,9 @@ and seed. For each dataset and pair of arms:
 * a paired t test across seeds on the chosen metric (the primary test when there are >= 2
   seeds), with Cohen's d_z and the interval of the mean difference;
 * McNemar's exact test on the arms' seed ensembles (mean probabilities over the shared seeds),
-  which uses the per-image pairing; it is the primary test for a single seed;
+  which uses the per-image pairing; it is the primary test for a single seed, and for a probe of fixed
+  weights (ImageNet or a SimCLR checkpoint), whose seeds are one network and no sample
+  (:attr:`medimg.runs.RunResult.seed_replicates`);
 * Holm's correction across datasets for each pair of arms, and the winner, significant or not.
 """
 from __future__ import annotations
@@ -147,7 +149,10 @@ def _tests(c: Comparison, alpha: float) -> pd.DataFrame:
             values = c.per_run[c.per_run["dataset"] == dataset].set_index(["arm", "seed"])[c.metric]
             values_a, values_b = values.loc[a].loc[seeds].to_numpy(), values.loc[b].loc[seeds].to_numpy()
             pt = paired_test(values_a, values_b, c.level)
-            primary = "paired t" if len(seeds) >= 2 else "McNemar"
+            # seeds are replicates of fine-tuning and of random inits; a probe of fixed weights is one model, so
+            # the test is then McNemar's on the test images (each arm's seed ensemble)
+            replicated = all(r.seed_replicates for r in runs_a + runs_b)
+            primary = "paired t" if len(seeds) >= 2 and replicated else "McNemar"
             difference = sign * pt["mean_difference"]
             rows.append(dict(
                 dataset=dataset, modality=runs_a[0].modality, arm_a=a, arm_b=b, seeds=len(seeds), metric=c.metric,
@@ -205,7 +210,8 @@ def comparison_markdown(c: Comparison) -> str:
             f"Means over seeds with {pct}% t intervals, computed on the logit scale and mapped back so that "
             f"each stays inside [0, 1].\n", markdown_table(summary, notes=summary_notes), "",
             f"## Tests on {c.metric.replace('_', ' ')}\n",
-            "Paired t test across seeds (McNemar's exact test on the seed ensembles for a single seed), with "
+            "Paired t test across seeds (McNemar's exact test on the seed ensembles for a single seed, or for a probe "
+            "of fixed weights, whose seeds are one network), with "
             "the interval of the mean difference on the plain scale; "
             "p_holm is Holm-corrected across datasets for each pair of arms.\n",
             markdown_table(tests, notes=test_notes)]
