@@ -135,3 +135,49 @@ def grey_colour_table(main: Comparison, arms=("tl", "ssl", "scratch")) -> pd.Dat
         rows.append(row)
     out = pd.DataFrame(rows)
     return out.sort_values("modality", key=lambda m: m.map({"grey": 0, "colour": 1}), kind="stable")
+
+
+NOT_TESTABLE = "not testable with this budget"
+
+
+def modality_claims_checked(main: Comparison, checks: dict, tl: str = "tl", ssl: str = "ssl") -> list[dict]:
+    """Claims 1 and 2 as :func:`modality_claims` gives them, except that a claim whose modality has a target
+    whose SimCLR checkpoint does not beat random features (``checks``: ``{dataset: SSLCheck}``, see
+    :mod:`medimg.ssl_check`) is reported as *not testable with this budget*: its SSL arm then measures a
+    pretraining that learned nothing usable, not SSL, and losing to it contradicts nothing."""
+    modality = {r.dataset: r.modality for r in main.runs}
+    out = []
+    for claim in modality_claims(main, tl, ssl):
+        kind = "colour" if "colour" in claim["claim"] else "grey"
+        failed = [d for d, c in checks.items() if modality.get(d) == kind and not c.beats_random]
+        if failed:
+            claim = dict(claim, verdict=NOT_TESTABLE, evidence=(
+                "the SimCLR checkpoint of " + ", ".join(failed) + " does not beat random features on validation; "
+                "as measured: " + claim["evidence"]))
+        out.append(claim)
+    return out
+
+
+def claims_by_protocol(comparisons: dict[str, Comparison], checks: dict | None = None) -> pd.DataFrame:
+    """Claims 1 and 2 under each protocol (``{protocol: Comparison by method}``, e.g. fine-tuning, linear
+    probe, kNN): one row per claim and protocol with ``verdict`` and ``evidence``. Holm's correction runs
+    within each protocol's comparison."""
+    rows = []
+    for protocol, c in comparisons.items():
+        claims = modality_claims_checked(c, checks) if checks else modality_claims(c)
+        rows += [dict(claim=k["claim"], protocol=protocol, verdict=k["verdict"], evidence=k["evidence"])
+                 for k in claims]
+    return pd.DataFrame(rows)
+
+
+def agreement_markdown(table: pd.DataFrame) -> str:
+    """One line per claim: whether the protocols agree, and each one's verdict where they do not."""
+    lines = []
+    for claim, group in table.groupby("claim", sort=False):
+        verdicts = dict(zip(group["protocol"], group["verdict"]))
+        if len(set(verdicts.values())) == 1:
+            lines.append(f"- *{claim}*: every protocol agrees, **{next(iter(verdicts.values()))}**.")
+        else:
+            lines.append(f"- *{claim}*: the protocols disagree: " + "; ".join(
+                f"{p} **{v}**" for p, v in verdicts.items()) + ".")
+    return "\n".join(lines)

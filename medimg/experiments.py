@@ -87,3 +87,20 @@ def ensure_probes(arm: Arm | dict, protocol: str) -> list[Path]:
             probe_run(config, protocol, run_dir)
         out.append(run_dir)
     return out
+
+
+def ensure_ssl_check(arm: Arm | dict):
+    """The check of ``arm``'s SimCLR checkpoint against random features (:mod:`medimg.ssl_check`), read from
+    beside the checkpoint when it was made before (so a committed study needs no checkpoint), else made and
+    kept there."""
+    from .runs import write_json
+    from .ssl_check import check_path, check_ssl_checkpoint, read_check
+
+    arm = arm if isinstance(arm, Arm) else Arm.from_dict(arm)
+    checkpoint = arm_ssl_checkpoint(arm, create=False)
+    found = read_check(checkpoint, arm.dataset)
+    if found is not None and found.seeds == tuple(arm.seeds):
+        return found
+    check = check_ssl_checkpoint(arm, arm_ssl_checkpoint(arm))
+    write_json(check_path(checkpoint, arm.dataset), check.to_dict())
+    return check

@@ -8,7 +8,9 @@ useful for that target within its budget, and the SSL claim cannot be tested wit
 """
 from __future__ import annotations
 
+import json
 from dataclasses import asdict, dataclass
+from pathlib import Path
 
 import numpy as np
 
@@ -52,6 +54,23 @@ class SSLCheck:
 
     def to_dict(self) -> dict:
         return dict(asdict(self), beats_random=self.beats_random)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "SSLCheck":
+        fields = {k: v for k, v in d.items() if k in cls.__dataclass_fields__}
+        return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in fields.items()})
+
+
+def check_path(checkpoint, target: str) -> Path:
+    """Where a checkpoint's check for ``target`` is kept: beside it, ``<checkpoint stem>.check-<target>.json``
+    (a small file, committed with a study's results, while the checkpoint is not)."""
+    checkpoint = Path(checkpoint)
+    return checkpoint.with_name(f"{checkpoint.stem}.check-{target}.json")
+
+
+def read_check(checkpoint, target: str) -> SSLCheck | None:
+    path = check_path(checkpoint, target)
+    return SSLCheck.from_dict(json.loads(path.read_text())) if path.is_file() else None
 
 
 def _probe_on_validation(config) -> tuple[float, float, float]:

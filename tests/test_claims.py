@@ -87,3 +87,27 @@ def test_above_chance_with_bounded_intervals_and_with_a_single_seed():
     low, high = (float(x) for x in table.loc["near_one", "tl"].split("[")[1].rstrip("]").split(","))
     assert 0.5 < low <= 0.99667 <= high <= 1  # the plain t interval reaches 1.011
     assert not re.search(r"\bnan\b", table.to_string(), re.IGNORECASE)
+
+
+def test_a_claim_whose_simclr_lost_to_random_features_is_not_testable_and_protocols_are_compared():
+    from medimg.claims import NOT_TESTABLE, agreement_markdown, claims_by_protocol, modality_claims_checked
+    from medimg.ssl_check import SSLCheck
+
+    tests = [pair_row("c1", "colour", "tl", "ssl", 0.10, True), pair_row("g1", "grey", "tl", "ssl", 0.10, True)]
+    main = comparison(tests)
+    main.runs = [SimpleNamespace(dataset="c1", modality="colour"), SimpleNamespace(dataset="g1", modality="grey")]
+    lost = SSLCheck("g1", "ck", 1.0, 0.50, 0.7, (0, 1), (0.60, 0.55), (0.6, 0.6))
+    won = SSLCheck("c1", "ck", 1.0, 0.80, 0.4, (0, 1), (0.60, 0.55), (0.6, 0.6))
+    colour, grey = modality_claims_checked(main, {"g1": lost, "c1": won})
+    # grey's SSL arm learned nothing usable: TL's win there contradicts nothing
+    assert grey["verdict"] == NOT_TESTABLE and "g1 does not beat random" in grey["evidence"]
+    assert colour["verdict"] == "holds"
+    assert [c["verdict"] for c in modality_claims_checked(main, {"g1": won})] == ["holds", "contradicted"]
+
+    probe = comparison([pair_row("c1", "colour", "tl", "ssl", -0.10, True), pair_row("g1", "grey", "tl", "ssl", 0.1, True)])
+    probe.runs = main.runs
+    table = claims_by_protocol({"fine-tuning": main, "linear probe": probe}, {"g1": won})
+    assert list(table["protocol"]) == ["fine-tuning"] * 2 + ["linear probe"] * 2
+    text = agreement_markdown(table)
+    assert "*TL wins on colour images*: the protocols disagree: fine-tuning **holds**; linear probe **contradicted**" in text
+    assert "*SSL wins on grey-scale images*: every protocol agrees, **contradicted**" in text

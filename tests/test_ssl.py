@@ -161,6 +161,13 @@ def test_a_checkpoint_is_checked_against_random_features_on_validation_only(tmp_
     assert check.random_val_accuracy == (by_hand(method="scratch", seed=0), by_hand(method="scratch", seed=1))
     assert check.seeds == (0, 1) and check.checkpoint == "c.safetensors"
     assert check.beats_random == (check.val_accuracy > max(check.random_val_accuracy))
+    # kept beside the checkpoint as JSON, read back equal (a committed study has the check, not the checkpoint)
+    import json
+
+    from medimg.ssl_check import check_path, read_check
+    check_path(checkpoint, "synthetic_colour").write_text(json.dumps(check.to_dict()))
+    assert check_path(checkpoint, "synthetic_colour").name == "c.check-synthetic_colour.json"
+    assert read_check(checkpoint, "synthetic_colour") == check and read_check(checkpoint, "other") is None
     losing = SSLCheck("t", "c", 1.0, 0.6, 0.7, (0, 1), (0.62, 0.58), (0.6, 0.7))
     assert not losing.beats_random and "do **not** beat" in losing.verdict()
     assert SSLCheck("t", "c", 1.0, 0.7, 0.6, (0, 1), (0.62, 0.58), (0.6, 0.7)).beats_random
