@@ -120,10 +120,13 @@ def _cmd_gradcam(args) -> int:
 def _cmd_study(args) -> int:
     from .study import run_study
 
-    report = run_study(args.profile, force=args.force, build=not args.no_build, only=args.only)
+    if args.jobs < 1:
+        print(f"medimg: error: --jobs {args.jobs} is out of range: use 1 or more", file=sys.stderr)
+        return 2
+    report = run_study(args.profile, force=args.force, build=not args.no_build, only=args.only, jobs=args.jobs)
     stale = f" ({len(report.stale)} of them because their parameters changed)" if report.stale else ""
     print(f"study {args.profile}: {len(report.executed)} chapters executed{stale}, {len(report.reused)} reused, "
-          f"{len(report.failed)} failed")
+          f"{len(report.failed)} failed in {report.wall_seconds:.0f} s with {args.jobs} job(s)")
     for path, why in report.failed.items():
         print(f"FAILED {path}: {why}", file=sys.stderr)
     return 1 if report.failed else 0
@@ -199,6 +202,8 @@ def build_parser() -> argparse.ArgumentParser:
                    "are still reused; delete results/PROFILE to retrain)")
     p.add_argument("--only", help="only the chapters whose path contains this text, e.g. a dataset name")
     p.add_argument("--no-build", action="store_true", help="execute the chapters but do not build the book")
+    p.add_argument("--jobs", type=int, default=1, help="independent chapters run at once (each kernel gets "
+                   "cores/jobs threads)")
     p.set_defaults(func=_cmd_study)
 
     weights = sub.add_parser("weights", help="weight files").add_subparsers(dest="weights_command", required=True)

@@ -46,6 +46,7 @@ class StudyReport:
     stale: list[str] = field(default_factory=list)  # existing chapters re-executed: their parameters changed
     failed: dict[str, str] = field(default_factory=dict)  # path -> "cell N: error"
     seconds: dict[str, float] = field(default_factory=dict)
+    wall_seconds: float = 0.0  # executing the chapters, from the first to the last
 
 
 def _dicts(arms: list[Arm]) -> list[dict]:
@@ -317,16 +318,65 @@ def committed_parameter_mismatches(profile: str, root: Path | None = None) -> li
     return problems
 
 
-def run_study(profile: str, *, force: bool = False, build: bool = True, only: str | None = None) -> StudyReport:
+def waves(chapters: list[Chapter]) -> list[list[list[Chapter]]]:
+    """The chapters as waves of independent groups: what ``--jobs`` may run at once.
+
+    A wave starts when the one before has finished; its groups run concurrently, each group's chapters in
+    order. 1: the SimCLR chapters (one checkpoint each); 2: one group per dataset (its card, its arms, its
+    comparison: only that dataset's runs and features); 3: each ablation (its own new arms, the main arms'
+    finished runs); 4: the summary and the appendix (reading what is finished). No two groups of a wave
+    write the same run, checkpoint or feature file.
+    """
+    ssl, datasets, ablations, last = [], [], [], []
+    for c in chapters:
+        if c.template == "ssl_pretraining":
+            ssl += [[x] for x in (c, *c.sections)]
+        elif c.template == "dataset_card":
+            datasets.append([c, *c.sections])
+        elif c.part == "Ablations":
+            ablations.append([*c.sections, c])
+        else:
+            last.append([c, *c.sections])
+    return [w for w in (ssl, datasets, ablations, last) if w]
+
+
+def run_study(profile: str, *, force: bool = False, build: bool = True, only: str | None = None,
+              jobs: int = 1) -> StudyReport:
+    """Execute ``profile``'s chapters (those whose path contains ``only``), write the toc and build the book.
+    ``jobs`` > 1 runs independent chapters at once (:func:`waves`), each kernel with ``cores // jobs`` threads
+    (``OMP_NUM_THREADS``, read by PyTorch and the BLAS), so that they do not oversubscribe the cores."""
+    import os
+    from concurrent.futures import ThreadPoolExecutor
+
+    from tqdm.auto import tqdm
+
     root = study_root()
     p = load_profile(profile, root / STUDY_FILE)
     chapters, skipped = plan(p)
-    todo = [c for c in flatten(chapters) if only is None or only in c.path]
-    from tqdm.auto import tqdm
-
     report = StudyReport()
-    for chapter in tqdm(todo, desc=f"study {profile}", unit="chapter"):
-        execute(chapter, root, force=force, report=report)
+    selected = {c.path for c in flatten(chapters) if only is None or only in c.path}
+    bar = tqdm(total=len(selected), desc=f"study {profile}", unit="chapter")
+
+    def run_group(group: list[Chapter]) -> None:
+        for chapter in group:
+            if chapter.path in selected:
+                execute(chapter, root, force=force, report=report)
+                bar.update()
+
+    start = time.perf_counter()
+    if jobs > 1:
+        threads = str(max(1, (os.cpu_count() or 1) // jobs))
+        for name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
+            os.environ[name] = threads  # the kernels papermill starts inherit these
+    for wave in waves(chapters):
+        if jobs > 1:
+            with ThreadPoolExecutor(jobs) as pool:  # each chapter's kernel is its own process
+                list(pool.map(run_group, wave))
+        else:
+            for group in wave:
+                run_group(group)
+    bar.close()
+    report.wall_seconds = time.perf_counter() - start
     from .atomic import write_text
 
     datasets = f"book/{profile}/datasets"

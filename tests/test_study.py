@@ -159,3 +159,21 @@ def test_paper_profile_here_lists_its_missing_datasets_with_how_to_get_them():
                        "kvasir_v2", "eyepacs"]
     page = datasets_page(p)
     assert page.count("no, skipped:") == 9 and page.count("**Cite**") == 9 and page.count("**Licence**") == 9
+
+
+def test_waves_hold_every_chapter_once_and_no_two_groups_of_a_wave_share_a_dataset():
+    """What --jobs runs at once: SimCLR first, then one group per dataset, ablations, and the summary last."""
+    from medimg.study import waves
+
+    chapters, _ = quick_plan()
+    planned = waves(chapters)
+    paths = [c.path for wave in planned for group in wave for c in group]
+    assert sorted(paths) == sorted(c.path for c in flatten(chapters)) and len(set(paths)) == len(paths)
+    assert all(c.template == "ssl_pretraining" for group in planned[0] for c in group)
+    assert [c.template for group in planned[-1] for c in group] == ["summary", "reproducibility"]
+    datasets = planned[1]
+    assert all(group[0].template == "dataset_card" and group[-1].template == "comparison" for group in datasets)
+    owners = [{c.resolved.get("arm", {}).get("dataset") for c in group} - {None} for group in datasets]
+    assert all(len(o) == 1 for o in owners) and len({next(iter(o)) for o in owners}) == len(owners)
+    for group in planned[2]:  # an ablation's new arms train before its comparison reads them
+        assert group[-1].template == "comparison" and all(c.template == "finetune" for c in group[:-1])
