@@ -299,7 +299,8 @@ class Arm:
     @classmethod
     def from_profile(cls, profile: "str | dict", dataset: str, method: str, **overrides) -> "Arm":
         """The arm of ``dataset`` x ``method`` as profile ``profile`` of study.yml (a name, or the loaded
-        profile) defines it, with ``overrides``: ``seeds`` (a list, one number or ``"0,1"``), ``tl_weights``,
+        profile) defines it (its ``finetune`` settings, then ``arch_by_method``, ``size_by_method`` and
+        ``finetune_by_dataset``), with ``overrides``: ``seeds`` (a list, one number or ``"0,1"``), ``tl_weights``,
         ``results_dir``, or any fine-tuning setting (``size=64``, ``epochs=3``, ``augment=True``). An override of
         None keeps the profile's value, so a template can pass its parameters through unchanged.
         """
@@ -312,6 +313,7 @@ class Arm:
         for key, by_method in (("arch", p.get("arch_by_method", {})), ("size", p.get("size_by_method", {}))):
             if method in by_method:
                 finetune[key] = by_method[method]
+        finetune.update(p.get("finetune_by_dataset", {}).get(dataset, {}))  # e.g. a cap for one large dataset
         own = {k: overrides.pop(k) for k in ARM_SETTINGS if k in overrides}
         finetune.update(overrides)
         ssl_arm = method in SSL_METHODS

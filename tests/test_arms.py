@@ -32,6 +32,11 @@ def test_an_arm_takes_the_profiles_settings_and_a_persons_overrides():
     ssl = Arm.from_profile(p, "synthetic_colour", "ssl")
     assert ssl.ssl == p["ssl"] and ssl.ssl_candidates == tuple(p["ssl_candidates"]["colour"]) and ssl.slug == "ssl"
     assert Arm.from_dict(ssl.to_dict()) == ssl and Arm.from_dict(small.to_dict()) == small
+    # one dataset's own settings (a cap for the one large training split), under a person's override
+    capped = dict(p, finetune_by_dataset={"synthetic_grey": dict(max_train_images=100, epochs=3)})
+    assert Arm.from_profile(capped, "synthetic_grey", "tl").finetune == dict(p["finetune"], max_train_images=100, epochs=3)
+    assert Arm.from_profile(capped, "synthetic_grey", "tl", epochs=2).finetune["epochs"] == 2
+    assert Arm.from_profile(capped, "synthetic_colour", "tl").finetune == p["finetune"]
 
 
 @pytest.mark.parametrize("overrides, words", [
