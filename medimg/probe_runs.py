@@ -16,7 +16,7 @@ from pathlib import Path
 from .configs import FinetuneConfig
 from .errors import MedimgError
 from .provenance import provenance
-from .runs import FINISHED_MARKER, write_csv, write_json
+from .runs import FINISHED_MARKER, prediction_rows, write_csv, write_json
 
 # features are extracted in fp32 on the CPU, deterministically, whatever the trainer settings
 PROBE_NUMERICS = dict(precision="32-true", deterministic=True)
@@ -54,9 +54,7 @@ def probe_run(config: FinetuneConfig, protocol: str, run_dir: Path) -> dict:
     probe.fit(features)
     classes = list(data.classes)
     test_probs, val_probs = probe.predict_proba(features.x["test"]), probe.predict_proba(features.x["val"])
-    test_idx = data.part("test")[2]
-    rows = [dict(id=data.decoded.ids[i], true=classes[data.decoded.labels[i]], predicted=classes[int(p.argmax())],
-                 **{f"prob_{c}": round(float(v), 6) for c, v in zip(classes, p)}) for i, p in zip(test_idx, test_probs)]
+    rows = prediction_rows(data, test_probs)
     record = dict(run=config.to_dict(), protocol=protocol, trainer=dict(PROBE_NUMERICS, resolved_precision="32-true"),
                   data=dict(target=dict(name=data.source.name, classes=classes, channels=data.decoded.channels,
                                         modality=data.decoded.modality, fingerprint=data.source.fingerprint)),

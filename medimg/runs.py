@@ -95,6 +95,15 @@ def numerics(settings: TrainerSettings) -> dict:
     return dict(precision=settings.resolved_precision(), deterministic=settings.deterministic)
 
 
+def prediction_rows(data, probs) -> list[dict]:
+    """predictions.csv's rows for prepared ``data``'s test split and its ``probs`` ``(N, classes)`` in split
+    order: image id, true and predicted class, and each class's probability (6 decimals)."""
+    classes = list(data.classes)
+    return [dict(id=data.decoded.ids[i], true=classes[data.decoded.labels[i]], predicted=classes[int(p.argmax())],
+                 **{f"prob_{c}": round(float(v), 6) for c, v in zip(classes, p)})
+            for i, p in zip(data.part("test")[2], probs)]
+
+
 def write_results(run_dir: Path, *, predictions: list[dict], history: list[dict], weights: dict,
                   metrics: dict) -> None:
     """The finished run's files; ``metrics.json`` last, since its presence marks the run finished.

@@ -28,7 +28,7 @@ from .evaluate.metrics import summary_metrics
 from .loaders import model_preprocess, training_loaders, training_plan
 from .models.backbones import create_backbone, fresh_head, read_ssl_meta
 from .provenance import provenance
-from .runs import prepare_run_dir, write_json, write_results
+from .runs import prediction_rows, prepare_run_dir, write_json, write_results
 
 log = logging.getLogger(__name__)
 
@@ -240,11 +240,7 @@ def _reload_stage(done: Path, model: nn.Module) -> dict:
 
 def _write_results(run_dir: Path, config: FinetuneConfig, target, stages: dict, source) -> dict:
     final = stages["target"]
-    classes = list(target.classes)
-    test_idx = target.split.indices("test", target.decoded.ids)
-    probs = final["test_probs"]
-    rows = [dict(id=target.decoded.ids[i], true=classes[target.decoded.labels[i]], predicted=classes[int(p.argmax())],
-                 **{f"prob_{c}": round(float(v), 6) for c, v in zip(classes, p)}) for i, p in zip(test_idx, probs)]
+    rows = prediction_rows(target, final["test_probs"])
     history = [row for s in stages.values() for row in s["history"]]
     metrics = dict(
         dataset=target.source.name, method=config.method, arch=config.arch, seed=config.seed,

@@ -11,9 +11,6 @@ from matplotlib.figure import Figure
 
 from .compare import Comparison
 
-PROTOCOL_ORDER = ("fine-tuning", "linear probe", "kNN")
-
-
 def protocol_table(comparisons: dict[str, Comparison]) -> pd.DataFrame:
     """One row per (dataset, arm, protocol) from ``{protocol name: Comparison}``: ``seeds``, mean test
     ``accuracy`` with its 95% interval (``accuracy_low``, ``accuracy_high``), ``balanced_accuracy`` and
