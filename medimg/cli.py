@@ -123,7 +123,8 @@ def _cmd_study(args) -> int:
     if args.jobs < 1:
         print(f"medimg: error: --jobs {args.jobs} is out of range: use 1 or more", file=sys.stderr)
         return 2
-    report = run_study(args.profile, force=args.force, build=not args.no_build, only=args.only, jobs=args.jobs)
+    report = run_study(args.profile, force=args.force, build=not args.no_build, only=args.only, jobs=args.jobs,
+                       benchmark=not args.no_benchmark)
     stale = f" ({len(report.stale)} of them because their parameters changed)" if report.stale else ""
     print(f"study {args.profile}: {len(report.executed)} chapters executed{stale}, {len(report.reused)} reused, "
           f"{len(report.failed)} failed in {report.wall_seconds:.0f} s with {args.jobs} job(s)")
@@ -204,6 +205,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-build", action="store_true", help="execute the chapters but do not build the book")
     p.add_argument("--jobs", type=int, default=1, help="independent chapters run at once (each kernel gets "
                    "cores/jobs threads)")
+    p.add_argument("--no-benchmark", action="store_true", help="skip the half-minute speed benchmark recorded with "
+                   "the study's time")
     p.set_defaults(func=_cmd_study)
 
     weights = sub.add_parser("weights", help="weight files").add_subparsers(dest="weights_command", required=True)

@@ -21,26 +21,34 @@ def config_key(config: dict) -> str:
     return hashlib.sha256(json.dumps(config, sort_keys=True, default=str).encode()).hexdigest()[:12]
 
 
+def _each_seed(arm: Arm, folder: str, name, make) -> list[Path]:
+    """``RESULTS/FOLDER/DATASET/METHOD/<name(config)>`` for each seed's config of ``arm``, calling
+    ``make(config, run_dir)`` where it is not finished; an SSL arm's checkpoint is made only if one is."""
+    results = study_root() / arm.results_dir
+    # an SSL arm's checkpoint path only: the checkpoint is made when a run needs it
+    weights = str(arm_ssl_checkpoint(arm, create=False)) if arm.uses_ssl else None
+    out = []
+    for seed in arm.seeds:
+        config = arm.finetune_config(seed, weights)
+        run_dir = results / folder / arm.dataset / arm.slug / name(config)
+        if not (run_dir / FINISHED_MARKER).is_file():
+            if arm.uses_ssl:
+                arm_ssl_checkpoint(arm)
+            make(config, run_dir)
+        out.append(run_dir)
+    return out
+
+
 def ensure_arm(arm: Arm | dict) -> list[Path]:
     """Run directories of ``arm`` (an :class:`~medimg.configs.Arm`, or its dict) for every seed, training only
     what is not finished. Runs land in ``RESULTS/runs/DATASET/METHOD/<run name>`` under the study root."""
     from .train import finetune as run_finetune
 
     arm = arm if isinstance(arm, Arm) else Arm.from_dict(arm)
-    results = study_root() / arm.results_dir
     settings = arm.settings()
-    # an SSL arm's checkpoint path only: the checkpoint is made when a run needs it
-    weights = str(arm_ssl_checkpoint(arm, create=False)) if arm.uses_ssl else None
-    out = []
-    for seed in arm.seeds:
-        config = arm.finetune_config(seed, weights)
-        run_dir = results / "runs" / arm.dataset / arm.slug / run_name(config, settings)
-        if not (run_dir / FINISHED_MARKER).is_file():
-            if arm.uses_ssl:
-                arm_ssl_checkpoint(arm)
-            run_finetune(config, run_dir, settings=settings, resume=(run_dir / "config.json").is_file())
-        out.append(run_dir)
-    return out
+    return _each_seed(arm, "runs", lambda config: run_name(config, settings),
+                      lambda config, run_dir: run_finetune(config, run_dir, settings=settings,
+                                                           resume=(run_dir / "config.json").is_file()))
 
 
 def arm_ssl_checkpoint(arm: Arm | dict, *, create: bool = True) -> Path:
@@ -75,18 +83,8 @@ def ensure_probes(arm: Arm | dict, protocol: str) -> list[Path]:
     from .probe_runs import probe_name, probe_run
 
     arm = arm if isinstance(arm, Arm) else Arm.from_dict(arm)
-    results = study_root() / arm.results_dir
-    weights = str(arm_ssl_checkpoint(arm, create=False)) if arm.uses_ssl else None
-    out = []
-    for seed in arm.seeds:
-        config = arm.finetune_config(seed, weights)
-        run_dir = results / "probes" / arm.dataset / arm.slug / probe_name(config, protocol)
-        if not (run_dir / FINISHED_MARKER).is_file():
-            if arm.uses_ssl:
-                arm_ssl_checkpoint(arm)
-            probe_run(config, protocol, run_dir)
-        out.append(run_dir)
-    return out
+    return _each_seed(arm, "probes", lambda config: probe_name(config, protocol),
+                      lambda config, run_dir: probe_run(config, protocol, run_dir))
 
 
 def ensure_ssl_check(arm: Arm | dict):

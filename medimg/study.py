@@ -340,8 +340,48 @@ def waves(chapters: list[Chapter]) -> list[list[list[Chapter]]]:
     return [w for w in (ssl, datasets, ablations, last) if w]
 
 
+BENCHMARK = ("benchmarks/bench_train_step.py", "--epochs", "1", "--repeats", "1", "--precision", "32-true")
+
+
+def machine_figure(root: Path) -> dict | None:
+    """This machine's training speed, from the project's benchmark (``BENCHMARK``, about half a minute): the
+    figure that makes a wall time comparable across machines. None when the script or its data is missing."""
+    import re
+
+    script = root / BENCHMARK[0]
+    if not script.is_file():
+        return None
+    done = subprocess.run([sys.executable, str(script), *BENCHMARK[1:]], capture_output=True, text=True, cwd=root)
+    plain = re.search(r"plain PyTorch loop:\s+([\d.]+) img/s", done.stdout)
+    ours = re.search(r"medimg \(Lightning\):\s+([\d.]+) img/s", done.stdout)
+    if not (plain and ours):
+        return None
+    return dict(plain_img_per_s=float(plain[1]), medimg_img_per_s=float(ours[1]), command="python " + " ".join(BENCHMARK),
+                setting=done.stdout.splitlines()[0])
+
+
+def compute_seconds(results: Path, since: float) -> dict:
+    """Seconds of real work in what was written under ``results`` after ``since`` (a ``time.time()``):
+    fine-tuning (training and evaluation of each stage, from metrics.json), SimCLR pretraining (from each
+    checkpoint's metadata) and feature extraction of the probes."""
+    parts = dict(finetune=0.0, simclr=0.0, features=0.0)
+    for path in results.glob("runs/*/*/*/metrics.json"):
+        if path.stat().st_mtime >= since:
+            for stage in json.loads(path.read_text()).get("timing", {}).values():
+                parts["finetune"] += stage.get("train_seconds", 0.0) + stage.get("eval_seconds", 0.0)
+    for path in results.glob("probes/*/*/*/metrics.json"):
+        if path.stat().st_mtime >= since:
+            parts["features"] += json.loads(path.read_text()).get("timing", {}).get("feature_seconds", 0.0)
+    from .models.backbones import read_ssl_meta
+
+    for path in results.glob("ssl/*.safetensors"):
+        if path.stat().st_mtime >= since:
+            parts["simclr"] += read_ssl_meta(path).get("timing", {}).get("train_seconds", 0.0)
+    return parts
+
+
 def run_study(profile: str, *, force: bool = False, build: bool = True, only: str | None = None,
-              jobs: int = 1) -> StudyReport:
+              jobs: int = 1, benchmark: bool = True) -> StudyReport:
     """Execute ``profile``'s chapters (those whose path contains ``only``), write the toc and build the book.
     ``jobs`` > 1 runs independent chapters at once (:func:`waves`), each kernel with ``cores // jobs`` threads
     (``OMP_NUM_THREADS``, read by PyTorch and the BLAS), so that they do not oversubscribe the cores."""
@@ -357,13 +397,39 @@ def run_study(profile: str, *, force: bool = False, build: bool = True, only: st
     selected = {c.path for c in flatten(chapters) if only is None or only in c.path}
     bar = tqdm(total=len(selected), desc=f"study {profile}", unit="chapter")
 
+    import threading
+    from datetime import datetime, timezone
+
+    from .atomic import write_text
+
+    results = root / p["results_dir"]
+    log_path = results / "study_time.json"
+    lock = threading.Lock()
+    start, started = time.perf_counter(), time.time()
+    log = dict(profile=profile, jobs=jobs, only=only, started=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+               benchmark=None, chapters={})
+    pending = [c for c in flatten(chapters) if c.path in selected
+               and (force or not (root / c.path).is_file() or _differences(root / c.path, c))]
+    if benchmark and pending and only is None:  # measured before any chapter runs, so nothing competes with it
+        log["benchmark"] = machine_figure(root)
+
+    def record(chapter: Chapter) -> None:
+        """The study's time so far, kept in RESULTS/study_time.json (the reproducibility chapter reads it)."""
+        with lock:
+            log["chapters"][chapter.path] = round(report.seconds.get(chapter.path, 0.0), 1)
+            log["wall_seconds"] = round(time.perf_counter() - start, 1)
+            log["compute_seconds"] = {k: round(v, 1) for k, v in compute_seconds(results, started).items()}
+            results.mkdir(parents=True, exist_ok=True)
+            write_text(log_path, json.dumps(log, indent=1) + "\n")
+
     def run_group(group: list[Chapter]) -> None:
         for chapter in group:
             if chapter.path in selected:
                 execute(chapter, root, force=force, report=report)
+                if chapter.path not in report.reused and only is None:  # a rerun of one chapter keeps the log
+                    record(chapter)
                 bar.update()
 
-    start = time.perf_counter()
     if jobs > 1:
         threads = str(max(1, (os.cpu_count() or 1) // jobs))
         for name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
@@ -377,7 +443,6 @@ def run_study(profile: str, *, force: bool = False, build: bool = True, only: st
                 run_group(group)
     bar.close()
     report.wall_seconds = time.perf_counter() - start
-    from .atomic import write_text
 
     datasets = f"book/{profile}/datasets"
     write_text(root / f"{datasets}.md", datasets_page(p))

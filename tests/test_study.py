@@ -1,4 +1,5 @@
 """The study file, the driver and the committed book: the plan says what the issue asks, and the driver runs it."""
+import json
 import shutil
 
 import nbformat
@@ -80,9 +81,14 @@ def test_driver_runs_a_profile_end_to_end(tmp_path, monkeypatch):
     (root / "study.yml").write_text("datasets:\n  my_scans: {path: ../scans, modality: grey}\n" + text.replace(
         smoke, smoke.replace("      grey: [synthetic_grey]\n", "      grey: [synthetic_grey, my_scans]\n")))
     monkeypatch.setenv("MEDIMG_STUDY_ROOT", str(root))
-    report = study.run_study("smoke")
+    report = study.run_study("smoke", jobs=2)  # independent chapters two at a time
     assert report.failed == {}, report.failed
     chapters, _ = study.plan(study.load_profile("smoke", root / "study.yml"))
+    # the study's time, kept for the reproducibility chapter: every chapter, and the real work within the wall time
+    timing = json.loads((root / "results" / "smoke" / "study_time.json").read_text())
+    assert timing["jobs"] == 2 and set(timing["chapters"]) == {c.path for c in flatten(chapters)}
+    assert 0 < timing["compute_seconds"]["finetune"] < timing["wall_seconds"] and timing["compute_seconds"]["simclr"] > 0
+    assert "of wall time with 2 job(s)" in (root / "_build" / "html" / "book" / "smoke" / "reproducibility.html").read_text()
     for c in flatten(chapters):
         book = nbformat.read(root / c.path, as_version=4)
         assert book.cells[0].source.startswith(f"# {c.title}")

@@ -23,3 +23,20 @@ def reproducibility_table(runs: list[RunResult]) -> pd.DataFrame:
             gpu=", ".join(machine.get("gpus", [])) or "none", platform=machine.get("platform"),
             created=prov.get("created"), run=r.path.name))
     return pd.DataFrame(rows)
+
+
+def study_time(path) -> dict | None:
+    """What ``medimg study`` recorded of its time (``RESULTS/study_time.json``), with ``overhead_share``: the
+    part of the wall time that was not fine-tuning, SimCLR pretraining or probe feature extraction (kernel
+    starts, imports, statistics, Grad-CAM, data decoding; the book build comes after and is not counted).
+    None when the study has not recorded one."""
+    import json
+    from pathlib import Path
+
+    path = Path(path)
+    if not path.is_file():
+        return None
+    log = json.loads(path.read_text())
+    wall = float(log.get("wall_seconds", 0.0))
+    compute = float(sum(log.get("compute_seconds", {}).values()))
+    return dict(log, compute_total_seconds=compute, overhead_share=(1 - compute / wall) if wall > 0 else None)
