@@ -192,9 +192,10 @@ def execute(chapter: Chapter, root: Path, *, force: bool, report: StudyReport) -
     partial = out.with_name(f".{out.name}.partial.ipynb")
     start = time.perf_counter()
     try:
+        # no cwd=: papermill would chdir the whole process around each chapter, which concurrent chapters
+        # (--jobs) would interleave; run_study works in the study root instead, and kernels start there
         pm.execute_notebook(str(root / "notebooks" / f"{chapter.template}.ipynb"), str(partial),
-                            parameters=_passed(chapter),
-                            cwd=str(root), kernel_name="python3", progress_bar=False, log_output=False)
+                            parameters=_passed(chapter), kernel_name="python3", progress_bar=False, log_output=False)
         _finish(partial, chapter)
         partial.replace(out)
         report.executed.append(chapter.path)
@@ -385,6 +386,7 @@ def run_study(profile: str, *, force: bool = False, build: bool = True, only: st
     """Execute ``profile``'s chapters (those whose path contains ``only``), write the toc and build the book.
     ``jobs`` > 1 runs independent chapters at once (:func:`waves`), each kernel with ``cores // jobs`` threads
     (``OMP_NUM_THREADS``, read by PyTorch and the BLAS), so that they do not oversubscribe the cores."""
+    import contextlib
     import os
     from concurrent.futures import ThreadPoolExecutor
 
@@ -434,13 +436,14 @@ def run_study(profile: str, *, force: bool = False, build: bool = True, only: st
         threads = str(max(1, (os.cpu_count() or 1) // jobs))
         for name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
             os.environ[name] = threads  # the kernels papermill starts inherit these
-    for wave in waves(chapters):
-        if jobs > 1:
-            with ThreadPoolExecutor(jobs) as pool:  # each chapter's kernel is its own process
-                list(pool.map(run_group, wave))
-        else:
-            for group in wave:
-                run_group(group)
+    with contextlib.chdir(root):  # every chapter's kernel starts in the study root (once, for all threads)
+        for wave in waves(chapters):
+            if jobs > 1:
+                with ThreadPoolExecutor(jobs) as pool:  # each chapter's kernel is its own process
+                    list(pool.map(run_group, wave))
+            else:
+                for group in wave:
+                    run_group(group)
     bar.close()
     report.wall_seconds = time.perf_counter() - start
 

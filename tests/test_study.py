@@ -1,6 +1,7 @@
 """The study file, the driver and the committed book: the plan says what the issue asks, and the driver runs it."""
 import json
 import shutil
+from pathlib import Path
 
 import nbformat
 import pytest
@@ -81,8 +82,10 @@ def test_driver_runs_a_profile_end_to_end(tmp_path, monkeypatch):
     (root / "study.yml").write_text("datasets:\n  my_scans: {path: ../scans, modality: grey}\n" + text.replace(
         smoke, smoke.replace("      grey: [synthetic_grey]\n", "      grey: [synthetic_grey, my_scans]\n")))
     monkeypatch.setenv("MEDIMG_STUDY_ROOT", str(root))
+    here = Path.cwd()
     report = study.run_study("smoke", jobs=2)  # independent chapters two at a time
     assert report.failed == {}, report.failed
+    assert Path.cwd() == here  # concurrent chapters leave the process where it was
     chapters, _ = study.plan(study.load_profile("smoke", root / "study.yml"))
     # the study's time, kept for the reproducibility chapter: every chapter, and the real work within the wall time
     timing = json.loads((root / "results" / "smoke" / "study_time.json").read_text())
