@@ -20,12 +20,14 @@ def test_quick_profile_is_the_study_the_issue_asks_for():
     chapters, skipped = quick_plan()
     assert skipped == []
     p = load_profile("quick", REPO / "study.yml")
-    assert len(p["seeds"]) >= 5
-    assert p["targets"] == {"grey": ["breastmnist", "pneumoniamnist", "busi_256", "iq_othnccd_lung_ct"],
-                            "colour": ["retinamnist", "ham10000_224", "eye_diseases_fundus_400", "bccd_wbc_640"]}
+    assert len(p["seeds"]) >= 5 and p["trainer"]["precision"] == "32-true"  # numerics pinned (issue #12)
+    assert p["targets"] == {"grey": ["breastmnist", "pneumoniamnist", "busi_256"],
+                            "colour": ["retinamnist", "ham10000_224"]}
     runs = [c.resolved["arm"] for c in flatten(chapters) if c.template == "finetune"]
-    # one architecture for every arm: only the initialisation differs
+    # one architecture for every arm: only the initialisation differs; LP-FT at 64 px on whole training splits
     assert {a["finetune"]["arch"] for a in runs} == {"mobilenetv2_100"}
+    assert {(a["finetune"]["recipe"], a["finetune"]["size"]) for a in runs} == {("lp-ft", 64)}
+    assert {a["dataset"] for a in runs if a["finetune"].get("max_train_images")} == {"pneumoniamnist"}
     assert {a["method"] for a in runs} == {"tl", "ssl", "tl+ssl", "scratch"}
     # every target compares TL, SSL and scratch; TL+SSL on at least one grey and one colour target
     comparisons = {c.resolved["title"]: c.resolved["arms"] for c in flatten(chapters) if c.template == "comparison"}
@@ -34,9 +36,8 @@ def test_quick_profile_is_the_study_the_issue_asks_for():
         assert [a["method"] for a in arms] == ["tl", "ssl", "scratch"] and {a["dataset"] for a in arms} == {dataset}
     tl_ssl = {a["dataset"] for a in runs if a["method"] == "tl+ssl"}
     assert tl_ssl & set(p["targets"]["grey"]) and tl_ssl & set(p["targets"]["colour"])
-    assert any(a["finetune"].get("augment") for a in runs) and any(a["finetune"].get("balance") == "down" for a in runs)
     doubles = {(a["dataset"], a["finetune"]["intermediate"]) for a in runs if a["finetune"].get("intermediate")}
-    assert doubles == {("iq_othnccd_lung_ct", "pneumoniamnist"), ("ham10000_224", "ham10000_224_large")}
+    assert doubles == {("ham10000_224", "ham10000_224_large")}
     titles = [c.title for c in chapters]
     assert titles[-2:] == ["Summary: the paper's claims", "Reproducibility"]
 
