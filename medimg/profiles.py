@@ -172,3 +172,25 @@ def double_groups(p: dict, present: list[str], **overrides) -> list[list[Arm]]:
     """The double fine-tuning specs whose target is among ``present`` and whose intermediate is here."""
     return [double_arms(p, s, **overrides) for s in p.get("ablations", {}).get("double", [])
             if s["target"] in present and available(s["intermediate"])]
+
+
+def training_budget(arms: list[Arm]) -> str:
+    """What every fine-tuning run of ``arms`` was given, in a sentence's words, e.g. ``"at 64 px with the lp-ft
+    recipe for 5 epochs (lr 3e-05, batch 32), on the whole training split (pneumoniamnist: at most 1000
+    images)"``, saying so when scratch trains with the pretrained arms' recipe. A setting that differs between arms
+    lists its values."""
+    configs = [a.finetune_config(a.seeds[0], weights="checkpoint" if a.uses_ssl else None) for a in arms]
+
+    def values(key):
+        return " or ".join(str(v) for v in sorted({getattr(c, key) for c in configs}, key=str))
+
+    caps = {c.dataset: c.max_train_images for c in configs if c.max_train_images}
+    capped = ", ".join(f"{d}: at most {n} images" for d, n in sorted(caps.items()))
+    scratch = {c.recipe for c in configs if c.method == "scratch"}
+    same = scratch and scratch == {c.recipe for c in configs if c.method != "scratch"}
+    epochs = values("epochs")
+    return (f"at {values('size')} px with the {values('recipe')} recipe for {epochs} epoch{'' if epochs == '1' else 's'} "
+            f"(lr {values('lr')}, batch {values('batch_size')}), on the whole training split"
+            + (f" ({capped})" if capped else "")
+            + ("; the scratch arm gets the same recipe as the pretrained ones, so it shows what random initialisation "
+               "gives under this budget, not what long training from scratch can reach" if same else ""))

@@ -138,14 +138,15 @@ def test_runs_written_before_the_modality_was_recorded_read_it_from_preprocess(t
     assert old_run("replicate").modality == "grey" and old_run("single").modality == "grey"
     assert old_run(None).modality == "colour"
     assert old_run(None, dataset="breastmnist", modality="colour").modality == "colour"  # recorded beats registry
-    # every committed run (none records the field) reads as its registered modality
+    # every committed run records its modality, and it agrees with the registry and with its preprocessing
     committed = sorted((REPO / "results" / "quick" / "runs").glob("*/*/*/metrics.json"))
     if not committed:
         pytest.skip("results/quick holds no committed runs")
     for path in committed:
-        metrics, record = json.loads(path.read_text()), json.loads((path.parent / "config.json").read_text())
-        assert "modality" not in metrics
-        assert _recorded_modality(metrics, record) == REGISTRY[metrics["dataset"]].modality, path
+        metrics = json.loads(path.read_text())
+        assert metrics["modality"] == REGISTRY[metrics["dataset"]].modality, path
+        without = {key: value for key, value in metrics.items() if key != "modality"}
+        assert _recorded_modality(without, {}) == metrics["modality"], path  # preprocess says the same
 
 
 def fake_run(method: str, seed: int, wrong: int, n: int = 200) -> RunResult:

@@ -42,6 +42,17 @@ def test_quick_profile_is_the_study_the_issue_asks_for():
     assert titles[-2:] == ["Summary: the paper's claims", "Reproducibility"]
 
 
+def test_the_summary_states_each_profiles_training_budget():
+    from medimg.profiles import main_arms, training_budget
+
+    quick = training_budget(main_arms(load_profile("quick", REPO / "study.yml")))
+    assert quick.startswith("at 64 px with the lp-ft recipe for 5 epochs (lr 3e-05, batch 32), on the whole training "
+                            "split (pneumoniamnist: at most 1000 images); the scratch arm gets the same recipe")
+    # smoke: scratch trains fully and the pretrained arms head-first, so both recipes are named and scratch is not
+    assert training_budget(main_arms(load_profile("smoke", REPO / "study.yml"))) == (
+        "at 32 px with the full or paper recipe for 1 epoch (lr 0.001, batch 64), on the whole training split")
+
+
 def test_ssl_pools_never_hold_the_target_or_its_sources():
     chapters, _ = quick_plan()
     from medimg.profiles import ssl_pool
