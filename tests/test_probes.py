@@ -171,3 +171,23 @@ def test_probe_runs_are_read_and_compared_like_fine_tuning_runs(tmp_path, cache)
     # so its seeds are no replicates: TL against scratch is tested on the test images (McNemar), not across seeds
     test = comparison.tests.iloc[0]
     assert test["test"] == "McNemar" and test["p"] == test["p_mcnemar"]
+
+
+def test_the_book_says_whether_fine_tuning_kept_what_the_probe_shows():
+    import pandas as pd
+    from medimg.evaluate.protocols import probe_gaps, protocols_markdown
+
+    def row(arm, protocol, accuracy, low, high):
+        return dict(dataset="d", arm=arm, protocol=protocol, seeds=5, accuracy=accuracy, accuracy_low=low,
+                    accuracy_high=high, balanced_accuracy=0.5, majority_accuracy=0.6)
+
+    table = pd.DataFrame([row("tl", "fine-tuning", 0.86, 0.85, 0.88), row("tl", "linear probe", 0.83, 0.83, 0.83),
+                          row("ssl", "fine-tuning", 0.710, 0.69, 0.73), row("ssl", "linear probe", 0.712, 0.712, 0.712),
+                          row("scratch", "fine-tuning", 0.70, 0.68, 0.72), row("scratch", "linear probe", 0.75, 0.74, 0.76)])
+    gaps = probe_gaps(table).set_index("arm")
+    assert gaps.loc["tl", "gap"] == pytest.approx(0.03) and gaps.loc["ssl", "gap"] == pytest.approx(-0.002)
+    assert (gaps.loc["scratch", "low"], gaps.loc["scratch", "high"]) == (0.68, 0.72)  # fine-tuning's interval
+    lines = protocols_markdown(table).splitlines()
+    assert lines[0] == "- **tl** on d: fine-tuned 0.860, at least its linear probe (0.830)."
+    assert "0.002 below its linear probe (0.712), which lies inside" in lines[1] and "noise" in lines[1]
+    assert "**0.050 below** its linear probe (0.750), outside" in lines[2] and "recipe lost" in lines[2]

@@ -198,3 +198,22 @@ def test_waves_hold_every_chapter_once_and_no_two_groups_of_a_wave_share_a_datas
     assert all(len(o) == 1 for o in owners) and len({next(iter(o)) for o in owners}) == len(owners)
     for group in planned[2]:  # an ablation's new arms train before its comparison reads them
         assert group[-1].template == "comparison" and all(c.template == "finetune" for c in group[:-1])
+
+
+def test_study_time_counts_overhead_against_every_jobs_slot(tmp_path):
+    from medimg.evaluate.reproducibility import study_time, study_time_markdown
+
+    path = tmp_path / "study_time.json"
+    assert study_time(path) is None and "No study time was recorded" in study_time_markdown(None)
+    log = dict(profile="quick", jobs=2, started="2026-12-01T00:00:00+00:00", wall_seconds=100.0,
+               chapters={"a.ipynb": 90.0, "b.ipynb": 70.0}, compute_seconds=dict(finetune=100.0, simclr=20.0),
+               benchmark=dict(plain_img_per_s=144.0, medimg_img_per_s=150.0))
+    path.write_text(json.dumps(log))
+    t = study_time(path)
+    # two jobs for 100 s offer 200 s of slots: 120 s of work, 40 s inside chapters, 40 s idle
+    assert (t["slot_seconds"], t["compute_total_seconds"]) == (200.0, 120.0)
+    assert (t["chapter_overhead_seconds"], t["idle_seconds"]) == (40.0, 40.0)
+    assert t["overhead_share"] == pytest.approx(0.4)  # never negative, as 1 - work / wall (-20%) would be
+    assert "**40%** was overhead" in study_time_markdown(t) and "144 img/s" in study_time_markdown(t)
+    path.write_text(json.dumps(dict(log, jobs=1, wall_seconds=160.0)))
+    assert study_time(path)["overhead_share"] == pytest.approx(0.25)  # one job: the share of the wall time

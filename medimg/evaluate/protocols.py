@@ -25,28 +25,35 @@ def protocol_table(comparisons: dict[str, Comparison]) -> pd.DataFrame:
 
 
 def probe_gaps(table: pd.DataFrame, *, probe: str = "linear probe") -> pd.DataFrame:
-    """Per (dataset, arm): fine-tuned mean accuracy, the ``probe``'s, and ``gap`` = fine-tuned minus probe
-    (negative: fine-tuning lost what the probe shows)."""
+    """Per (dataset, arm): fine-tuned mean accuracy with its 95% interval over seeds (``low``, ``high``), the
+    ``probe``'s mean, and ``gap`` = fine-tuned minus probe (negative: fine-tuning ended below the probe)."""
+    columns = ["dataset", "arm", "fine-tuning", "low", "high", probe, "gap"]
     wide = table.pivot_table(index=["dataset", "arm"], columns="protocol", values="accuracy", sort=False)
     if "fine-tuning" not in wide or probe not in wide:
-        return pd.DataFrame(columns=["dataset", "arm", "fine-tuning", probe, "gap"])
-    out = wide[["fine-tuning", probe]].reset_index()
+        return pd.DataFrame(columns=columns)
+    interval = (table[table["protocol"] == "fine-tuning"].set_index(["dataset", "arm"])
+                [["accuracy_low", "accuracy_high"]].rename(columns={"accuracy_low": "low", "accuracy_high": "high"}))
+    out = wide[["fine-tuning", probe]].join(interval).reset_index()
     out["gap"] = out["fine-tuning"] - out[probe]
-    return out
+    return out[columns]
 
 
 def protocols_markdown(table: pd.DataFrame) -> str:
-    """Sentences for the book: for each arm, whether fine-tuning kept what its linear probe shows."""
-    gaps = probe_gaps(table)
+    """Sentences for the book: for each arm, whether fine-tuning kept what its linear probe shows, and where it
+    did not, whether the shortfall is inside the fine-tuned runs' 95% interval (a difference the seeds cannot
+    tell from noise) or outside it (the recipe lost what the initialisation held)."""
     lines = []
-    for r in gaps.to_dict("records"):
-        where = f"**{r['arm']}** on {r['dataset']}"
+    for r in probe_gaps(table).to_dict("records"):
+        where = f"**{r['arm']}** on {r['dataset']}: fine-tuned {r['fine-tuning']:.3f}"
+        probe = f"its linear probe ({r['linear probe']:.3f})"
         if r["gap"] >= 0:
-            lines.append(f"- {where}: fine-tuned {r['fine-tuning']:.3f}, at least its linear probe "
-                         f"({r['linear probe']:.3f}).")
+            lines.append(f"- {where}, at least {probe}.")
+        elif r["low"] <= r["linear probe"] <= r["high"]:
+            lines.append(f"- {where}, {-r['gap']:.3f} below {probe}, which lies inside the fine-tuned runs' 95% "
+                         f"interval [{r['low']:.3f}, {r['high']:.3f}]: a shortfall the seeds cannot tell from noise.")
         else:
-            lines.append(f"- {where}: fine-tuned {r['fine-tuning']:.3f}, **{-r['gap']:.3f} below** its linear probe "
-                         f"({r['linear probe']:.3f}): the recipe lost what the initialisation held.")
+            lines.append(f"- {where}, **{-r['gap']:.3f} below** {probe}, outside the fine-tuned runs' 95% interval "
+                         f"[{r['low']:.3f}, {r['high']:.3f}]: the recipe lost what the initialisation held.")
     return "\n".join(lines) or "_No arm was both fine-tuned and probed._"
 
 

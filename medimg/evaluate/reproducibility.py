@@ -26,10 +26,16 @@ def reproducibility_table(runs: list[RunResult]) -> pd.DataFrame:
 
 
 def study_time(path) -> dict | None:
-    """What ``medimg study`` recorded of its time (``RESULTS/study_time.json``), with ``overhead_share``: the
-    part of the wall time that was not fine-tuning, SimCLR pretraining or probe feature extraction (kernel
-    starts, imports, statistics, Grad-CAM, data decoding; the book build comes after and is not counted).
-    None when the study has not recorded one."""
+    """What ``medimg study`` recorded of its time (``RESULTS/study_time.json``), with the shares the book shows.
+
+    With ``jobs`` chapters at once, the machine offers ``slot_seconds`` = wall seconds x jobs of chapter time
+    (each kernel has cores/jobs threads). Of that, ``compute_total_seconds`` went to fine-tuning, SimCLR
+    pretraining and probe feature extraction; ``chapter_overhead_seconds`` = the chapters' own seconds less that
+    work (kernel starts, imports, data decoding, statistics, Grad-CAM); ``idle_seconds`` = the slots no chapter
+    used (the benchmark, and slots waiting for the rest of their wave). ``overhead_share`` = 1 - work / slot
+    seconds (both overheads); with one job it is the share of the wall time that was not work. The book build
+    comes after the recorded wall time and is not counted. None when the study has not recorded one.
+    """
     import json
     from pathlib import Path
 
@@ -37,6 +43,30 @@ def study_time(path) -> dict | None:
     if not path.is_file():
         return None
     log = json.loads(path.read_text())
-    wall = float(log.get("wall_seconds", 0.0))
+    wall, jobs = float(log.get("wall_seconds", 0.0)), int(log.get("jobs") or 1)
     compute = float(sum(log.get("compute_seconds", {}).values()))
-    return dict(log, compute_total_seconds=compute, overhead_share=(1 - compute / wall) if wall > 0 else None)
+    chapters = float(sum(log.get("chapters", {}).values()))
+    slots = wall * jobs
+    return dict(log, compute_total_seconds=compute, slot_seconds=slots, chapter_seconds=chapters,
+                chapter_overhead_seconds=max(chapters - compute, 0.0), idle_seconds=max(slots - chapters, 0.0),
+                overhead_share=(1 - compute / slots) if slots > 0 else None)
+
+
+def study_time_markdown(timing: dict | None) -> str:
+    """The reproducibility chapter's sentence on the study's time (from :func:`study_time`)."""
+    if timing is None:
+        return "_No study time was recorded: this chapter was executed outside `medimg study`._"
+    bench = timing.get("benchmark") or {}
+    figure = (f"{bench['plain_img_per_s']:.0f} img/s (plain PyTorch loop; {bench['medimg_img_per_s']:.0f} through "
+              f"medimg)" if bench else "not measured")
+    overhead = "unknown" if timing["overhead_share"] is None else f"{timing['overhead_share']:.0%}"
+    jobs = int(timing.get("jobs") or 1)
+    slots = f" ({timing['slot_seconds'] / 60:.1f} minutes of chapter slots)" if jobs > 1 else ""
+    return (f"The chapters took **{timing['wall_seconds'] / 60:.1f} minutes** of wall time with {jobs} job(s){slots}, "
+            f"from {timing['started']}. Fine-tuning, SimCLR and feature extraction took "
+            f"{timing['compute_total_seconds'] / 60:.1f} minutes of that, so **{overhead}** was overhead: "
+            f"{timing['chapter_overhead_seconds'] / 60:.1f} minutes inside chapters (kernel starts, imports, data "
+            f"decoding, statistics, Grad-CAM) and {timing['idle_seconds'] / 60:.1f} minutes with "
+            f"{'a slot' if jobs > 1 else 'no chapter'} running no chapter (the benchmark"
+            f"{', and slots waiting for the rest of their wave' if jobs > 1 else ''}). This machine's benchmark: "
+            f"{figure}.")
