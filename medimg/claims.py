@@ -11,7 +11,7 @@ from __future__ import annotations
 import pandas as pd
 
 from .evaluate.compare import Comparison
-from .evaluate.tables import interval_cell
+from .evaluate.tables import interval_cell, markdown_table
 
 
 def _pair_rows(tests: pd.DataFrame, a: str, b: str) -> pd.DataFrame:
@@ -135,6 +135,19 @@ def grey_colour_table(main: Comparison, arms=("tl", "ssl", "scratch")) -> pd.Dat
         rows.append(row)
     out = pd.DataFrame(rows)
     return out.sort_values("modality", key=lambda m: m.map({"grey": 0, "colour": 1}), kind="stable")
+
+
+def grey_colour_markdown(main: Comparison, arms=("tl", "ssl", "scratch")) -> str:
+    """:func:`grey_colour_table` narrowed to fit a book page: the modality joins the dataset's name, the seeds
+    and the arms above chance are left to the prose, and the verdict becomes the significant winner ("none")."""
+    table = grey_colour_table(main, arms)
+    table = table.assign(dataset=table["dataset"] + " (" + table["modality"] + ")").drop(
+        columns=["modality", "seeds", "above_chance"])
+    if "verdict" in table:  # "tl (significant)" or "no significant difference"
+        table["verdict"] = [v.removesuffix(" (significant)") if str(v).endswith("(significant)") else "none"
+                            for v in table["verdict"]]
+    table = table.rename(columns={"tl_minus_ssl": "tl − ssl", "p_holm": "Holm p", "verdict": "wins"})
+    return markdown_table(table.to_dict("records"), floatfmt=".3g")
 
 
 NOT_TESTABLE = "not testable with this budget"

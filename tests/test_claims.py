@@ -4,7 +4,7 @@ from types import SimpleNamespace
 
 import pandas as pd
 
-from medimg.claims import above_chance, double_claim, grey_colour_table, modality_claims
+from medimg.claims import above_chance, double_claim, grey_colour_markdown, grey_colour_table, modality_claims
 from medimg.evaluate.stats import seed_summary
 
 
@@ -61,6 +61,11 @@ def test_above_chance_uses_the_balanced_accuracy_interval_and_the_class_count():
     table = grey_colour_table(main).set_index("dataset")
     assert table.loc["two", "above_chance"] == "tl" and table.loc["two", "majority"] == 0.73
     assert table.loc["two", "verdict"] == "tl (significant)" and list(table.index) == ["two", "five"]
+    # the book's narrow form: modality in the name, no seeds or above-chance column, the winner alone
+    lines = grey_colour_markdown(main).splitlines()
+    assert lines[0].split("|")[1:-1] == [" dataset ", " tl ", " ssl ", " majority ", " tl − ssl ", " Holm p ", " wins "]
+    assert lines[2].startswith("| two (grey) |") and lines[2].rstrip().endswith("| tl |")
+    assert lines[3].startswith("| five (colour) |")
 
 
 def summary_row(dataset, arm, accuracies, balanced):
