@@ -363,13 +363,13 @@ def machine_figure(root: Path) -> dict | None:
 
 def compute_seconds(results: Path, since: float) -> dict:
     """Seconds of real work in what was written under ``results`` after ``since`` (a ``time.time()``):
-    fine-tuning (training and evaluation of each stage, from metrics.json), SimCLR pretraining (from each
-    checkpoint's metadata) and feature extraction of the probes."""
+    fine-tuning (each stage's training, evaluation and, for LP-FT, its linear-probe stage, from metrics.json),
+    SimCLR pretraining (from each checkpoint's metadata) and feature extraction of the probes."""
     parts = dict(finetune=0.0, simclr=0.0, features=0.0)
     for path in results.glob("runs/*/*/*/metrics.json"):
         if path.stat().st_mtime >= since:
             for stage in json.loads(path.read_text()).get("timing", {}).values():
-                parts["finetune"] += stage.get("train_seconds", 0.0) + stage.get("eval_seconds", 0.0)
+                parts["finetune"] += sum(stage.get(k, 0.0) for k in ("probe_seconds", "train_seconds", "eval_seconds"))
     for path in results.glob("probes/*/*/*/metrics.json"):
         if path.stat().st_mtime >= since:
             parts["features"] += json.loads(path.read_text()).get("timing", {}).get("feature_seconds", 0.0)

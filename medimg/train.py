@@ -48,9 +48,11 @@ def _run_stage(*, stage: str, stage_dir: Path, model: nn.Module, data, config: F
     train_loader, val_loader, test_loader, plan = training_loaders(data, preprocess, config, settings)
     ckpt_dir = stage_dir / "checkpoints"
     last = ckpt_dir / "last.ckpt"
-    probe = None
+    probe, probe_seconds = None, 0.0
     if config.recipe == "lp-ft" and not (resume and last.is_file()):  # a resumed run has its head already
+        start = time.perf_counter()
         probe = head_from_linear_probe(model, data, preprocess, config)
+        probe_seconds = time.perf_counter() - start  # LP-FT's first stage: features of train and val, the C search
     model.train()  # one handed over from an earlier stage arrives in eval mode
     module = Classifier(model, config=config, max_epochs=epochs, stage=stage, channels_last=settings.channels_last)
     if config.recipe == "lp-ft":  # a fixed schedule: no early stopping, and the last weights are kept
@@ -80,7 +82,7 @@ def _run_stage(*, stage: str, stage_dir: Path, model: nn.Module, data, config: F
         best_epoch=int(best["epoch"]), epochs_run=len(history), balance=plan.to_dict(), linear_probe=probe,
         val=summary_metrics(y_val, val_probs, classes, split="validation"), test=summary_metrics(y_test, test_probs, classes),
         test_probs=test_probs,
-        timing=dict(train_seconds=train_seconds, eval_seconds=eval_seconds,
+        timing=dict(train_seconds=train_seconds, eval_seconds=eval_seconds, probe_seconds=probe_seconds,
                     train_images_per_second=len(history) * len(train_loader.dataset) / max(train_seconds, 1e-9)),
     )
 

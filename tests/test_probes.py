@@ -123,6 +123,8 @@ def test_lp_ft_starts_from_the_probe_and_trains_a_fixed_schedule(tmp_path):
     assert metrics["epochs_run"] == 3 and metrics["best_epoch"] == 2  # no early stopping; the last weights kept
     probe = metrics["linear_probe"]
     assert probe["C"] in LinearProbe().Cs and 0 <= probe["val_accuracy"] <= 1
+    timing = metrics["timing"]["target"]  # LP-FT's probe stage is timed as work, apart from the epochs
+    assert timing["probe_seconds"] > 0 and timing["train_seconds"] > 0
     history = json.loads((tmp_path / "run" / "config.json").read_text())["run"]
     assert history["recipe"] == "lp-ft"
 
