@@ -47,7 +47,7 @@ def study_time(path) -> dict | None:
     compute = float(sum(log.get("compute_seconds", {}).values()))
     chapters = float(sum(log.get("chapters", {}).values()))
     slots = wall * jobs
-    return dict(log, compute_total_seconds=compute, slot_seconds=slots, chapter_seconds=chapters,
+    return dict(log, jobs=jobs, compute_total_seconds=compute, slot_seconds=slots, chapter_seconds=chapters,
                 chapter_overhead_seconds=max(chapters - compute, 0.0), idle_seconds=max(slots - chapters, 0.0),
                 overhead_share=(1 - compute / slots) if slots > 0 else None)
 
@@ -60,7 +60,7 @@ def study_time_markdown(timing: dict | None) -> str:
     figure = (f"{bench['plain_img_per_s']:.0f} img/s (plain PyTorch loop; {bench['medimg_img_per_s']:.0f} through "
               f"medimg)" if bench else "not measured")
     overhead = "unknown" if timing["overhead_share"] is None else f"{timing['overhead_share']:.0%}"
-    jobs = int(timing.get("jobs") or 1)
+    jobs = timing["jobs"]
     slots = f" ({timing['slot_seconds'] / 60:.1f} minutes of chapter slots)" if jobs > 1 else ""
     return (f"The chapters took **{timing['wall_seconds'] / 60:.1f} minutes** of wall time with {jobs} job(s){slots}, "
             f"from {timing['started']}. Fine-tuning, SimCLR and feature extraction took "

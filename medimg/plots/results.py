@@ -163,7 +163,7 @@ def ssl_check_bars(check) -> Figure:
 def study_time_bars(timing: dict) -> Figure:
     """Where the study's chapter time went (:func:`medimg.evaluate.reproducibility.study_time`): one stacked bar
     of minutes, fine-tuning, SimCLR and feature extraction, then the overhead inside chapters and idle slots."""
-    parts = [(f"{k}", v) for k, v in timing["compute_seconds"].items()]
+    parts = list(timing["compute_seconds"].items())
     parts += [("inside chapters, not work", timing["chapter_overhead_seconds"]), ("idle slots", timing["idle_seconds"])]
     fig = Figure(figsize=(7.5, 2.5), layout="constrained")
     ax = fig.subplots()
@@ -172,6 +172,6 @@ def study_time_bars(timing: dict) -> Figure:
         ax.barh(0, seconds / 60, left=left, color=colour, label=f"{label} ({seconds / 60:.1f} min)")
         left += seconds / 60
     ax.set_yticks([])
-    ax.set_xlabel(f"minutes of chapter slots ({timing.get('jobs') or 1} job(s) x wall time)")
+    ax.set_xlabel(f"minutes of chapter slots ({timing['jobs']} job(s) x wall time)")
     ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.45), ncol=3, frameon=False, fontsize="small")
     return fig
