@@ -194,3 +194,40 @@ def agreement_markdown(table: pd.DataFrame) -> str:
             lines.append(f"- *{claim}*: the protocols disagree: " + "; ".join(
                 f"{p} **{v}**" for p, v in verdicts.items()) + ".")
     return "\n".join(lines)
+
+
+def architecture_table(c: Comparison, pairs=(("tl", "ssl"), ("tl", "scratch"), ("ssl", "scratch"))) -> pd.DataFrame:
+    """Whether a verdict depends on the network, from a comparison by ``method,arch`` (the architecture ablation).
+
+    One row per dataset and pair of methods: for each network, the first method minus the second (mean accuracy
+    over seeds), the significant winner after Holm's correction or "none", and whether the networks agree.
+    Empty when the comparison has no such pairs.
+    """
+    archs = list(dict.fromkeys(arm.split("/", 1)[1] for arm in c.arms if "/" in arm))
+    rows = []
+    for dataset in dict.fromkeys(c.per_run["dataset"]):
+        for a, b in pairs:
+            row, winners = dict(dataset=dataset, pair=f"{a} vs {b}"), []
+            for arch in archs:
+                found = _pair_rows(c.tests, f"{a}/{arch}", f"{b}/{arch}") if not c.tests.empty else pd.DataFrame()
+                found = found[found["dataset"] == dataset] if not found.empty else found
+                if found.empty:
+                    break
+                r = found.iloc[0]
+                winner = (a if r["mean_difference"] > 0 else b) if r["significant"] else "none"
+                winners.append(winner)
+                row[arch] = f"{r['mean_difference']:+.3f} ({winner})"
+            else:
+                rows.append(dict(row, same=len(set(winners)) == 1))
+    return pd.DataFrame(rows)
+
+
+def architecture_markdown(c: Comparison) -> str:
+    """:func:`architecture_table` as Markdown with a sentence saying where the networks disagree."""
+    table = architecture_table(c)
+    if table.empty:
+        return "_No architecture ablation was run: nothing says whether the verdicts depend on the network._"
+    differ = [f"{r.dataset} ({r.pair})" for r in table.itertuples() if not r.same]
+    sentence = ("On every dataset and pair the two networks give the same significant winner (or none)."
+                if not differ else f"The networks give different verdicts on {', '.join(differ)}.")
+    return markdown_table(table.to_dict("records")) + "\n\n" + sentence + "\n"

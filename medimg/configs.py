@@ -39,7 +39,7 @@ class FinetuneConfig:
     method: str = setting(help="tl: ImageNet weights; ssl: a SimCLR checkpoint (random init); tl+ssl: SimCLR from "
                                "ImageNet; scratch: random initialisation", choices=METHODS)
     arch: str = setting("mobilenetv2_100", "the timm backbone", choices=ARCHITECTURES)
-    weights: str | None = setting(None, "tl: auto (default), timm, tflite or a .pth/.safetensors file; ssl and "
+    weights: str | None = setting(None, "tl: auto (default), timm, tflite, efficientnet-lite0 or a .pth/.safetensors file; ssl and "
                                         "tl+ssl: a checkpoint from 'medimg pretrain-ssl'")
     intermediate: str | None = setting(None, "double fine-tuning: first fine-tune on this dataset")
     allow_overlap: bool = setting(False, "allow an intermediate dataset that shares images with the target (recorded)")
@@ -122,7 +122,7 @@ class FinetuneConfig:
 
     @property
     def weight_file(self) -> Path | None:
-        """The weights as a file path, or None for a keyword source (auto, timm, tflite, random)."""
+        """The weights as a file path, or None for a keyword source (auto, timm, tflite, efficientnet-lite0, random)."""
         return None if self.weight_spec in WEIGHT_KEYWORDS else Path(self.weight_spec)
 
     def in_chans(self, image_channels: int) -> int:
@@ -317,8 +317,9 @@ class Arm:
         own = {k: overrides.pop(k) for k in ARM_SETTINGS if k in overrides}
         finetune.update(overrides)
         ssl_arm = method in SSL_METHODS
-        return cls(dataset=dataset, method=method, seeds=own.get("seeds", p["seeds"]), finetune=finetune,
-                   ssl=dict(p["ssl"]) if ssl_arm and p.get("ssl") else None,
+        # the SimCLR checkpoint is pretrained on the network the arm fine-tunes
+        ssl = dict(p["ssl"], arch=finetune.get("arch", p["ssl"].get("arch"))) if ssl_arm and p.get("ssl") else None
+        return cls(dataset=dataset, method=method, seeds=own.get("seeds", p["seeds"]), finetune=finetune, ssl=ssl,
                    ssl_candidates=tuple(p["ssl_candidates"][get_spec(dataset).modality]) if ssl_arm else (),
                    tl_weights=own.get("tl_weights", p.get("tl_weights", "auto")),
                    results_dir=own.get("results_dir", p["results_dir"]), trainer=dict(p["trainer"]))

@@ -26,7 +26,7 @@ from .errors import MedimgError
 STUDY_FILE = "study.yml"
 # ablation -> the setting that tells its arms apart (compare_runs' ``by``)
 ABLATION_BY = {"augmentation": "method,augment", "balance": "method,balance", "imagenet_then_simclr": "method",
-               "double": "method,double"}
+               "double": "method,double", "architecture": "method,arch"}
 
 
 def study_root(start=None) -> Path:
@@ -133,9 +133,21 @@ def ablation_arms(p: dict, ablation: str, datasets: list[str] | None = None, **o
                                              **overrides) for a in group]
     keep = (lambda d: True) if datasets is None else (lambda d: d in datasets)
     variant = {"augmentation": {"augment": True}, "balance": {"balance": spec.get("mode", "down")}}.get(ablation)
+    if ablation == "architecture":
+        variant = architecture_variant(spec)
     variants = ({}, variant) if variant else ({},)
     return [Arm.from_profile(p, d, m, **v, **overrides) for d in spec["targets"] if keep(d) for m in spec["methods"]
             for v in variants]
+
+
+def architecture_variant(spec: dict) -> dict:
+    """The architecture ablation's other network: its ``arch`` and, for the TL arm, its ImageNet ``tl_weights``
+    (``{arch: tf_efficientnet_lite0, tl_weights: efficientnet-lite0}`` in study.yml)."""
+    if not spec.get("arch"):
+        raise MedimgError("the architecture ablation needs an 'arch' (and its 'tl_weights'): e.g. "
+                          "{targets: [...], methods: [tl, ssl, scratch], arch: tf_efficientnet_lite0, "
+                          "tl_weights: efficientnet-lite0}")
+    return dict(arch=spec["arch"], **({"tl_weights": spec["tl_weights"]} if spec.get("tl_weights") else {}))
 
 
 def double_arms(p: dict, spec: dict, **overrides) -> list[Arm]:

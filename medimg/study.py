@@ -54,9 +54,11 @@ def _dicts(arms: list[Arm]) -> list[dict]:
 
 
 def _variant(p: dict, arm: Arm) -> dict:
-    """The fine-tuning settings in which ``arm`` differs from the profile's plain arm (an ablation's setting)."""
-    plain = Arm.from_profile(p, arm.dataset, arm.method).finetune
-    return {k: v for k, v in arm.finetune.items() if plain.get(k) != v}
+    """The fine-tuning settings (and TL weights) in which ``arm`` differs from the profile's plain arm (an
+    ablation's setting)."""
+    plain = Arm.from_profile(p, arm.dataset, arm.method)
+    weights = {"tl_weights": arm.tl_weights} if arm.method == "tl" and arm.tl_weights != plain.tl_weights else {}
+    return {k: v for k, v in arm.finetune.items() if plain.finetune.get(k) != v} | weights
 
 
 def _finetune_chapter(p: dict, path: str, title: str, arm: Arm) -> Chapter:
@@ -101,12 +103,15 @@ def _pretraining(p: dict, book: str, arms: list[Arm]) -> list[Chapter]:
     pretraining, seen_pools = [], set()
     for arm in arms:
         if arm.uses_ssl:
-            key = (arm.method, tuple(ssl_pool(arm.dataset, list(arm.ssl_candidates))))
+            key = _pool_key(arm)
             if key not in seen_pools:
                 seen_pools.add(key)
-                pretraining.append(Chapter(f"{book}/ssl/{arm.slug}-{arm.dataset}.ipynb", "ssl_pretraining",
-                                           f"SimCLR pool for {arm.dataset} ({arm.method})",
-                                           dict(profile=p["name"], dataset=arm.dataset, method=arm.method),
+                # another network than the profile's SimCLR one (the architecture ablation) is named in the path
+                arch = {"arch": arm.ssl["arch"]} if arm.ssl["arch"] != p["ssl"].get("arch") else {}
+                suffix = f"-{arch['arch']}" if arch else ""
+                pretraining.append(Chapter(f"{book}/ssl/{arm.slug}-{arm.dataset}{suffix}.ipynb", "ssl_pretraining",
+                                           f"SimCLR pool for {arm.dataset} ({arm.method}{suffix.replace('-', ', ')})",
+                                           dict(profile=p["name"], dataset=arm.dataset, method=arm.method, **arch),
                                            dict(arm=arm.to_dict())))
     if not pretraining:
         return []
@@ -115,9 +120,14 @@ def _pretraining(p: dict, book: str, arms: list[Arm]) -> list[Chapter]:
                     first.resolved, tuple(pretraining[1:]), part="Pretraining")]
 
 
+def _pool_key(arm: Arm) -> tuple:
+    """What makes two arms' SimCLR checkpoints one: the initialisation, the settings and the pool."""
+    return arm.method, tuple(sorted(arm.ssl.items(), key=str)), tuple(ssl_pool(arm.dataset, list(arm.ssl_candidates)))
+
+
 ABLATION_TITLES = {"augmentation": "Ablation: augmentation", "balance": "Ablation: balance",
                    "imagenet_then_simclr": "Ablation: SimCLR after ImageNet (TL+SSL)",
-                   "double": "Ablation: double fine-tuning"}
+                   "double": "Ablation: double fine-tuning", "architecture": "Ablation: the network"}
 
 
 def _ablations(p: dict, book: str, names: list[str]) -> list[Chapter]:
@@ -144,6 +154,8 @@ def _ablations(p: dict, book: str, names: list[str]) -> list[Chapter]:
 def _label(key: str, arm: Arm) -> str:
     if key == "double":
         return f"{arm.method} after {arm.finetune['intermediate']}"
+    if key == "architecture":
+        return f"{arm.method} on {arm.finetune['arch']}"
     return arm.method if key == "imagenet_then_simclr" else f"{arm.method} with {key}"
 
 
@@ -319,26 +331,62 @@ def committed_parameter_mismatches(profile: str, root: Path | None = None) -> li
     return problems
 
 
-def waves(chapters: list[Chapter]) -> list[list[list[Chapter]]]:
-    """The chapters as waves of independent groups: what ``--jobs`` may run at once.
+def dependencies(chapters: list[Chapter]) -> dict[str, tuple[str, ...]]:
+    """Every chapter's path -> the chapters it must wait for: what ``--jobs`` schedules by.
 
-    A wave starts when the one before has finished; its groups run concurrently, each group's chapters in
-    order. 1: the SimCLR chapters (one checkpoint each); 2: one group per dataset (its card, its arms, its
-    comparison: only that dataset's runs and features); 3: each ablation (its own new arms, the main arms'
-    finished runs); 4: the summary and the appendix (reading what is finished). No two groups of a wave
-    write the same run, checkpoint or feature file.
+    A chapter starts as soon as what it reads is finished, not when a whole stage is (the waves of
+    earlier versions left slots idle). A SimCLR chapter and a dataset card wait for nothing; a fine-tuning
+    chapter waits for its dataset's card (which prepares the data) and, for an SSL arm, the chapter that
+    pretrains its checkpoint; a dataset's comparison waits for its card and its arms; an ablation waits for
+    its own new arms and for the comparison of every dataset whose arms it reads (that chapter extracts
+    their probe features); the summary waits for every other chapter, and the reproducibility appendix
+    for the summary too. So no two chapters running at once write the same run, checkpoint or feature file.
     """
-    ssl, datasets, ablations, last = [], [], [], []
-    for c in chapters:
-        if c.template == "ssl_pretraining":
-            ssl += [[x] for x in (c, *c.sections)]
-        elif c.template == "dataset_card":
-            datasets.append([c, *c.sections])
-        elif c.part == "Ablations":
-            ablations.append([*c.sections, c])
-        else:
-            last.append([c, *c.sections])
-    return [w for w in (ssl, datasets, ablations, last) if w]
+    everything = flatten(chapters)
+    ssl = {_pool_key(Arm.from_dict(c.resolved["arm"])): c.path for c in everything if c.template == "ssl_pretraining"}
+    cards = {c.parameters["dataset"]: c.path for c in everything if c.template == "dataset_card"}
+    comparisons = {c.resolved["arms"][0]["dataset"]: c.path for chapter in chapters if chapter.template == "dataset_card"
+                   for c in chapter.sections if c.template == "comparison"}
+    deps: dict[str, tuple[str, ...]] = {}
+    for chapter in chapters:
+        for c in (chapter, *chapter.sections):
+            if c.template == "finetune":
+                arm = Arm.from_dict(c.resolved["arm"])
+                wait = [cards.get(arm.dataset)] + ([ssl.get(_pool_key(arm))] if arm.uses_ssl else [])
+            elif c.template == "comparison" and chapter.template == "dataset_card":
+                wait = [chapter.path] + [s.path for s in chapter.sections if s.template == "finetune"]
+            elif c.template == "comparison":  # an ablation
+                wait = [s.path for s in chapter.sections] + [comparisons.get(a["dataset"]) for a in c.resolved["arms"]]
+            elif c.template in ("summary", "reproducibility"):
+                wait = [x.path for x in everything if x.template not in ("summary", "reproducibility")]
+                wait += [x.path for x in everything if c.template == "reproducibility" and x.template == "summary"]
+            else:  # SimCLR chapters, dataset cards
+                wait = []
+            deps[c.path] = tuple(dict.fromkeys(w for w in wait if w and w != c.path))
+    return deps
+
+
+def run_in_order(chapters: list[Chapter], run, jobs: int) -> None:
+    """Call ``run(chapter)`` for every chapter of ``chapters`` (flattened), at most ``jobs`` at once, each once
+    everything it depends on (:func:`dependencies`) has returned, in reading order among those ready."""
+    from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
+
+    deps = dependencies(chapters)
+    todo = [c for c in flatten(chapters)]
+    done: set[str] = set()
+    with ThreadPoolExecutor(jobs) as pool:  # each chapter's kernel is its own process
+        running = {}
+        while todo or running:
+            ready = [c for c in todo if set(deps[c.path]) <= done]
+            for c in ready[:jobs - len(running)]:
+                todo.remove(c)
+                running[pool.submit(run, c)] = c.path
+            if not running:
+                raise RuntimeError(f"chapters wait on each other: {[c.path for c in todo]}")
+            finished, _ = wait(running, return_when=FIRST_COMPLETED)
+            for future in finished:
+                future.result()
+                done.add(running.pop(future))
 
 
 BENCHMARK = ("benchmarks/bench_train_step.py", "--epochs", "1", "--repeats", "1", "--precision", "32-true")
@@ -384,12 +432,10 @@ def compute_seconds(results: Path, since: float) -> dict:
 def run_study(profile: str, *, force: bool = False, build: bool = True, only: str | None = None,
               jobs: int = 1, benchmark: bool = True) -> StudyReport:
     """Execute ``profile``'s chapters (those whose path contains ``only``), write the toc and build the book.
-    ``jobs`` > 1 runs independent chapters at once (:func:`waves`), each kernel with ``cores // jobs`` threads
+    ``jobs`` > 1 runs independent chapters at once (:func:`dependencies`), each kernel with ``cores // jobs`` threads
     (``OMP_NUM_THREADS``, read by PyTorch and the BLAS), so that they do not oversubscribe the cores."""
     import contextlib
     import os
-    from concurrent.futures import ThreadPoolExecutor
-
     from tqdm.auto import tqdm
 
     root = study_root()
@@ -424,26 +470,19 @@ def run_study(profile: str, *, force: bool = False, build: bool = True, only: st
             results.mkdir(parents=True, exist_ok=True)
             write_text(log_path, json.dumps(log, indent=1) + "\n")
 
-    def run_group(group: list[Chapter]) -> None:
-        for chapter in group:
-            if chapter.path in selected:
-                execute(chapter, root, force=force, report=report)
-                if chapter.path not in report.reused and only is None:  # a rerun of one chapter keeps the log
-                    record(chapter)
-                bar.update()
+    def run(chapter: Chapter) -> None:
+        if chapter.path in selected:
+            execute(chapter, root, force=force, report=report)
+            if chapter.path not in report.reused and only is None:  # a rerun of one chapter keeps the log
+                record(chapter)
+            bar.update()
 
     if jobs > 1:
         threads = str(max(1, (os.cpu_count() or 1) // jobs))
         for name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
             os.environ[name] = threads  # the kernels papermill starts inherit these
     with contextlib.chdir(root):  # every chapter's kernel starts in the study root (once, for all threads)
-        for wave in waves(chapters):
-            if jobs > 1:
-                with ThreadPoolExecutor(jobs) as pool:  # each chapter's kernel is its own process
-                    list(pool.map(run_group, wave))
-            else:
-                for group in wave:
-                    run_group(group)
+        run_in_order(chapters, run, jobs)
     bar.close()
     report.wall_seconds = time.perf_counter() - start
 

@@ -24,8 +24,16 @@ def test_quick_profile_is_the_study_the_issue_asks_for():
     assert p["targets"] == {"grey": ["breastmnist", "pneumoniamnist", "busi_256"],
                             "colour": ["retinamnist", "ham10000_224"]}
     runs = [c.resolved["arm"] for c in flatten(chapters) if c.template == "finetune"]
-    # one architecture for every arm: only the initialisation differs; LP-FT at 64 px on whole training splits
-    assert {a["finetune"]["arch"] for a in runs} == {"mobilenetv2_100"}
+    # one architecture for every arm but the architecture ablation's: only the initialisation differs; LP-FT at
+    # 64 px on whole training splits
+    arch = [c.resolved["arm"] for c in flatten(chapters) if c.path.startswith("book/quick/ablations/architecture/")]
+    assert {a["finetune"]["arch"] for a in runs if a not in arch} == {"mobilenetv2_100"}
+    # the ablation: TL, SSL and scratch on EfficientNet-Lite0, one grey and one colour target, its own ImageNet
+    # weights for TL and a SimCLR checkpoint of the same network for SSL
+    assert {(a["dataset"], a["method"], a["finetune"]["arch"]) for a in arch} == {
+        (d, m, "tf_efficientnet_lite0") for d in ("breastmnist", "ham10000_224") for m in ("tl", "ssl", "scratch")}
+    assert {a["tl_weights"] for a in arch if a["method"] == "tl"} == {"efficientnet-lite0"}
+    assert {a["ssl"]["arch"] for a in arch if a["method"] == "ssl"} == {"tf_efficientnet_lite0"}
     assert {(a["finetune"]["recipe"], a["finetune"]["size"]) for a in runs} == {("lp-ft", 64)}
     assert {a["dataset"] for a in runs if a["finetune"].get("max_train_images")} == {"pneumoniamnist"}
     assert {a["method"] for a in runs} == {"tl", "ssl", "tl+ssl", "scratch"}
@@ -35,7 +43,7 @@ def test_quick_profile_is_the_study_the_issue_asks_for():
         arms = comparisons[f"{dataset}: TL vs SSL vs scratch"]
         assert [a["method"] for a in arms] == ["tl", "ssl", "scratch"] and {a["dataset"] for a in arms} == {dataset}
     tl_ssl = {a["dataset"] for a in runs if a["method"] == "tl+ssl"}
-    assert tl_ssl & set(p["targets"]["grey"]) and tl_ssl & set(p["targets"]["colour"])
+    assert tl_ssl == set(p["targets"]["grey"]) | set(p["targets"]["colour"])  # TL+SSL on every target
     doubles = {(a["dataset"], a["finetune"]["intermediate"]) for a in runs if a["finetune"].get("intermediate")}
     assert doubles == {("ham10000_224", "ham10000_224_large")}
     titles = [c.title for c in chapters]
@@ -182,22 +190,60 @@ def test_paper_profile_here_lists_its_missing_datasets_with_how_to_get_them():
     assert page.count("no, skipped:") == 9 and page.count("**Cite**") == 9 and page.count("**Licence**") == 9
 
 
-def test_waves_hold_every_chapter_once_and_no_two_groups_of_a_wave_share_a_dataset():
-    """What --jobs runs at once: SimCLR first, then one group per dataset, ablations, and the summary last."""
-    from medimg.study import waves
+def test_dependencies_let_a_chapter_start_only_after_what_it_reads():
+    """What --jobs schedules by: each chapter waits for the chapters writing what it reads, and no others."""
+    from medimg.study import dependencies
 
     chapters, _ = quick_plan()
-    planned = waves(chapters)
-    paths = [c.path for wave in planned for group in wave for c in group]
-    assert sorted(paths) == sorted(c.path for c in flatten(chapters)) and len(set(paths)) == len(paths)
-    assert all(c.template == "ssl_pretraining" for group in planned[0] for c in group)
-    assert [c.template for group in planned[-1] for c in group] == ["summary", "reproducibility"]
-    datasets = planned[1]
-    assert all(group[0].template == "dataset_card" and group[-1].template == "comparison" for group in datasets)
-    owners = [{c.resolved.get("arm", {}).get("dataset") for c in group} - {None} for group in datasets]
-    assert all(len(o) == 1 for o in owners) and len({next(iter(o)) for o in owners}) == len(owners)
-    for group in planned[2]:  # an ablation's new arms train before its comparison reads them
-        assert group[-1].template == "comparison" and all(c.template == "finetune" for c in group[:-1])
+    everything = {c.path: c for c in flatten(chapters)}
+    deps = dependencies(chapters)
+    assert set(deps) == set(everything)
+    book = "book/quick"
+    # the SimCLR chapters and the cards start at once
+    assert all(not deps[p] for p, c in everything.items() if c.template in ("ssl_pretraining", "dataset_card"))
+    # TL and scratch wait only for their card; SSL also for its checkpoint's chapter, which pretrains on its pool
+    assert deps[f"{book}/busi_256/tl.ipynb"] == (f"{book}/busi_256/card.ipynb",)
+    ssl_busi = deps[f"{book}/busi_256/ssl.ipynb"]
+    assert ssl_busi[0] == f"{book}/busi_256/card.ipynb" and everything[ssl_busi[1]].template == "ssl_pretraining"
+    assert ssl_busi[1] == deps[f"{book}/breastmnist/ssl.ipynb"][1]  # one pool, one checkpoint: both lack BUSI's images
+    assert ssl_busi[1] != deps[f"{book}/pneumoniamnist/ssl.ipynb"][1]
+    assert set(deps[f"{book}/busi_256/comparison.ipynb"]) == {f"{book}/busi_256/{n}.ipynb"
+                                                              for n in ("card", "tl", "ssl", "scratch")}
+    # an ablation reads the main arms' features, which its datasets' comparisons extract
+    double = deps[f"{book}/ablations/double.ipynb"]
+    assert f"{book}/ham10000_224/comparison.ipynb" in double and f"{book}/breastmnist/comparison.ipynb" not in double
+    # the summary reads everything; the appendix also the summary
+    rest = set(everything) - {f"{book}/summary.ipynb", f"{book}/reproducibility.ipynb"}
+    assert set(deps[f"{book}/summary.ipynb"]) == rest
+    assert set(deps[f"{book}/reproducibility.ipynb"]) == rest | {f"{book}/summary.ipynb"}
+
+
+def test_run_in_order_keeps_every_dependency_and_overlaps_independent_chapters():
+    """Each chapter runs once, after all it depends on; with two jobs, two independent chapters overlap."""
+    import threading
+    import time
+
+    from medimg.study import dependencies, run_in_order
+
+    chapters, _ = quick_plan()
+    deps = dependencies(chapters)
+    lock, active, seen, finished = threading.Lock(), [0], [], set()
+    peak = [0]
+
+    def run(chapter):
+        with lock:
+            assert set(deps[chapter.path]) <= finished, chapter.path
+            active[0] += 1
+            peak[0] = max(peak[0], active[0])
+            seen.append(chapter.path)
+        time.sleep(0.002)
+        with lock:
+            active[0] -= 1
+            finished.add(chapter.path)
+
+    run_in_order(chapters, run, jobs=2)
+    assert sorted(seen) == sorted(deps) and len(seen) == len(set(seen))
+    assert peak[0] == 2 and seen[-1] == "book/quick/reproducibility.ipynb"
 
 
 def test_study_time_counts_overhead_against_every_jobs_slot(tmp_path):

@@ -32,7 +32,7 @@ def study_time(path) -> dict | None:
     (each kernel has cores/jobs threads). Of that, ``compute_total_seconds`` went to fine-tuning, SimCLR
     pretraining and probe feature extraction; ``chapter_overhead_seconds`` = the chapters' own seconds less that
     work (kernel starts, imports, data decoding, statistics, Grad-CAM); ``idle_seconds`` = the slots no chapter
-    used (the benchmark, and slots waiting for the rest of their wave). ``overhead_share`` = 1 - work / slot
+    used (the benchmark, and slots with no chapter ready: every other chapter waits for one that is running). ``overhead_share`` = 1 - work / slot
     seconds (both overheads); with one job it is the share of the wall time that was not work. The book build
     comes after the recorded wall time and is not counted. None when the study has not recorded one.
     """
@@ -68,5 +68,5 @@ def study_time_markdown(timing: dict | None) -> str:
             f"{timing['chapter_overhead_seconds'] / 60:.1f} minutes inside chapters (kernel starts, imports, data "
             f"decoding, statistics, Grad-CAM) and {timing['idle_seconds'] / 60:.1f} minutes with "
             f"{'a slot' if jobs > 1 else 'no chapter'} running no chapter (the benchmark"
-            f"{', and slots waiting for the rest of their wave' if jobs > 1 else ''}). This machine's benchmark: "
+            f"{', and slots with no chapter ready to start' if jobs > 1 else ''}). This machine's benchmark: "
             f"{figure}.")

