@@ -123,6 +123,16 @@ def _cmd_study(args) -> int:
     if args.jobs < 1:
         print(f"medimg: error: --jobs {args.jobs} is out of range: use 1 or more", file=sys.stderr)
         return 2
+    if args.img_per_s is not None and args.img_per_s <= 0:
+        print(f"medimg: error: --img-per-s {args.img_per_s} is out of range: give the positive figure "
+              f"benchmarks/bench_train_step.py measured", file=sys.stderr)
+        return 2
+    if args.plan:
+        from .profiles import load_profile, study_root, STUDY_FILE
+        from .study_cost import plan_text
+
+        print(plan_text(load_profile(args.profile, study_root() / STUDY_FILE), args.img_per_s))
+        return 0
     report = run_study(args.profile, force=args.force, build=not args.no_build, only=args.only, jobs=args.jobs,
                        benchmark=not args.no_benchmark)
     stale = f" ({len(report.stale)} of them because their parameters changed)" if report.stale else ""
@@ -207,6 +217,10 @@ def build_parser() -> argparse.ArgumentParser:
                    "cores/jobs threads)")
     p.add_argument("--no-benchmark", action="store_true", help="skip the half-minute speed benchmark recorded with "
                    "the study's time")
+    p.add_argument("--plan", action="store_true", help="print every chapter and run with its settings and cost, "
+                   "and train nothing")
+    p.add_argument("--img-per-s", type=float, help="with --plan: training images per second measured on the machine "
+                   "that will run it (benchmarks/bench_train_step.py), for hours")
     p.set_defaults(func=_cmd_study)
 
     weights = sub.add_parser("weights", help="weight files").add_subparsers(dest="weights_command", required=True)

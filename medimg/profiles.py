@@ -120,7 +120,8 @@ def main_arms(p: dict, datasets: list[str] | None = None, **overrides) -> list[A
     return [Arm.from_profile(p, d, m, **overrides) for d in names for m in p["methods"]]
 
 
-def ablation_arms(p: dict, ablation: str, datasets: list[str] | None = None, **overrides) -> list[Arm]:
+def ablation_arms(p: dict, ablation: str, datasets: list[str] | None = None, *, every_dataset: bool = False,
+                  **overrides) -> list[Arm]:
     """The arms one ablation of the profile compares (each with and without its setting, or TL+SSL beside the
     arms it combines), on its targets that are among ``datasets`` (default: all of them)."""
     spec = p.get("ablations", {}).get(ablation)
@@ -130,7 +131,7 @@ def ablation_arms(p: dict, ablation: str, datasets: list[str] | None = None, **o
         raise MedimgError(f"profile {p['name']!r} has no {ablation} ablation: add it under 'ablations' in study.yml")
     if ablation == "double":  # only where the intermediate dataset is here
         return [a for group in double_groups(p, datasets if datasets is not None else [d for _, d in targets(p)],
-                                             **overrides) for a in group]
+                                             every_dataset=every_dataset, **overrides) for a in group]
     keep = (lambda d: True) if datasets is None else (lambda d: d in datasets)
     variant = {"augmentation": {"augment": True}, "balance": {"balance": spec.get("mode", "down")}}.get(ablation)
     if ablation == "architecture":
@@ -180,10 +181,11 @@ def as_names(value: list[str] | str | None) -> list[str] | None:
     return value.replace(",", " ").split() if isinstance(value, str) else value
 
 
-def double_groups(p: dict, present: list[str], **overrides) -> list[list[Arm]]:
-    """The double fine-tuning specs whose target is among ``present`` and whose intermediate is here."""
+def double_groups(p: dict, present: list[str], *, every_dataset: bool = False, **overrides) -> list[list[Arm]]:
+    """The double fine-tuning specs whose target is among ``present`` and whose intermediate is here (or
+    ``every_dataset``: whether or not it is)."""
     return [double_arms(p, s, **overrides) for s in p.get("ablations", {}).get("double", [])
-            if s["target"] in present and available(s["intermediate"])]
+            if s["target"] in present and (every_dataset or available(s["intermediate"]))]
 
 
 def training_budget(arms: list[Arm]) -> str:

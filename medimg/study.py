@@ -66,13 +66,14 @@ def _finetune_chapter(p: dict, path: str, title: str, arm: Arm) -> Chapter:
                                                  **_variant(p, arm)), dict(arm=arm.to_dict()))
 
 
-def plan(p: dict) -> tuple[list[Chapter], list[str]]:
-    """The chapters of profile ``p`` in reading (and execution) order, and the targets skipped as missing."""
+def plan(p: dict, *, every_dataset: bool = False) -> tuple[list[Chapter], list[str]]:
+    """The chapters of profile ``p`` in reading (and execution) order, and the targets skipped as missing
+    (``every_dataset``: none skipped, as if every dataset were here: what ``medimg study --plan`` shows)."""
     book, name = f"book/{p['name']}", p["name"]
-    skipped = [d for _, d in targets(p) if not available(d)]
+    skipped = [] if every_dataset else [d for _, d in targets(p) if not available(d)]
     present = [(m, d) for m, d in targets(p) if d not in skipped]
     names = [d for _, d in present]
-    ablations = _ablations(p, book, names) if present else []
+    ablations = _ablations(p, book, names, every_dataset) if present else []
     chapters = _pretraining(p, book, main_arms(p, names) + [Arm.from_dict(a) for c in ablations
                                                               for a in c.resolved["arms"]])
     for modality, dataset in present:
@@ -90,8 +91,9 @@ def plan(p: dict) -> tuple[list[Chapter], list[str]]:
         return chapters, skipped
     chapters += ablations
     main = _dicts(main_arms(p, names))
+    doubles = double_groups(p, names, every_dataset=every_dataset)
     chapters.append(Chapter(f"{book}/summary.ipynb", "summary", "Summary: the paper's claims", dict(profile=name),
-                            dict(arms=main, double=[_dicts(g) for g in double_groups(p, names)], skipped=skipped),
+                            dict(arms=main, double=[_dicts(g) for g in doubles], skipped=skipped),
                             part="Conclusions"))
     chapters.append(Chapter(f"{book}/reproducibility.ipynb", "reproducibility", "Reproducibility", dict(profile=name),
                             dict(arms=main, profile=name), part="Appendix"))
@@ -130,7 +132,7 @@ ABLATION_TITLES = {"augmentation": "Ablation: augmentation", "balance": "Ablatio
                    "double": "Ablation: double fine-tuning", "architecture": "Ablation: the network"}
 
 
-def _ablations(p: dict, book: str, names: list[str]) -> list[Chapter]:
+def _ablations(p: dict, book: str, names: list[str], every_dataset: bool = False) -> list[Chapter]:
     """One comparison chapter per ablation of the profile on the targets here, with a fine-tuning section for
     each arm no earlier chapter runs."""
     chapters = []
@@ -138,7 +140,7 @@ def _ablations(p: dict, book: str, names: list[str]) -> list[Chapter]:
         spec = p.get("ablations", {}).get(key)
         if not spec:
             continue
-        arms = ablation_arms(p, key, names)
+        arms = ablation_arms(p, key, names, every_dataset=every_dataset)
         if not arms:
             continue
         new = [a for a in arms if _variant(p, a) or a.method not in p["methods"]]

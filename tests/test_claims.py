@@ -116,3 +116,24 @@ def test_a_claim_whose_simclr_lost_to_random_features_is_not_testable_and_protoc
     text = agreement_markdown(table)
     assert "*TL wins on colour images*: the protocols disagree: fine-tuning **holds**; linear probe **contradicted**" in text
     assert "*SSL wins on grey-scale images*: every protocol agrees, **contradicted**" in text
+
+
+def test_architecture_table_says_where_the_networks_disagree():
+    from medimg.claims import architecture_markdown, architecture_table
+
+    mob, lite = "mobilenetv2_100", "tf_efficientnet_lite0"
+    tests = [pair_row("d", "grey", f"tl/{mob}", f"ssl/{mob}", 0.10, True),
+             pair_row("d", "grey", f"ssl/{lite}", f"tl/{lite}", -0.12, True),  # the other orientation: TL wins
+             pair_row("d", "grey", f"tl/{mob}", f"scratch/{mob}", 0.05, True),
+             pair_row("d", "grey", f"tl/{lite}", f"scratch/{lite}", 0.01, False),
+             pair_row("d", "grey", f"ssl/{mob}", f"scratch/{mob}", -0.02, False),
+             pair_row("d", "grey", f"ssl/{lite}", f"scratch/{lite}", -0.03, False)]
+    c = comparison(tests)
+    c.arms = [f"{m}/{a}" for a in (mob, lite) for m in ("tl", "ssl", "scratch")]
+    c.per_run = pd.DataFrame([dict(dataset="d")])
+    table = architecture_table(c).set_index("pair")
+    assert table.loc["tl vs ssl", mob] == "+0.100 (tl)" and table.loc["tl vs ssl", lite] == "+0.120 (tl)"
+    assert list(table["same"]) == [True, False, True]
+    assert "different verdicts on d (tl vs scratch)" in architecture_markdown(c)
+    c.tests = pd.DataFrame()
+    assert "No architecture ablation" in architecture_markdown(c)

@@ -227,6 +227,11 @@ _PAPER = [
      "https://www.kaggle.com/c/diabetic-retinopathy-detection (sort trainLabels.csv into folders 0..4)"),
 ]
 
+# images each of the nine holds as its publication or download page states it (None: the export varies); only
+# `medimg study --plan` reads these, to size runs on data not here
+PUBLISHED_IMAGES = {"vindr_cxr": 18000, "oasis_mri": None, "ct_kidney": 12446, "busi": 780, "iq_othnccd": 1097,
+                    "odir2019": 7000, "isic2019": 25331, "kvasir_v2": 8000, "eyepacs": 35126}
+
 REGISTRY: dict[str, DatasetSpec] = {}
 for _flag in _MEDMNIST:
     REGISTRY[_flag] = _medmnist_spec(_flag)
@@ -237,6 +242,7 @@ for _name, _mod, _what, _lin, _cite, _lic, _url in _PAPER:
         name=_name, kind="folder", modality=_mod, location=_name, description=_what, citation=_cite, licence=_lic,
         lineage=_lin, paper=True, task="ordinal" if _name == "eyepacs" else "multiclass",
         obtain=f"download from {_url}, {_FOLDER_LAYOUT.format(name=_name)}",
+        extra={"published_images": PUBLISHED_IMAGES[_name]},
     )
 for _mod in ("grey", "colour"):
     REGISTRY[f"synthetic_{_mod}"] = DatasetSpec(
