@@ -53,6 +53,8 @@ def _cmd_finetune(args) -> int:
 
     config = from_args(FinetuneConfig, args)
     metrics = finetune(config, Path(args.out), settings=_trainer_settings(args), resume=args.resume, force=args.force)
+    if metrics is None:  # a DDP process other than the first: it trained its shard; the first reports
+        return 0
     test = metrics["test"]
     print(f"{metrics['dataset']} {metrics['method']} ({metrics['arch']}, seed {metrics['seed']}): test accuracy "
           f"{test['accuracy']:.3f} (majority {test['majority_accuracy']:.3f}), balanced {test['balanced_accuracy']:.3f}, "
@@ -62,11 +64,14 @@ def _cmd_finetune(args) -> int:
 
 def _cmd_pretrain_ssl(args) -> int:
     from .configs import SSLConfig
+    from .distributed import is_main_process
     from .record_options import from_args
     from .ssl import pretrain_ssl
 
     config = from_args(SSLConfig, args)
     out = pretrain_ssl(config, Path(args.out), trainer=_trainer_settings(args), force=args.force)
+    if not is_main_process():  # a DDP process other than the first: the first writes and reports
+        return 0
     print(f"wrote {out}: {config.arch} pretrained with SimCLR from {config.init} weights on {', '.join(config.datasets)}")
     return 0
 

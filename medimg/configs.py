@@ -244,7 +244,9 @@ class TrainerSettings:
             accelerator=self.accelerator, devices=self.devices, num_nodes=self.num_nodes, strategy=self.strategy,
             precision=self.resolved_precision(), deterministic=self.deterministic, max_epochs=max_epochs,
             callbacks=list(callbacks), logger=logger, default_root_dir=default_root_dir,
-            enable_progress_bar=self.progress, enable_model_summary=False, num_sanity_val_steps=0, **kwargs)
+            enable_progress_bar=self.progress, enable_model_summary=False, num_sanity_val_steps=0,
+            # medimg's EpochSampler shards the training images itself; validation is whole on every process
+            use_distributed_sampler=False, **kwargs)
 
     def to_dict(self) -> dict:
         return dict(asdict(self), resolved_precision=self.resolved_precision())

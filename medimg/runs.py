@@ -91,8 +91,13 @@ def run_name(config: FinetuneConfig, settings: TrainerSettings) -> str:
 
 
 def numerics(settings: TrainerSettings) -> dict:
-    """The trainer settings that change a result's numbers: precision (resolved on this machine) and determinism."""
-    return dict(precision=settings.resolved_precision(), deterministic=settings.deterministic)
+    """The trainer settings that change a result's numbers: precision (resolved on this machine), determinism and,
+    for a distributed run, its number of processes (each takes a batch, so the step's batch grows with them)."""
+    out = dict(precision=settings.resolved_precision(), deterministic=settings.deterministic)
+    processes = settings.devices * settings.num_nodes if isinstance(settings.devices, int) else settings.devices
+    if processes != 1:
+        out["processes"] = processes
+    return out
 
 
 def prediction_rows(data, probs) -> list[dict]:
@@ -163,10 +168,16 @@ class RunResult:
 
     @property
     def numerics(self) -> dict:
-        """The precision (as resolved when it ran) and determinism the run trained with (see :func:`numerics`)."""
+        """The precision (as resolved when it ran), determinism and process count the run trained with (see
+        :func:`numerics`)."""
         trainer = self.record.get("trainer", {})
-        return dict(precision=trainer.get("resolved_precision") or trainer.get("precision"),
-                    deterministic=trainer.get("deterministic"))
+        out = dict(precision=trainer.get("resolved_precision") or trainer.get("precision"),
+                   deterministic=trainer.get("deterministic"))
+        devices, nodes = trainer.get("devices", 1), trainer.get("num_nodes", 1)
+        processes = devices * nodes if isinstance(devices, int) else devices
+        if processes != 1:
+            out["processes"] = processes
+        return out
 
     @cached_property
     def history(self) -> pd.DataFrame:

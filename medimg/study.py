@@ -209,7 +209,8 @@ def execute(chapter: Chapter, root: Path, *, force: bool, report: StudyReport) -
         # no cwd=: papermill would chdir the whole process around each chapter, which concurrent chapters
         # (--jobs) would interleave; run_study works in the study root instead, and kernels start there
         pm.execute_notebook(str(root / "notebooks" / f"{chapter.template}.ipynb"), str(partial),
-                            parameters=_passed(chapter), kernel_name="python3", progress_bar=False, log_output=False)
+                            parameters=_passed(chapter), kernel_name="python3", progress_bar=False, log_output=False,
+                            kernel_manager_class=quiet_kernel_manager())
         _finish(partial, chapter)
         partial.replace(out)
         report.executed.append(chapter.path)
@@ -219,6 +220,32 @@ def execute(chapter: Chapter, root: Path, *, force: bool, report: StudyReport) -
         report.failed[chapter.path] = f"{type(err).__name__}: {err}"[:400]
     finally:
         report.seconds[chapter.path] = time.perf_counter() - start
+
+
+def quiet_kernel_manager(log: Path | None = None):
+    """The kernel manager papermill starts each chapter's kernel with: IPC transport (sockets beside the kernel's
+    connection file in Jupyter's runtime folder, not TCP on localhost, so ipykernel has no unencrypted-TCP warning
+    to print), and the kernel process's own stdout and stderr (its log lines, such as the KeyboardInterrupt it logs when shut
+    down) appended to ``log`` (default: ``medimg-kernels.log`` in the system's temporary folder) instead of the
+    terminal. What a cell prints or raises still reaches the notebook, and a failing chapter's error the report."""
+    import tempfile
+
+    from jupyter_client.manager import AsyncKernelManager
+
+    path = log or Path(tempfile.gettempdir()) / "medimg-kernels.log"
+
+    class QuietKernelManager(AsyncKernelManager):
+        def __init__(self, **kwargs):
+            super().__init__(**kwargs)
+            self.transport = "ipc"
+
+        async def start_kernel(self, **kwargs):
+            with open(path, "ab") as err:  # the child keeps its own handle
+                kwargs.setdefault("stdout", err)
+                kwargs.setdefault("stderr", err)
+                return await AsyncKernelManager._async_start_kernel(self, **kwargs)
+
+    return QuietKernelManager
 
 
 def _finish(path: Path, chapter: Chapter) -> None:
@@ -262,10 +289,33 @@ def write_toc(chapters: list[Chapter], root: Path, datasets: str) -> None:
     write_text(root / "_toc.yml", "\n".join(lines) + "\n")
 
 
+def chapter_line(path: str, report: StudyReport) -> str:
+    """The console's one line for a finished chapter: reused, executed (and why) with its seconds, or failed with
+    its cell and error."""
+    if path in report.failed:
+        return f"FAILED   {path}: {report.failed[path]}"
+    if path in report.reused:
+        return f"reused   {path}"
+    why = " (its parameters changed)" if path in report.stale else ""
+    return f"executed {path} in {report.seconds.get(path, 0.0):.0f} s{why}"
+
+
 def build_book(root: Path) -> int:
-    """jupyter-book build with warnings as errors; its exit code."""
+    """jupyter-book build with warnings as errors; its exit code. Its output goes to ``_build/jupyter-book.log``;
+    the console gets one line, and the warnings and errors when it fails."""
     exe = Path(sys.executable).with_name("jupyter-book")
-    return subprocess.call([str(exe), "build", "--warningiserror", "--keep-going", str(root)])
+    done = subprocess.run([str(exe), "build", "--warningiserror", "--keep-going", str(root)], capture_output=True,
+                          text=True)
+    log = root / "_build" / "jupyter-book.log"
+    log.parent.mkdir(parents=True, exist_ok=True)
+    log.write_text(done.stdout + done.stderr)
+    if done.returncode == 0:
+        print(f"book built: {root / '_build' / 'html' / 'index.html'} (log: {log})")
+    else:
+        problems = [line for line in (done.stdout + done.stderr).splitlines()
+                    if "WARNING" in line or "ERROR" in line or "Error" in line]
+        print("\n".join(problems[-30:]) + f"\njupyter-book build failed: the whole output is in {log}", file=sys.stderr)
+    return done.returncode
 
 
 def _passed(chapter: Chapter) -> dict:
@@ -477,6 +527,7 @@ def run_study(profile: str, *, force: bool = False, build: bool = True, only: st
             execute(chapter, root, force=force, report=report)
             if chapter.path not in report.reused and only is None:  # a rerun of one chapter keeps the log
                 record(chapter)
+            bar.write(chapter_line(chapter.path, report))
             bar.update()
 
     if jobs > 1:

@@ -23,6 +23,7 @@ from torch import nn
 from .classifier import Classifier, predict
 from .configs import FinetuneConfig, TrainerSettings
 from .data import check_lineage, prepare
+from .distributed import is_main_process
 from .errors import MedimgError
 from .evaluate.metrics import summary_metrics
 from .loaders import model_preprocess, training_loaders, training_plan
@@ -71,15 +72,18 @@ def _run_stage(*, stage: str, stage_dir: Path, model: nn.Module, data, config: F
     best = torch.load(checkpoint.best_model_path, map_location="cpu", weights_only=True)
     module.load_state_dict(best["state_dict"])
     history = module.history  # every epoch, including those after the best one
+    record = dict(model=module.model, history=history, best_checkpoint=Path(checkpoint.best_model_path),
+                  preprocess=preprocess, best_epoch=int(best["epoch"]), epochs_run=len(history))
+    if not trainer.is_global_zero:  # DDP: process 0 alone predicts the whole validation and test sets, once
+        return record
     start = time.perf_counter()
     val_probs = predict(module.model, val_loader, channels_last=settings.channels_last)
     test_probs = predict(module.model, test_loader, channels_last=settings.channels_last)
     eval_seconds = time.perf_counter() - start
     classes = list(data.classes)
     y_val, y_test = data.part("val")[1], data.part("test")[1]
-    return dict(
-        model=module.model, history=history, best_checkpoint=Path(checkpoint.best_model_path), preprocess=preprocess,
-        best_epoch=int(best["epoch"]), epochs_run=len(history), balance=plan.to_dict(), linear_probe=probe,
+    return dict(record,
+        balance=plan.to_dict(), linear_probe=probe,
         val=summary_metrics(y_val, val_probs, classes, split="validation"), test=summary_metrics(y_test, test_probs, classes),
         test_probs=test_probs,
         timing=dict(train_seconds=train_seconds, eval_seconds=eval_seconds, probe_seconds=probe_seconds,
@@ -111,7 +115,8 @@ def head_from_linear_probe(model: nn.Module, data, preprocess, config: FinetuneC
 
 def finetune(config: FinetuneConfig, run_dir: Path, *, settings: TrainerSettings = TrainerSettings(),
              resume: bool = False, force: bool = False, data_dir=None) -> dict:
-    """Run ``config`` into ``run_dir`` (single or double fine-tuning); return metrics.json's content."""
+    """Run ``config`` into ``run_dir`` (single or double fine-tuning); return metrics.json's content (None in a
+    DDP process other than the first, which trains its shard and writes nothing: :mod:`medimg.distributed`)."""
     quiet_lightning()
     run_dir = Path(run_dir)
     target = prepare(config.data_config(), data_dir=data_dir, progress=settings.progress)
@@ -146,8 +151,10 @@ def finetune(config: FinetuneConfig, run_dir: Path, *, settings: TrainerSettings
                                     weights=config.weight_spec)
     stage_data = [(config, target)] if intermediate is None else [(stage_config, intermediate), (config, target)]
     check_trainable(model, stage_data, in_chans=in_chans)
-    # only now, with data and weights in hand, does the run directory get written
-    resuming = prepare_run_dir(run_dir, record, resume=resume, force=force)
+    # only now, with data and weights in hand, does the run directory get written, by process 0 alone: DDP's other
+    # processes (Lightning runs the command again for each) find it made and train their shard
+    main = is_main_process()
+    resuming = prepare_run_dir(run_dir, record, resume=resume, force=force) if main else resume
     stages = {}
     if intermediate is not None:
         stage_dir = run_dir / "stage1"
@@ -158,7 +165,8 @@ def finetune(config: FinetuneConfig, run_dir: Path, *, settings: TrainerSettings
             stage1 = _run_stage(stage="intermediate", stage_dir=stage_dir, model=model, data=intermediate,
                                 config=stage_config, epochs=config.intermediate_epochs, settings=settings,
                                 resume=resuming)
-            write_json(done, _stage_record(stage1))
+            if main:
+                write_json(done, _stage_record(stage1))
         stages["intermediate"] = stage1
         model = stage1["model"]
         pl.seed_everything(config.seed, workers=True, verbose=False)
@@ -166,6 +174,8 @@ def finetune(config: FinetuneConfig, run_dir: Path, *, settings: TrainerSettings
     final = _run_stage(stage="target", stage_dir=run_dir, model=model, data=target, config=config,
                        epochs=config.epochs, settings=settings, resume=resuming)
     stages["target"] = final
+    if not main:
+        return None
     metrics = _write_results(run_dir, config, target, stages, source)
     # finished: the training checkpoints (with optimiser state, for --resume) give way to best.ckpt's weights
     for folder in (run_dir / "checkpoints", run_dir / "stage1" / "checkpoints"):

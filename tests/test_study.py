@@ -83,7 +83,7 @@ def test_committed_chapters_match_the_study_file():
 
 
 @pytest.mark.slow
-def test_driver_runs_a_profile_end_to_end(tmp_path, monkeypatch):
+def test_driver_runs_a_profile_end_to_end(tmp_path, monkeypatch, capfd):
     """The smoke profile in a copy of the repository: chapters, toc, book; reuse; a failing chapter reported."""
     from medimg import study
 
@@ -104,6 +104,11 @@ def test_driver_runs_a_profile_end_to_end(tmp_path, monkeypatch):
     here = Path.cwd()
     report = study.run_study("smoke", jobs=2)  # independent chapters two at a time
     assert report.failed == {}, report.failed
+    # a quiet console: one line per chapter and the book's one line; no kernel's log lines, no TCP warning
+    out, err = capfd.readouterr()
+    assert "IPKernelApp" not in out + err and "without encryption" not in out + err
+    lines = [x for x in out.splitlines() if x.startswith("executed ")]
+    assert len(lines) == len(report.executed) and out.count("book built: ") == 1 and "WARNING" not in out
     assert Path.cwd() == here  # concurrent chapters leave the process where it was
     chapters, _ = study.plan(study.load_profile("smoke", root / "study.yml"))
     # the study's time, kept for the reproducibility chapter: every chapter, and the real work within the wall time

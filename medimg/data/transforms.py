@@ -140,22 +140,40 @@ class ImageDataset(torch.utils.data.Dataset):
 class EpochSampler(torch.utils.data.Sampler):
     """Shuffles by (seed, epoch) and yields ``(position, epoch)`` so items can seed themselves.
 
-    Lightning calls ``set_epoch`` before each epoch (and DDP wraps this sampler), so a resumed
-    run sees exactly the batches an uninterrupted one would.
+    Lightning calls ``set_epoch`` before each epoch, so a resumed run sees exactly the batches an
+    uninterrupted one would. In a distributed run (DDP: a process group of ``world`` processes, or ``rank``
+    and ``world_size`` given) each process takes every ``world``-th position of the same epoch order, from its
+    rank: the shards are disjoint, no image is repeated, and each has ``n // world`` images so that every
+    process runs the same number of steps (the last ``n % world`` of the epoch's order, fewer than ``world``,
+    wait for another epoch's order, as a single process's last partial batch does). The Trainer must then not
+    wrap it in a ``DistributedSampler`` (``use_distributed_sampler=False``, as :meth:`TrainerSettings.build` sets).
     """
 
-    def __init__(self, n: int, *, seed: int, shuffle: bool = True):
+    def __init__(self, n: int, *, seed: int, shuffle: bool = True, rank: int | None = None,
+                 world_size: int | None = None):
         self.n, self.seed, self.shuffle, self.epoch = n, seed, shuffle, 0
+        self.rank, self.world_size = rank, world_size
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
 
+    def _shard(self) -> tuple[int, int]:
+        if self.world_size is not None:
+            return self.rank or 0, self.world_size
+        from ..distributed import shard
+
+        return shard()
+
     def __len__(self) -> int:
-        return self.n
+        _, world = self._shard()
+        return self.n // world
 
     def __iter__(self):
         order = torch.randperm(self.n, generator=torch.Generator().manual_seed(mix_seed(self.seed, self.epoch, -1))) \
             if self.shuffle else torch.arange(self.n)
+        rank, world = self._shard()
+        if world > 1:
+            order = order[: self.n - self.n % world][rank::world]
         return iter([(int(i), self.epoch) for i in order])
 
 
