@@ -107,7 +107,8 @@ def above_chance(main: Comparison) -> dict[str, list[str]]:
 
 def grey_colour_table(main: Comparison, arms=("tl", "ssl", "scratch")) -> pd.DataFrame:
     """One row per dataset: each arm's mean accuracy with its interval, the majority class's accuracy,
-    the arms above chance, the winner of TL vs SSL and its Holm p.
+    the arms above chance, TL minus SSL with its Holm p, the ``verdict`` in words and the significant winner
+    (``wins``: the arm, or "none").
 
     An interval that cannot be computed (one seed) shows as "—" followed by the reason in parentheses,
     and so does an arm above chance by its single seed's value rather than an interval.
@@ -131,7 +132,8 @@ def grey_colour_table(main: Comparison, arms=("tl", "ssl", "scratch")) -> pd.Dat
         if len(pair):
             t = pair.iloc[0]
             row.update(tl_minus_ssl=round(float(t["mean_difference"]), 3), p_holm=float(t["p_holm"]),
-                       verdict=(f"{t['winner']} (significant)" if t["significant"] else "no significant difference"))
+                       verdict=(f"{t['winner']} (significant)" if t["significant"] else "no significant difference"),
+                       wins=t["winner"] if t["significant"] else "none")
         rows.append(row)
     out = pd.DataFrame(rows)
     return out.sort_values("modality", key=lambda m: m.map({"grey": 0, "colour": 1}), kind="stable")
@@ -142,11 +144,8 @@ def grey_colour_markdown(main: Comparison, arms=("tl", "ssl", "scratch")) -> str
     and the arms above chance are left to the prose, and the verdict becomes the significant winner ("none")."""
     table = grey_colour_table(main, arms)
     table = table.assign(dataset=table["dataset"] + " (" + table["modality"] + ")").drop(
-        columns=["modality", "seeds", "above_chance"])
-    if "verdict" in table:  # "tl (significant)" or "no significant difference"
-        table["verdict"] = [v.removesuffix(" (significant)") if str(v).endswith("(significant)") else "none"
-                            for v in table["verdict"]]
-    table = table.rename(columns={"tl_minus_ssl": "tl − ssl", "p_holm": "Holm p", "verdict": "wins"})
+        columns=["modality", "seeds", "above_chance", "verdict"], errors="ignore")
+    table = table.rename(columns={"tl_minus_ssl": "tl − ssl", "p_holm": "Holm p"})
     return markdown_table(table.to_dict("records"), floatfmt=".3g")
 
 

@@ -87,6 +87,21 @@ def ensure_probes(arm: Arm | dict, protocol: str) -> list[Path]:
                       lambda config, run_dir: probe_run(config, protocol, run_dir))
 
 
+PROTOCOL_NAMES = {"linear": "linear probe", "knn": "kNN"}  # probe protocol -> its name in the book
+
+
+def protocol_comparisons(arms: list[Arm], by: str, finetuned) -> dict:
+    """The same arms read three ways (the MedMNIST+ protocols): ``{"fine-tuning": finetuned, "linear probe": ...,
+    "kNN": ...}``, each probe a :class:`~medimg.evaluate.compare.Comparison` by ``by`` of every seed's probe run
+    (:func:`ensure_probes`, made where missing)."""
+    from .evaluate.compare import compare_runs
+
+    out = {"fine-tuning": finetuned}
+    for protocol, name in PROTOCOL_NAMES.items():
+        out[name] = compare_runs([d for a in arms for d in ensure_probes(a, protocol)], by=by)
+    return out
+
+
 def ensure_ssl_check(arm: Arm | dict):
     """The check of ``arm``'s SimCLR checkpoint against random features (:mod:`medimg.ssl_check`), read from
     beside the checkpoint when it was made before (so a committed study needs no checkpoint), else made and

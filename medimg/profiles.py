@@ -25,6 +25,9 @@ from .errors import MedimgError
 
 STUDY_FILE = "study.yml"
 # ablation -> the setting that tells its arms apart (compare_runs' ``by``)
+# ablations whose arms start from another network than the main arms (a SimCLR checkpoint after ImageNet, another
+# architecture): their comparison chapters read the probes too; the others change fine-tuning only
+INITIALISATION_ABLATIONS = ("imagenet_then_simclr", "architecture")
 ABLATION_BY = {"augmentation": "method,augment", "balance": "method,balance", "imagenet_then_simclr": "method",
                "double": "method,double", "architecture": "method,arch"}
 

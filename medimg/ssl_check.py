@@ -61,6 +61,15 @@ class SSLCheck:
         return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in fields.items()})
 
 
+def checks_markdown(checks: dict[str, SSLCheck]) -> str:
+    """The summary's table of SimCLR checks (``{target: SSLCheck}``): each checkpoint's validation accuracy
+    beside the mean of random initialisations, and whether it beats the best of them."""
+    from .evaluate.tables import markdown_table
+
+    return markdown_table([{"target": d, "SimCLR": c.val_accuracy, "random init": c.random_accuracy_mean,
+                            "beats random": c.beats_random} for d, c in checks.items()], floatfmt=".3f")
+
+
 def check_path(checkpoint, target: str) -> Path:
     """Where a checkpoint's check for ``target`` is kept: beside it, ``<checkpoint stem>.check-<target>.json``
     (a small file, committed with a study's results, while the checkpoint is not)."""

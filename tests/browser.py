@@ -1,14 +1,8 @@
-"""A small headless-Chromium driver over the DevTools protocol: open a page, list broken images, screenshot."""
+"""The book in a real browser (Playwright driving headless Chromium): open a page, list broken images, screenshot."""
 from __future__ import annotations
 
-import base64
 import json
-import re
 import shutil
-import subprocess
-import tempfile
-import time
-import urllib.request
 from pathlib import Path
 
 # What a reader meets on a chapter page: the first section's id, code inputs left in view (not folded
@@ -31,71 +25,45 @@ def chromium_path() -> str | None:
 
 
 class Browser:
-    """``with Browser() as b: b.open(url); b.broken_images(); b.screenshot(path)``."""
+    """``with Browser() as b: b.open(url); b.broken_images(); b.screenshot(path)``: Playwright for Python driving
+    Debian's Chromium (``executable_path``), so no browser download is needed."""
 
     def __init__(self, width: int = 1280, height: int = 900):
         self.width, self.height = width, height
 
     def __enter__(self):
-        import websocket
+        from playwright.sync_api import sync_playwright
 
-        self._profile = tempfile.mkdtemp(prefix="medimg-chromium-")
-        self._proc = subprocess.Popen(
-            [chromium_path(), "--headless=new", "--no-sandbox", "--disable-gpu", "--hide-scrollbars",
-             "--remote-debugging-port=0", "--allow-file-access-from-files", f"--user-data-dir={self._profile}",
-             f"--window-size={self.width},{self.height}", "about:blank"],
-            stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True)
-        deadline = time.monotonic() + 60
-        port = None
-        while port is None and time.monotonic() < deadline:
-            line = self._proc.stderr.readline()
-            if m := re.search(r"ws://127\.0\.0\.1:(\d+)/", line or ""):
-                port = int(m.group(1))
-            elif not line and self._proc.poll() is not None:
-                raise RuntimeError("chromium exited before it listened for DevTools")
-        request = urllib.request.Request(f"http://127.0.0.1:{port}/json/new?about:blank", method="PUT")
-        target = json.loads(urllib.request.urlopen(request, timeout=30).read())
-        self._ws = websocket.create_connection(target["webSocketDebuggerUrl"], timeout=60, suppress_origin=True)
-        self._id = 0
-        self.call("Page.enable")
-        self.call("Emulation.setDeviceMetricsOverride", width=self.width, height=self.height, deviceScaleFactor=1,
-                  mobile=False)
+        self._playwright = sync_playwright().start()
+        try:
+            self._browser = self._playwright.chromium.launch(
+                executable_path=chromium_path(), headless=True,
+                args=["--no-sandbox", "--disable-gpu", "--hide-scrollbars", "--allow-file-access-from-files"])
+            self._page = self._browser.new_page(viewport=dict(width=self.width, height=self.height),
+                                                device_scale_factor=1)
+        except Exception:
+            self._playwright.stop()
+            raise
         return self
 
     def __exit__(self, *exc):
         try:
-            self._ws.close()
+            self._browser.close()
         finally:
-            self._proc.kill()
-            self._proc.wait()
-            shutil.rmtree(self._profile, ignore_errors=True)
-
-    def call(self, method: str, **params):
-        self._id += 1
-        self._ws.send(json.dumps(dict(id=self._id, method=method, params=params)))
-        while True:
-            message = json.loads(self._ws.recv())
-            if message.get("id") == self._id:
-                if "error" in message:
-                    raise RuntimeError(f"{method}: {message['error']}")
-                return message.get("result", {})
-
-    def _wait_for(self, event: str, timeout: float = 60) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if json.loads(self._ws.recv()).get("method") == event:
-                return
-        raise TimeoutError(event)
+            self._playwright.stop()
 
     def open(self, url: str) -> dict:
         """Navigate and wait for the load event; ``errorText`` is set when the page could not be loaded."""
-        result = self.call("Page.navigate", url=url)
-        if not result.get("errorText"):
-            self._wait_for("Page.loadEventFired")
-        return result
+        from playwright.sync_api import Error
+
+        try:
+            self._page.goto(url, wait_until="load", timeout=60_000)
+        except Error as err:
+            return {"errorText": str(err).splitlines()[0]}
+        return {}
 
     def evaluate(self, expression: str):
-        return self.call("Runtime.evaluate", expression=expression, returnByValue=True)["result"].get("value")
+        return self._page.evaluate(expression)
 
     def broken_images(self) -> list[str]:
         return json.loads(self.evaluate(BROKEN_IMAGES_JS))
@@ -106,14 +74,8 @@ class Browser:
 
     def screenshot(self, path: Path) -> Path:
         """The whole page, not only the window."""
-        height = int(self.evaluate("document.documentElement.scrollHeight"))
-        self.call("Emulation.setDeviceMetricsOverride", width=self.width, height=min(height, 12000),
-                  deviceScaleFactor=1, mobile=False)
-        data = self.call("Page.captureScreenshot", format="png", captureBeyondViewport=True)["data"]
-        self.call("Emulation.setDeviceMetricsOverride", width=self.width, height=self.height, deviceScaleFactor=1,
-                  mobile=False)
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_bytes(base64.b64decode(data))
+        self._page.screenshot(path=str(path), full_page=True)
         return path
 
 
