@@ -223,9 +223,8 @@ def execute(chapter: Chapter, root: Path, *, force: bool, report: StudyReport) -
 
 
 def quiet_kernel_manager(log: Path | None = None):
-    """The kernel manager papermill starts each chapter's kernel with: IPC transport (sockets beside the kernel's
-    connection file in Jupyter's runtime folder, not TCP on localhost, so ipykernel has no unencrypted-TCP warning
-    to print), and the kernel process's own stdout and stderr (its log lines, such as the KeyboardInterrupt it logs when shut
+    """The kernel manager papermill starts each chapter's kernel with: IPC transport (sockets in a temporary folder
+    of each kernel's own, not TCP on localhost, so ipykernel has no unencrypted-TCP warning to print), and the kernel process's own stdout and stderr (its log lines, such as the KeyboardInterrupt it logs when shut
     down) appended to ``log`` (default: ``medimg-kernels.log`` in the system's temporary folder) instead of the
     terminal. What a cell prints or raises still reaches the notebook, and a failing chapter's error the report."""
     import tempfile
@@ -238,6 +237,17 @@ def quiet_kernel_manager(log: Path | None = None):
         def __init__(self, **kwargs):
             super().__init__(**kwargs)
             self.transport = "ipc"
+            # a folder of its own for the sockets: two kernels started at once (--jobs) must not pick the same
+            # socket names, which jupyter_client numbers from one fixed prefix by default
+            self._sockets = tempfile.mkdtemp(prefix="medimg-kernel-")
+            self.ip = str(Path(self._sockets) / "ipc")
+
+        async def cleanup_resources(self, restart: bool = False):
+            await AsyncKernelManager._async_cleanup_resources(self, restart=restart)
+            if not restart:
+                import shutil
+
+                shutil.rmtree(self._sockets, ignore_errors=True)
 
         async def start_kernel(self, **kwargs):
             with open(path, "ab") as err:  # the child keeps its own handle
