@@ -53,14 +53,20 @@ def _predictions_match_metrics(run_dir, reference_ids):
     return metrics
 
 
-@pytest.mark.slow
-def test_ddp_finetune_resumes_after_both_processes_are_killed(tmp_path):
-    single = run_cli(*FINETUNE, "--epochs", "1", "--out", str(tmp_path / "single"))
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory):
+    """The test images in the order a single-process run writes them."""
+    out = tmp_path_factory.mktemp("single") / "run"
+    single = run_cli(*FINETUNE, "--epochs", "1", "--out", str(out))
     assert single.returncode == 0, single.stderr
-    reference = pd.read_csv(tmp_path / "single" / "predictions.csv")["id"]
+    return pd.read_csv(out / "predictions.csv")["id"]
+
+
+@pytest.mark.slow
+def test_ddp_finetune_resumes_after_both_processes_are_killed(tmp_path, reference):
 
     out = tmp_path / "ddp"
-    command = [sys.executable, "-m", "medimg", *FINETUNE, "--epochs", "3", *DDP, "--out", str(out)]
+    command = [sys.executable, "-m", "medimg", *FINETUNE, "--epochs", "2", *DDP, "--out", str(out)]
     first = subprocess.Popen(command, cwd=REPO, start_new_session=True, stdout=subprocess.PIPE,
                              stderr=subprocess.STDOUT, text=True)
     try:
@@ -73,11 +79,11 @@ def test_ddp_finetune_resumes_after_both_processes_are_killed(tmp_path):
         first.wait()
     assert not (out / "metrics.json").exists()
 
-    resumed = run_cli(*FINETUNE, "--epochs", "3", *DDP, "--out", str(out), "--resume")
+    resumed = run_cli(*FINETUNE, "--epochs", "2", *DDP, "--out", str(out), "--resume")
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert resumed.stdout.count("test accuracy") == 1  # one process reports
     metrics = _predictions_match_metrics(out, reference)
-    assert metrics["epochs_run"] == 3 and len(pd.read_csv(out / "history.csv")) == 3
+    assert metrics["epochs_run"] == 2 and len(pd.read_csv(out / "history.csv")) == 2
     import json
 
     config = json.loads((out / "config.json").read_text())
@@ -85,10 +91,7 @@ def test_ddp_finetune_resumes_after_both_processes_are_killed(tmp_path):
 
 
 @pytest.mark.slow
-def test_ddp_double_finetune_and_simclr(tmp_path):
-    single = run_cli(*FINETUNE, "--epochs", "1", "--out", str(tmp_path / "single"))
-    assert single.returncode == 0, single.stderr
-    reference = pd.read_csv(tmp_path / "single" / "predictions.csv")["id"]
+def test_ddp_double_finetune_and_simclr(tmp_path, reference):
     double = run_cli(*FINETUNE, "--epochs", "1", "--intermediate", "breastmnist", "--intermediate-max-train-images", "64",
                      "--intermediate-epochs", "1", *DDP, "--out", str(tmp_path / "double"))
     assert double.returncode == 0, double.stderr[-3000:]
@@ -97,7 +100,8 @@ def test_ddp_double_finetune_and_simclr(tmp_path):
     assert (tmp_path / "double" / "stage1" / "stage.json").is_file()
 
     ssl = run_cli("pretrain-ssl", "--datasets", "synthetic_grey", "--arch", "resnet18", "--size", "32", "--epochs", "1",
-                  "--batch-size", "32", "--max-images", "128", "--precision", "32-true", "--no-progress", *DDP,
+                  "--batch-size", "32", "--max-images", "128", "--grey-as", "replicate", "--precision", "32-true",
+                  "--no-progress", *DDP,
                   "--out", str(tmp_path / "ssl.safetensors"))
     assert ssl.returncode == 0, ssl.stderr[-3000:]
     assert ssl.stdout.count("wrote ") == 1
