@@ -44,11 +44,11 @@ def train_images(dataset: str) -> TrainImages:
     spec = get_spec(dataset)
     if spec.kind == "synthetic":
         return TrainImages(None, True)
-    base = data_dir()
+    base = data_dir(must_exist=False)  # a plan is made before any data is here, too
     if spec.kind == "medmnist":
         import numpy as np
 
-        path = find_medmnist_file(base, spec.location, 28)
+        path = find_medmnist_file(base, spec.location, 28) if base.is_dir() else None
         if path is not None:
             with np.load(path) as npz:
                 return TrainImages(len(npz["train_labels"]), False)

@@ -26,8 +26,10 @@ def test_quick_plan_counts_each_runs_training_images_exactly_where_the_file_says
     assert rows["book/quick/ablations/architecture/ham10000_224-tl.ipynb"]["network"] == "tf_efficientnet_lite0 64 px"
 
 
-def test_paper_plan_prints_every_chapter_with_hours_without_its_data():
-    done = run_cli("study", "--profile", "paper", "--plan", "--img-per-s", "500")
+def test_paper_plan_prints_every_chapter_with_hours_without_its_data(tmp_path):
+    # no data directory at all: a plan is made before any data is here
+    done = run_cli("study", "--profile", "paper", "--plan", "--img-per-s", "500",
+                   env={"MEDIMG_DATA_DIR": str(tmp_path / "no-data-yet")})
     assert done.returncode == 0, done.stderr
     p = load_profile("paper", REPO / "study.yml")
     chapters = flatten(plan(p, every_dataset=True)[0])
