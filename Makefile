@@ -3,6 +3,9 @@
 SHELL := /bin/bash
 MEDIMG_DATA_DIR ?= $(abspath ../shared/data)
 export MEDIMG_DATA_DIR
+# this checkout's medimg first, for every process and kernel: the shared venv's editable install names only the
+# checkout that last ran scripts/venv.sh, which is another one when two clones share the venv
+export PYTHONPATH := $(CURDIR)$(if $(PYTHONPATH),:$(PYTHONPATH))
 .PHONY: study test book venv bench
 
 venv:

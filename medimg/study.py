@@ -8,6 +8,7 @@ reused unless ``force``; a failing chapter is reported with its failing cell and
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import time
@@ -250,12 +251,27 @@ def quiet_kernel_manager(log: Path | None = None):
                 shutil.rmtree(self._sockets, ignore_errors=True)
 
         async def start_kernel(self, **kwargs):
+            kwargs.setdefault("env", kernel_environment())
             with open(path, "ab") as err:  # the child keeps its own handle
                 kwargs.setdefault("stdout", err)
                 kwargs.setdefault("stderr", err)
                 return await AsyncKernelManager._async_start_kernel(self, **kwargs)
 
     return QuietKernelManager
+
+
+def kernel_environment(environ: dict[str, str] | None = None) -> dict[str, str]:
+    """The environment a chapter's kernel starts with: this process's, with the folder this ``medimg`` was imported
+    from first on ``PYTHONPATH``, so the kernel runs the same code as the driver. The shared venv's editable install
+    points at whichever checkout last ran ``scripts/venv.sh``; without this, two checkouts sharing the venv (a clone
+    under test beside the working one) could run each other's code, or none if that clone is gone."""
+    import medimg
+
+    env = dict(os.environ if environ is None else environ)
+    here = str(Path(medimg.__file__).resolve().parent.parent)
+    rest = [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p and p != here]
+    env["PYTHONPATH"] = os.pathsep.join([here, *rest])
+    return env
 
 
 def _finish(path: Path, chapter: Chapter) -> None:

@@ -268,3 +268,25 @@ def test_study_time_counts_overhead_against_every_jobs_slot(tmp_path):
     assert "**40%** was overhead" in study_time_markdown(t) and "144 img/s" in study_time_markdown(t)
     path.write_text(json.dumps(dict(log, jobs=1, wall_seconds=160.0)))
     assert study_time(path)["overhead_share"] == pytest.approx(0.25)  # one job: the share of the wall time
+
+
+def test_chapter_kernels_run_the_drivers_medimg_whatever_the_environment_says(tmp_path, monkeypatch):
+    """The venv is shared by every checkout with the same pins, and its editable install names only one of them:
+    a chapter's kernel must import the medimg the driver runs, even when PYTHONPATH puts another one first."""
+    import nbformat.v4 as nbf
+    import papermill as pm
+
+    import medimg
+    from medimg.study import quiet_kernel_manager
+
+    other = tmp_path / "other_checkout" / "medimg"
+    other.mkdir(parents=True)
+    (other / "__init__.py").write_text("")
+    monkeypatch.setenv("PYTHONPATH", str(other.parent))
+    book = nbf.new_notebook(cells=[nbf.new_code_cell("import medimg; print(medimg.__file__)")])
+    book.metadata["kernelspec"] = {"name": "python3", "language": "python", "display_name": "Python 3"}
+    nbformat.write(book, tmp_path / "in.ipynb")
+    pm.execute_notebook(str(tmp_path / "in.ipynb"), str(tmp_path / "out.ipynb"), kernel_name="python3",
+                        progress_bar=False, kernel_manager_class=quiet_kernel_manager(tmp_path / "kernel.log"))
+    printed = nbformat.read(tmp_path / "out.ipynb", as_version=4).cells[0].outputs[0]["text"].strip()
+    assert Path(printed).resolve() == Path(medimg.__file__).resolve()
