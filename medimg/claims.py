@@ -163,9 +163,11 @@ def modality_claims_checked(main: Comparison, checks: dict, tl: str = "tl", ssl:
         kind = "colour" if "colour" in claim["claim"] else "grey"
         failed = [d for d, c in checks.items() if modality.get(d) == kind and not c.beats_random]
         if failed:
+            names = failed[0] if len(failed) == 1 else ", ".join(failed[:-1]) + " and " + failed[-1]
+            lost = ("the SimCLR checkpoint of " + names + " does not" if len(failed) == 1 else
+                    "the SimCLR checkpoints of " + names + " do not")
             claim = dict(claim, verdict=NOT_TESTABLE, evidence=(
-                "the SimCLR checkpoint of " + ", ".join(failed) + " does not beat random features on validation; "
-                "as measured: " + claim["evidence"]))
+                lost + " beat random features on validation; as measured: " + claim["evidence"]))
         out.append(claim)
     return out
 

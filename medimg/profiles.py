@@ -123,6 +123,18 @@ def main_arms(p: dict, datasets: list[str] | None = None, **overrides) -> list[A
     return [Arm.from_profile(p, d, m, **overrides) for d in names for m in p["methods"]]
 
 
+def book_arms(p: dict, datasets: list[str] | None = None) -> list[tuple[str, Arm]]:
+    """Every fine-tuning arm a profile's book rests on, each once, with the part of the book it first appears in:
+    ``("main", arm)`` for :func:`main_arms`, then ``(ablation, arm)`` for each ablation's arms not already listed
+    (an ablation's arm without its setting is a main arm). ``datasets``: those here (default: every target)."""
+    out: list[tuple[str, Arm]] = [("main", a) for a in main_arms(p, datasets)]
+    for ablation in p.get("ablations", {}):
+        for arm in ablation_arms(p, ablation, datasets):
+            if all(arm != known for _, known in out):
+                out.append((ablation, arm))
+    return out
+
+
 def ablation_arms(p: dict, ablation: str, datasets: list[str] | None = None, *, every_dataset: bool = False,
                   **overrides) -> list[Arm]:
     """The arms one ablation of the profile compares (each with and without its setting, or TL+SSL beside the

@@ -108,6 +108,10 @@ def test_a_claim_whose_simclr_lost_to_random_features_is_not_testable_and_protoc
     assert grey["verdict"] == NOT_TESTABLE and "g1 does not beat random" in grey["evidence"]
     assert colour["verdict"] == "holds"
     assert [c["verdict"] for c in modality_claims_checked(main, {"g1": won})] == ["holds", "contradicted"]
+    # several that lost are named in one plural sentence
+    main.runs.append(SimpleNamespace(dataset="g2", modality="grey"))
+    grey = modality_claims_checked(main, {"g1": lost, "g2": lost, "c1": won})[1]
+    assert grey["evidence"].startswith("the SimCLR checkpoints of g1 and g2 do not beat random features")
 
     probe = comparison([pair_row("c1", "colour", "tl", "ssl", -0.10, True), pair_row("g1", "grey", "tl", "ssl", 0.1, True)])
     probe.runs = main.runs

@@ -216,3 +216,15 @@ def test_compare_refuses_to_pool_runs_of_other_numerics(runs, tmp_path):
     assert result.returncode == 2 and not (tmp_path / "cmp").exists()
     line = result.stderr.strip()
     assert len(line.splitlines()) == 1 and "bf16-mixed" in line and "32-true" in line and "pin 'precision'" in line
+
+
+def test_arms_of_several_settings_are_paired_one_setting_at_a_time():
+    from medimg.evaluate.compare import arm_pairs
+
+    assert arm_pairs(["tl", "ssl", "scratch"]) == [("tl", "ssl"), ("tl", "scratch"), ("ssl", "scratch")]
+    arms = ["tl/a", "tl/b", "ssl/a", "ssl/b", "scratch/a", "scratch/b"]
+    pairs = arm_pairs(arms)
+    # each method across the networks (3), each network across the methods (2 x 3): 9 of the 15 pairs
+    assert len(pairs) == 9
+    assert ("tl/a", "tl/b") in pairs and ("tl/a", "ssl/a") in pairs and ("ssl/b", "scratch/b") in pairs
+    assert ("tl/a", "ssl/b") not in pairs and ("tl/b", "scratch/a") not in pairs

@@ -290,3 +290,35 @@ def test_chapter_kernels_run_the_drivers_medimg_whatever_the_environment_says(tm
                         progress_bar=False, kernel_manager_class=quiet_kernel_manager(tmp_path / "kernel.log"))
     printed = nbformat.read(tmp_path / "out.ipynb", as_version=4).cells[0].outputs[0]["text"].strip()
     assert Path(printed).resolve() == Path(medimg.__file__).resolve()
+
+
+def test_the_reproducibility_appendix_lists_every_run_of_the_book_once():
+    """Main arms first, then each ablation's arms that are not main arms already (its arms without the setting are)."""
+    from medimg.profiles import ablation_arms, book_arms, main_arms
+
+    if not SHARED_DATA.is_dir():
+        pytest.skip("the shared data folder is not here")
+    p = load_profile("quick", REPO / "study.yml")
+    parts = book_arms(p)
+    arms = [a for _, a in parts]
+    assert all(arms.count(a) == 1 for a in arms)
+    main = main_arms(p)
+    assert arms[:len(main)] == main and {part for part, _ in parts[:len(main)]} == {"main"}
+    for ablation in p["ablations"]:
+        for arm in ablation_arms(p, ablation):
+            assert arm in arms
+    extra = {part: sum(1 for q, _ in parts if q == part) for part in p["ablations"]}
+    # TL+SSL on every target; EfficientNet-Lite0 for 3 methods on 2 targets; double fine-tuning of TL and SSL on one
+    assert extra == {"imagenet_then_simclr": 5, "architecture": 6, "double": 2}
+    assert len(main) == 15 and all(a.method in ("tl", "ssl", "scratch") for a in main)
+
+
+def test_runs_by_part_counts_each_part_of_the_book():
+    import pandas as pd
+
+    from medimg.evaluate.reproducibility import reproducibility_table, runs_by_part
+
+    table = pd.DataFrame({"part": ["main"] * 3 + ["architecture"] * 2 + ["main"]})
+    assert runs_by_part(table) == "4 of the main arms, 2 of the architecture ablation"
+    with pytest.raises(ValueError, match="2 parts for 0 runs"):
+        reproducibility_table([], parts=["main", "double"])

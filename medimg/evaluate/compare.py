@@ -130,11 +130,20 @@ def _summary(per_run: pd.DataFrame, arms: list[str], level: float) -> pd.DataFra
     return out.sort_values(["dataset", "arm"], kind="stable").reset_index(drop=True).astype({"arm": str})
 
 
+def arm_pairs(arms: list[str]) -> list[tuple[str, str]]:
+    """The pairs of arms a comparison tests: those that differ in one setting of ``by`` only. Arms named by one
+    setting (``tl``, ``ssl``) are all paired; arms named by several (``tl/mobilenetv2_100``, ``ssl/on``: method and
+    network, method and double fine-tuning) are paired one factor at a time, so ``tl/a`` meets ``tl/b`` and
+    ``ssl/a`` but not ``ssl/b``, whose difference mixes both settings and answers no question of the study."""
+    return [(a, b) for a, b in itertools.combinations(arms, 2)
+            if sum(x != y for x, y in zip(a.split("/"), b.split("/"))) == 1]
+
+
 def _tests(c: Comparison, alpha: float) -> pd.DataFrame:
     rows = []
     sign = -1.0 if c.metric in LOWER_IS_BETTER else 1.0
     for dataset in dict.fromkeys(c.per_run["dataset"]):
-        for a, b in itertools.combinations(c.arms, 2):
+        for a, b in arm_pairs(c.arms):
             runs_a, runs_b = c.runs_of(dataset, a), c.runs_of(dataset, b)
             seeds = sorted({r.seed for r in runs_a} & {r.seed for r in runs_b})
             if not seeds:
@@ -213,7 +222,9 @@ def comparison_markdown(c: Comparison) -> str:
             "Paired t test across seeds (McNemar's exact test on the seed ensembles for a single seed, or for a probe "
             "of fixed weights, whose seeds are one network), with "
             "the interval of the mean difference on the plain scale; "
-            "p_holm is Holm-corrected across datasets for each pair of arms.\n",
+            "p_holm is Holm-corrected across datasets for each pair of arms."
+            + (" Arms named by several settings are compared one setting at a time." if "," in c.by else "")
+            + "\n",
             markdown_table(tests, notes=test_notes)]
     text += [""] + [f"- {n}" for n in c.notes]
     return "\n".join(text) + "\n"

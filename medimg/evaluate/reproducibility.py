@@ -6,15 +6,19 @@ import pandas as pd
 from ..runs import RunResult
 
 
-def reproducibility_table(runs: list[RunResult]) -> pd.DataFrame:
-    """One row per run: what produced it (commit, versions, machine) and how long it took."""
+def reproducibility_table(runs: list[RunResult], parts: list[str] | None = None) -> pd.DataFrame:
+    """One row per run: what produced it (commit, versions, machine) and how long it took. ``parts``: the part of
+    the book each run belongs to (``main`` or an ablation's name, :func:`medimg.profiles.book_arms`), one per run,
+    as a first column; a ``ValueError`` when their number is not the runs'."""
+    if parts is not None and len(parts) != len(runs):
+        raise ValueError(f"{len(parts)} parts for {len(runs)} runs: give one part per run")
     rows = []
-    for r in runs:
+    for i, r in enumerate(runs):
         prov = r.record.get("provenance", {})
         versions, git, machine = prov.get("versions", {}), prov.get("git", {}), prov.get("machine", {})
         timing = r.metrics.get("timing", {})
         rows.append(dict(
-            dataset=r.dataset, method=r.config["method"], seed=r.seed, arch=r.config["arch"],
+            **({"part": parts[i]} if parts is not None else {}), dataset=r.dataset, method=r.config["method"], seed=r.seed, arch=r.config["arch"],
             size=r.config["size"], epochs_run=r.metrics.get("epochs_run"),
             train_seconds=round(sum(t.get("train_seconds", 0) for t in timing.values()), 1),
             commit=(git.get("commit") or "")[:10] + ("+dirty" if git.get("dirty") else ""),
@@ -23,6 +27,15 @@ def reproducibility_table(runs: list[RunResult]) -> pd.DataFrame:
             gpu=", ".join(machine.get("gpus", [])) or "none", platform=machine.get("platform"),
             created=prov.get("created"), run=r.path.name))
     return pd.DataFrame(rows)
+
+
+def runs_by_part(table: pd.DataFrame) -> str:
+    """The reproducibility chapter's count of runs by part of the book, e.g. ``"75 of the main arms, 20 of the
+    imagenet_then_simclr ablation"`` (``table`` from :func:`reproducibility_table` with ``parts``), in the
+    order the parts first appear."""
+    counts = table["part"].value_counts(sort=False)
+    return ", ".join(f"{n} of the main arms" if part == "main" else f"{n} of the {part} ablation"
+                     for part, n in counts.items())
 
 
 def study_time(path) -> dict | None:
