@@ -322,3 +322,19 @@ def test_runs_by_part_counts_each_part_of_the_book():
     assert runs_by_part(table) == "4 of the main arms, 2 of the architecture ablation"
     with pytest.raises(ValueError, match="2 parts for 0 runs"):
         reproducibility_table([], parts=["main", "double"])
+
+
+@pytest.mark.parametrize("template", sorted(p.name for p in (REPO / "notebooks").glob("*.ipynb")))
+def test_templates_are_committed_clean_with_one_parameters_cell(template):
+    """papermill templates: valid nbformat (every cell has an id, or nbformat warns on every chapter the driver
+    writes), no outputs, and exactly one cell tagged ``parameters``, the first code cell."""
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        book = nbformat.read(REPO / "notebooks" / template, as_version=4)
+        nbformat.validate(book)
+    code = [c for c in book.cells if c.cell_type == "code"]
+    assert all(not c.outputs and c.execution_count is None for c in code), f"{template}: clear its outputs"
+    tagged = [c for c in code if "parameters" in c.metadata.get("tags", [])]
+    assert len(tagged) == 1 and tagged[0] is code[0]
