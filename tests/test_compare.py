@@ -228,3 +228,14 @@ def test_arms_of_several_settings_are_paired_one_setting_at_a_time():
     assert len(pairs) == 9
     assert ("tl/a", "tl/b") in pairs and ("tl/a", "ssl/a") in pairs and ("ssl/b", "scratch/b") in pairs
     assert ("tl/a", "ssl/b") not in pairs and ("tl/b", "scratch/a") not in pairs
+
+
+def test_verdicts_are_a_list_with_one_item_per_dataset_and_pair(runs):
+    from medimg.evaluate.compare import verdicts_markdown
+
+    result = compare_runs(list(runs.values()), by="augment")
+    row = result.tests.iloc[0]
+    lines = verdicts_markdown(result).splitlines()
+    assert len(lines) == len(result.tests) == 1 and lines[0].startswith("- synthetic_colour: ")
+    assert f"accuracy off minus on {row['mean_difference']:+.3f}" in lines[0]
+    assert lines[0].endswith(": significant)" if row["significant"] else ": not significant)")

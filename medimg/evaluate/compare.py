@@ -231,23 +231,24 @@ def comparison_markdown(c: Comparison) -> str:
 
 
 def verdicts_markdown(c: Comparison) -> str:
-    """One sentence per dataset and pair of arms: which is better on the tested metric, and whether it is significant."""
+    """A Markdown list, one item per dataset and pair of arms: which is better on the tested metric, by how much,
+    and whether it is significant after Holm's correction (block Markdown: glue it with the ``glue:md`` directive)."""
     if c.tests.empty:
-        return "there is nothing to test: every arm needs runs with shared seeds on the same dataset."
+        return "There is nothing to test: every arm needs runs with shared seeds on the same dataset."
     pct = int(round(c.level * 100))
-    sentences = []
+    items = []
     for r in c.tests.itertuples():
         metric = r.metric.replace("_", " ")
         if r.winner == UNDECIDED:
-            sentences.append(f"on {r.dataset}, {r.arm_a} and {r.arm_b} cannot be compared on {metric} ({r.note})")
+            items.append(f"- {r.dataset}: {r.arm_a} and {r.arm_b} cannot be compared on {metric} ({r.note})")
             continue
-        better = (f"**{r.winner}** is better" if r.winner != "tie" else "the arms tie")
+        better = (f"**{r.winner}** is better than {r.arm_b if r.winner == r.arm_a else r.arm_a}"
+                  if r.winner != "tie" else f"{r.arm_a} and {r.arm_b} tie")
         ci = f", {pct}% CI [{r.low:+.3f}, {r.high:+.3f}]" if np.isfinite(r.low) else ""
-        sentences.append(f"on {r.dataset}, {better} than {r.arm_b if r.winner == r.arm_a else r.arm_a} "
-                         f"({metric} {r.arm_a} minus {r.arm_b} {r.mean_difference:+.3f}{ci}; "
-                         f"{r.test} p = {number_cell(r.p, fmt='.2g')}, Holm p = {number_cell(r.p_holm, fmt='.2g')}: "
-                         f"{'significant' if r.significant else 'not significant'})")
-    return "; ".join(sentences) + "."
+        items.append(f"- {r.dataset}: {better} ({metric} {r.arm_a} minus {r.arm_b} {r.mean_difference:+.3f}{ci}; "
+                     f"{r.test} p = {number_cell(r.p, fmt='.2g')}, Holm p = {number_cell(r.p_holm, fmt='.2g')}: "
+                     f"{'significant' if r.significant else 'not significant'})")
+    return "\n".join(items) + "\n"
 
 
 def comparison_figures(c: Comparison) -> dict[str, Figure]:
