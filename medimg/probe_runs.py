@@ -14,6 +14,7 @@ import json
 from pathlib import Path
 
 from .configs import FinetuneConfig
+from .data.fingerprint import FINGERPRINT_OF
 from .errors import MedimgError
 from .provenance import provenance
 from .runs import FINISHED_MARKER, prediction_rows, write_csv, write_json
@@ -57,7 +58,8 @@ def probe_run(config: FinetuneConfig, protocol: str, run_dir: Path) -> dict:
     rows = prediction_rows(data, test_probs)
     record = dict(run=config.to_dict(), protocol=protocol, trainer=dict(PROBE_NUMERICS, resolved_precision="32-true"),
                   data=dict(target=dict(name=data.source.name, classes=classes, channels=data.decoded.channels,
-                                        modality=data.decoded.modality, fingerprint=data.source.fingerprint)),
+                                        modality=data.decoded.modality, fingerprint=data.source.fingerprint,
+                                        fingerprint_of=FINGERPRINT_OF)),
                   features=features.key, provenance=provenance())
     metrics = dict(dataset=data.source.name, method=config.method, arch=config.arch, seed=config.seed,
                    channels=data.decoded.channels, modality=data.decoded.modality, protocol=protocol,

@@ -198,11 +198,33 @@ class RunResult:
         saved = self.record["data"]["target"]
         ratios = tuple(saved.get("split_ratios", DataConfig.split_ratios))
         data = prepare(replace(self.settings.data_config(), split_ratios=ratios), progress=False)
-        if saved.get("fingerprint") not in (None, data.source.fingerprint):
+        from .data.fingerprint import FINGERPRINT_OF
+
+        recorded = saved.get("fingerprint")
+        if recorded is None or recorded == data.source.fingerprint:
+            return data
+        if saved.get("fingerprint_of") == FINGERPRINT_OF:
             raise MedimgError(f"{self.settings.dataset} has changed since {self.path} was trained (fingerprint "
-                              f"{data.source.fingerprint[:12]} != {saved['fingerprint'][:12]}): explain it on the "
-                              f"data it saw")
+                              f"{data.source.fingerprint[:12]} != {recorded[:12]}): explain it on the data it saw")
+        # recorded before fingerprints covered the files' content: of paths, sizes and modification times, which any
+        # copy of the data changes; what the run kept of its data must then match instead
+        self._check_split_and_test_labels(data)
         return data
+
+    def _check_split_and_test_labels(self, data) -> None:
+        """The split as the run recorded it (method, seed, ratios, excluded images, near-duplicate grouping) and its
+        test images with their labels, in order, as ``predictions.csv`` holds them; a one-line error otherwise."""
+        def keep(split: dict) -> dict:  # as JSON holds it, less where a split file lay (elsewhere on another machine)
+            return {k: v for k, v in json.loads(json.dumps(split)).items() if k != "path"}
+
+        saved = self.record["data"]["target"].get("split")
+        _, labels, positions = data.part("test")
+        ids = np.asarray(data.decoded.ids)[positions]
+        same = ((saved is None or keep(saved) == keep(data.split.to_dict())) and len(ids) == len(self.ids)
+                and (ids == self.ids.astype(str)).all() and (labels == self.y_true).all())
+        if not same:
+            raise MedimgError(f"{self.settings.dataset} is not the data {self.path} was trained on (its split or test "
+                              f"labels differ from the run's record): explain it on the data it saw")
 
 
 def _recorded_modality(metrics: dict, record: dict) -> str | None:

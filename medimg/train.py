@@ -23,6 +23,7 @@ from torch import nn
 from .classifier import Classifier, predict
 from .configs import FinetuneConfig, TrainerSettings
 from .data import check_lineage, prepare
+from .data.fingerprint import FINGERPRINT_OF
 from .distributed import is_main_process
 from .errors import MedimgError
 from .evaluate.metrics import summary_metrics
@@ -138,7 +139,7 @@ def finetune(config: FinetuneConfig, run_dir: Path, *, settings: TrainerSettings
 
     record = dict(run=config.to_dict(), trainer=settings.to_dict(), data=dict(
         target=dict(target.config.to_dict(), name=target.source.name, split=target.split.to_dict(),
-                    fingerprint=target.source.fingerprint, classes=list(target.classes),
+                    fingerprint=target.source.fingerprint, fingerprint_of=FINGERPRINT_OF, classes=list(target.classes),
                     channels=channels, modality=target.decoded.modality, intensity_mapping=target.decoded.intensity,
                     exif_rotated=target.decoded.rotated),
         intermediate=None if intermediate is None else dict(

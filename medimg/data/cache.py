@@ -3,7 +3,7 @@
 A cache entry is a folder ``<cache dir>/images/<dataset>-<size>px-<fingerprint>-<intensity>/``
 holding ``images.npy`` (uint8, N x H x W x C, memory-mapped on read) and ``meta.json`` (ids,
 labels, content hashes, displayed sizes, stored modes, EXIF orientations, perceptual hashes and the
-dataset's intensity mapping). The fingerprint covers every file's size and modification time, and
+dataset's intensity mapping). The fingerprint covers every file's name and bytes (:mod:`medimg.data.fingerprint`), and
 the key holds every decoding setting a user can choose, so a changed folder or setting gets a new
 entry. An entry is built in a temporary folder and renamed into place only when complete: a
 failure leaves nothing behind.

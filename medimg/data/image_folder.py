@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import csv
 import functools
-import hashlib
 import os
 import unicodedata
 from pathlib import Path
 
 from ..errors import MedimgError, warn
+from .fingerprint import content_fingerprint
 from .records import DatasetSource, ImageRecord
 from .registry import DatasetSpec
 
@@ -55,14 +55,6 @@ def _walk_files(top: Path) -> tuple[list[Path], list[Path]]:
 
 def _raise_walk_error(err: OSError) -> None:
     raise MedimgError(f"cannot read {err.filename} ({err.strerror}): make the folder readable")
-
-
-def _fingerprint(files: list[Path], extra: list[Path]) -> str:
-    h = hashlib.sha256()
-    for f in sorted(files) + extra:
-        st = f.stat()
-        h.update(f"{f}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
-    return h.hexdigest()
 
 
 def open_image_folder(root: Path, spec: DatasetSpec) -> DatasetSource:
@@ -116,7 +108,8 @@ def open_image_folder(root: Path, spec: DatasetSpec) -> DatasetSource:
     if len(classes) < 2 or len({r.label for r in records}) < 2:
         raise MedimgError(f"{root} has images of only one class ({classes[records[0].label]}): "
                           f"a classifier needs at least two class folders")
-    fingerprint = _fingerprint([r.path for r in records], [labels_csv] if labels_csv.is_file() else [])
+    fingerprint = content_fingerprint({**{r.id: r.path for r in records},
+                                       **({"labels.csv": labels_csv} if labels_csv.is_file() else {})})
     return DatasetSource(spec=spec, root=root, classes=tuple(classes), records=tuple(records), fingerprint=fingerprint,
                          not_images=tuple(f.relative_to(root).as_posix() for f in others))
 

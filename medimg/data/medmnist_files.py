@@ -12,6 +12,7 @@ import numpy as np
 from ..atomic import atomic_path
 from ..errors import MedimgError
 from ..paths import offline
+from .fingerprint import content_fingerprint
 from .records import SPLITS, DatasetSource, ImageRecord
 from .registry import MEDMNIST_SIZES, DatasetSpec
 
@@ -40,8 +41,7 @@ def open_medmnist(spec: DatasetSpec, base: Path, *, size: int = 28, download: bo
                               f"replace it with the official MedMNIST file")
     records = tuple(ImageRecord(id=f"{s}/{i}", label=int(lab), official_split=s)
                     for s in SPLITS for i, lab in enumerate(labels[s]))
-    st = path.stat()
-    fingerprint = hashlib.sha256(f"{path.resolve()}\0{st.st_size}\0{st.st_mtime_ns}".encode()).hexdigest()
+    fingerprint = content_fingerprint({path.name: path})
     return DatasetSource(spec=spec, root=path, classes=spec.classes, records=records,
                          fingerprint=fingerprint, source_size=size)
 

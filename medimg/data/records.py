@@ -35,7 +35,7 @@ class DatasetSource:
     root: Path  # the folder, or the npz file
     classes: tuple[str, ...]
     records: tuple[ImageRecord, ...]
-    fingerprint: str  # changes whenever a file is added, removed, replaced or touched
+    fingerprint: str  # of the files' names and bytes (medimg.data.fingerprint): the same on every machine
     source_size: int | None = None  # pixel size of an npz or generated set
     not_images: tuple[str, ...] = ()  # files under the image folders that Pillow cannot open (relative paths)
 
