@@ -23,13 +23,20 @@ def package_versions() -> dict[str, str | None]:
     return out
 
 
+# what a study writes into the checkout as it runs: changes there are results, not changes to what makes them
+STUDY_OUTPUTS = ("results", "book", "_toc.yml")
+
+
 def git_commit(repo: Path | None = None) -> dict:
-    """The commit of the checkout medimg runs from, and whether it has uncommitted changes."""
+    """The commit of the checkout medimg runs from, and whether it has uncommitted changes to tracked files other
+    than the study's own outputs (:data:`STUDY_OUTPUTS`: a study rewrites ``results/``, ``book/`` and ``_toc.yml``
+    while it runs, which would otherwise mark every run after its first as dirty)."""
     repo = repo or Path(__file__).resolve().parents[1]
     try:
         commit = subprocess.run(["git", "-C", str(repo), "rev-parse", "HEAD"], capture_output=True, text=True,
                                 timeout=10, check=True).stdout.strip()
-        dirty = bool(subprocess.run(["git", "-C", str(repo), "status", "--porcelain", "--untracked-files=no"],
+        dirty = bool(subprocess.run(["git", "-C", str(repo), "status", "--porcelain", "--untracked-files=no", "--",
+                                     ".", *(f":(exclude,top){p}" for p in STUDY_OUTPUTS)],
                                     capture_output=True, text=True, timeout=10).stdout.strip())
         return dict(commit=commit, dirty=dirty)
     except (OSError, subprocess.SubprocessError):

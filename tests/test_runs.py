@@ -52,3 +52,29 @@ def test_read_run_refuses_what_is_not_a_finished_run(tmp_path):
     (tmp_path / "config.json").write_text(json.dumps({}))
     with pytest.raises(MedimgError, match="unfinished run"):
         read_run(tmp_path)
+
+
+def test_a_checkout_is_dirty_for_changed_code_not_for_the_studys_own_outputs(tmp_path):
+    from medimg.provenance import git_commit
+
+    def git(*args):
+        subprocess.run(["git", "-C", str(tmp_path), *args], check=True, capture_output=True)
+
+    files = ["medimg/train.py", "study.yml", "results/quick/runs/a/metrics.json", "book/quick/summary.ipynb",
+             "_toc.yml"]
+    for name in files:
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_text("one\n")
+    git("init", "-q")
+    git("add", "-A")
+    git("-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "one")
+    clean = git_commit(tmp_path)
+    assert len(clean["commit"]) == 40 and clean["dirty"] is False
+    for name in files[2:]:  # what a running study rewrites
+        (tmp_path / name).write_text("two\n")
+    (tmp_path / "notes.txt").write_text("untracked\n")
+    assert git_commit(tmp_path)["dirty"] is False
+    for name in files[:2]:
+        (tmp_path / name).write_text("two\n")
+        assert git_commit(tmp_path)["dirty"] is True, name
+        (tmp_path / name).write_text("one\n")
