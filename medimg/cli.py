@@ -136,7 +136,7 @@ def _cmd_study(args) -> int:
         from .profiles import load_profile, study_root, STUDY_FILE
         from .study_cost import plan_text
 
-        print(plan_text(load_profile(args.profile, study_root() / STUDY_FILE), args.img_per_s))
+        print(plan_text(load_profile(args.profile, study_root() / STUDY_FILE), args.img_per_s, args.only))
         return 0
     report = run_study(args.profile, force=args.force, build=not args.no_build, only=args.only, jobs=args.jobs,
                        benchmark=not args.no_benchmark)

@@ -105,19 +105,25 @@ def chapter_cost(chapter: Chapter, sizes: dict[str, TrainImages]) -> dict:
     return empty
 
 
-def cost_plan(p: dict) -> list[dict]:
+def cost_plan(p: dict, only: str | None = None) -> list[dict]:
     """One row per chapter of profile ``p`` (:func:`chapter_cost`), in execution order, every dataset planned
-    whether or not it is here."""
+    whether or not it is here; with ``only``, the chapters whose path contains it (as ``medimg study --only``)."""
     chapters, _ = plan(p, every_dataset=True)
     sizes: dict[str, TrainImages] = {}
-    return [chapter_cost(c, sizes) for c in flatten(chapters)]
+    return [chapter_cost(c, sizes) for c in flatten(chapters) if only is None or only in c.path]
 
 
-def plan_text(p: dict, img_per_s: float | None = None) -> str:
-    """The plan as the console shows it: a table, the totals and, given ``img_per_s``, hours."""
+def plan_text(p: dict, img_per_s: float | None = None, only: str | None = None) -> str:
+    """The plan as the console shows it: a table, the totals and, given ``img_per_s``, hours; with ``only``, of the
+    chapters whose path contains it. A one-line error when no chapter's does."""
     import pandas as pd
 
-    rows = cost_plan(p)
+    from .errors import MedimgError
+
+    rows = cost_plan(p, only)
+    if not rows:
+        raise MedimgError(f"--only {only}: no chapter of profile {p['name']!r} has it in its path; "
+                          f"drop --only to see them all")
     table = pd.DataFrame(rows)
     known = table["passes"].notna()
     table["passes"] = [("?" if v is None or pd.isna(v) else f"{v:,.0f}") for v in table["passes"]]
@@ -128,7 +134,8 @@ def plan_text(p: dict, img_per_s: float | None = None) -> str:
     total = float(sum(r["passes"] for r in rows if r["passes"] is not None))
     runs = int(table["runs"][table["network"].str.startswith("SimCLR") == False].sum())  # noqa: E712
     ssl = int((table["network"].str.startswith("SimCLR")).sum())
-    lines = [f"Plan of profile {p['name']!r}: {len(rows)} chapters, {runs} fine-tuning runs, {ssl} SimCLR checkpoints; "
+    lines = [f"Plan of profile {p['name']!r}{f' (chapters with {only!r} in their path)' if only else ''}: "
+             f"{len(rows)} chapters, {runs} fine-tuning runs, {ssl} SimCLR checkpoints; "
              f"results in {p['results_dir']}, trainer {p['trainer']}.", "",
              table.to_string(index=False), "",
              f"Total: {total:,.0f} training-image passes"

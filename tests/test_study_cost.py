@@ -45,3 +45,16 @@ def test_paper_plan_prints_every_chapter_with_hours_without_its_data(tmp_path):
 
 def test_plan_refuses_a_meaningless_speed():
     assert_one_line_error(run_cli("study", "--profile", "paper", "--plan", "--img-per-s", "0"), "--img-per-s")
+
+
+def test_plan_with_only_lists_the_chapters_the_study_would_run(tmp_path):
+    from medimg.study_cost import plan_text
+
+    p = load_profile("paper", REPO / "study.yml")
+    every = [c.path for c in flatten(plan(p, every_dataset=True)[0])]
+    text = plan_text(p, 500, only="isic2019")
+    shown = [path for path in every if path in text]
+    assert shown == [path for path in every if "isic2019" in path] and len(shown) >= 4
+    assert "(chapters with 'isic2019' in their path)" in text and "book/paper/summary.ipynb" not in text
+    assert_one_line_error(run_cli("study", "--profile", "paper", "--plan", "--only", "no-such-chapter",
+                                  env={"MEDIMG_DATA_DIR": str(tmp_path)}), "--only no-such-chapter")
