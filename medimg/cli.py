@@ -141,7 +141,8 @@ def _cmd_study(args) -> int:
     report = run_study(args.profile, force=args.force, build=not args.no_build, only=args.only, jobs=args.jobs,
                        benchmark=not args.no_benchmark)
     stale = f" ({len(report.stale)} of them because their parameters changed)" if report.stale else ""
-    print(f"study {args.profile}: {len(report.executed)} chapters executed{stale}, {len(report.reused)} reused, "
+    n = len(report.executed)
+    print(f"study {args.profile}: {n} chapter{'s' * (n != 1)} executed{stale}, {len(report.reused)} reused, "
           f"{len(report.failed)} failed in {report.wall_seconds:.0f} s with {args.jobs} job(s)")
     for path, why in report.failed.items():
         print(f"FAILED {path}: {why}", file=sys.stderr)

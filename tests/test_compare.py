@@ -237,5 +237,17 @@ def test_verdicts_are_a_list_with_one_item_per_dataset_and_pair(runs):
     row = result.tests.iloc[0]
     lines = verdicts_markdown(result).splitlines()
     assert len(lines) == len(result.tests) == 1 and lines[0].startswith("- synthetic_colour: ")
-    assert f"accuracy off minus on {row['mean_difference']:+.3f}" in lines[0]
-    assert lines[0].endswith(": significant)" if row["significant"] else ": not significant)")
+    if row["significant"]:  # said as the better arm minus the other
+        better, other = (row["winner"], "on" if row["winner"] == "off" else "off")
+        sign = 1 if better == "off" else -1
+        assert f"**{better}** is better than {other} (accuracy {better} minus {other} " \
+               f"{sign * row['mean_difference']:+.3f}" in lines[0]
+    else:
+        assert f"off and on do not differ significantly (accuracy off minus on {row['mean_difference']:+.3f}" in lines[0]
+    # a significant win of the second arm is said as the second minus the first, interval turned round
+    result.tests.loc[0, ["significant", "winner", "mean_difference", "low", "high"]] = [True, "on", -0.1, -0.15, -0.05]
+    assert verdicts_markdown(result).startswith(
+        "- synthetic_colour: **on** is better than off (accuracy on minus off +0.100, 95% CI [+0.050, +0.150]; ")
+    result.tests.loc[0, ["significant", "winner"]] = [False, "on"]
+    assert "off and on do not differ significantly (accuracy off minus on -0.100, 95% CI [-0.150, -0.050]" in \
+        verdicts_markdown(result)

@@ -231,8 +231,10 @@ def comparison_markdown(c: Comparison) -> str:
 
 
 def verdicts_markdown(c: Comparison) -> str:
-    """A Markdown list, one item per dataset and pair of arms: which is better on the tested metric, by how much,
-    and whether it is significant after Holm's correction (block Markdown: glue it with the ``glue:md`` directive)."""
+    """A Markdown list, one item per dataset and pair of arms: the better arm and by how much (its value minus the
+    other's, with the interval) where the difference is significant after Holm's correction, else that the two do
+    not differ significantly (first minus second); the test and both p values. Block Markdown: glue it with the
+    ``glue:md`` directive."""
     if c.tests.empty:
         return "There is nothing to test: every arm needs runs with shared seeds on the same dataset."
     pct = int(round(c.level * 100))
@@ -242,12 +244,14 @@ def verdicts_markdown(c: Comparison) -> str:
         if r.winner == UNDECIDED:
             items.append(f"- {r.dataset}: {r.arm_a} and {r.arm_b} cannot be compared on {metric} ({r.note})")
             continue
-        better = (f"**{r.winner}** is better than {r.arm_b if r.winner == r.arm_a else r.arm_a}"
-                  if r.winner != "tie" else f"{r.arm_a} and {r.arm_b} tie")
-        ci = f", {pct}% CI [{r.low:+.3f}, {r.high:+.3f}]" if np.isfinite(r.low) else ""
-        items.append(f"- {r.dataset}: {better} ({metric} {r.arm_a} minus {r.arm_b} {r.mean_difference:+.3f}{ci}; "
-                     f"{r.test} p = {number_cell(r.p, fmt='.2g')}, Holm p = {number_cell(r.p_holm, fmt='.2g')}: "
-                     f"{'significant' if r.significant else 'not significant'})")
+        flip = bool(r.significant) and r.winner == r.arm_b  # said as the better arm minus the other
+        first, second = (r.arm_b, r.arm_a) if flip else (r.arm_a, r.arm_b)
+        diff, low, high = (-r.mean_difference, -r.high, -r.low) if flip else (r.mean_difference, r.low, r.high)
+        said = (f"**{first}** is better than {second}" if r.significant and r.winner != "tie"
+                else f"{first} and {second} do not differ significantly")
+        ci = f", {pct}% CI [{low:+.3f}, {high:+.3f}]" if np.isfinite(low) else ""
+        items.append(f"- {r.dataset}: {said} ({metric} {first} minus {second} {diff:+.3f}{ci}; "
+                     f"{r.test} p = {number_cell(r.p, fmt='.2g')}, Holm p = {number_cell(r.p_holm, fmt='.2g')})")
     return "\n".join(items) + "\n"
 
 
