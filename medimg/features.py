@@ -46,7 +46,7 @@ class FrozenFeatures:
 
 def weights_identity(config: FinetuneConfig) -> dict:
     """The weights as part of the features' identity: a keyword, or a file by content; a random init by its seed."""
-    from .models.backbones import file_sha256
+    from .data.fingerprint import file_sha256
 
     if config.weight_spec == "random":
         return dict(weights="random", init_seed=config.seed)

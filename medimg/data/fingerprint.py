@@ -16,12 +16,13 @@ from pathlib import Path
 FINGERPRINT_OF = "content"  # recorded beside each fingerprint: what it covers
 
 
-def file_digest(path: Path) -> str:
-    """SHA-256 of one file's bytes, hex."""
+def file_sha256(path: Path) -> str:
+    """SHA-256 of one file's bytes, hex, read in 1 MiB blocks (also how weight files are identified:
+    :mod:`medimg.models.backbones`, :mod:`medimg.features`)."""
     h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
+    with open(path, "rb") as fh:
+        while chunk := fh.read(1 << 20):
+            h.update(chunk)
     return h.hexdigest()
 
 
@@ -30,5 +31,5 @@ def content_fingerprint(files: dict[str, Path]) -> str:
     bytes, in name order: it changes when a file is added, removed, renamed or changed, and with nothing else."""
     h = hashlib.sha256()
     for name in sorted(files):
-        h.update(f"{name}\0{file_digest(files[name])}\n".encode())
+        h.update(f"{name}\0{file_sha256(files[name])}\n".encode())
     return h.hexdigest()

@@ -20,7 +20,6 @@ When none is available the error says what was tried; a model is never silently 
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 from contextlib import contextmanager
@@ -32,6 +31,7 @@ import torch
 from torch import nn
 
 from ..atomic import atomic_path
+from ..data.fingerprint import file_sha256
 from ..errors import MedimgError
 from ..paths import cache_dir, data_dir, offline
 
@@ -244,14 +244,6 @@ def load_ssl_backbone(path: Path, meta: dict, opts: dict, arch: str) -> nn.Modul
         raise MedimgError(f"{path} does not fit {arch} ({len(missing)} missing, {len(unexpected)} unexpected "
                           f"tensors): pretrain it again with medimg pretrain-ssl")
     return model
-
-
-def file_sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while chunk := fh.read(1 << 20):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def parameter_groups(model: nn.Module) -> list[list[str]]:
