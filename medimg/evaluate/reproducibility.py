@@ -13,12 +13,12 @@ def reproducibility_table(runs: list[RunResult], parts: list[str] | None = None)
     if parts is not None and len(parts) != len(runs):
         raise ValueError(f"{len(parts)} parts for {len(runs)} runs: give one part per run")
     rows = []
-    for i, r in enumerate(runs):
+    for r in runs:
         prov = r.record.get("provenance", {})
         versions, git, machine = prov.get("versions", {}), prov.get("git", {}), prov.get("machine", {})
         timing = r.metrics.get("timing", {})
         rows.append(dict(
-            **({"part": parts[i]} if parts is not None else {}), dataset=r.dataset, method=r.config["method"], seed=r.seed, arch=r.config["arch"],
+            dataset=r.dataset, method=r.config["method"], seed=r.seed, arch=r.config["arch"],
             size=r.config["size"], epochs_run=r.metrics.get("epochs_run"),
             train_seconds=round(sum(t.get("train_seconds", 0) for t in timing.values()), 1),
             commit=(git.get("commit") or "")[:10] + ("+dirty" if git.get("dirty") else ""),
@@ -26,7 +26,10 @@ def reproducibility_table(runs: list[RunResult], parts: list[str] | None = None)
             medimg=versions.get("medimg"), python=machine.get("python"), cpus=machine.get("cpu_count"),
             gpu=", ".join(machine.get("gpus", [])) or "none", platform=machine.get("platform"),
             created=prov.get("created"), run=r.path.name))
-    return pd.DataFrame(rows)
+    table = pd.DataFrame(rows)
+    if parts is not None:
+        table.insert(0, "part", parts)
+    return table
 
 
 def runs_by_part(table: pd.DataFrame) -> str:
