@@ -68,8 +68,18 @@ def _cmd_pretrain_ssl(args) -> int:
     from .record_options import from_args
     from .ssl import pretrain_ssl
 
+    if args.profile:
+        from .ssl.stage import run_stage
+
+        for path in run_stage(args.profile, pools=args.pool, inits=args.init_of_stage, resume=args.resume,
+                              force=args.force):
+            print(f"{path}")
+        return 0
+    if not args.datasets or not args.out:
+        raise MedimgError("pretrain-ssl needs --profile NAME (the profile's pretraining stage), or --datasets NAME "
+                          "[NAME ...] and --out CKPT.safetensors")
     config = from_args(SSLConfig, args)
-    out = pretrain_ssl(config, Path(args.out), trainer=_trainer_settings(args), force=args.force)
+    out = pretrain_ssl(config, Path(args.out), trainer=_trainer_settings(args), force=args.force, resume=args.resume)
     if not is_main_process():  # a DDP process other than the first: the first writes and reports
         return 0
     print(f"wrote {out}: {config.arch} pretrained with SimCLR from {config.init} weights on {', '.join(config.datasets)}")
@@ -177,9 +187,17 @@ def build_parser() -> argparse.ArgumentParser:
     add_options(p, TrainerSettings, title=hardware)
     p.set_defaults(func=_cmd_finetune)
 
-    p = sub.add_parser("pretrain-ssl", help="SimCLR-pretrain a backbone on the training images of some datasets")
+    p = sub.add_parser("pretrain-ssl", help="SimCLR-pretrain a backbone on the training images of some datasets "
+                       "(--profile: every checkpoint of a study profile's pretraining stage)")
+    p.add_argument("--profile", help="pretrain the checkpoints of this study.yml profile's 'pretraining' section into "
+                   "results/PROFILE/ssl/ (finished ones are kept); the SSL options below are then ignored")
+    p.add_argument("--pool", nargs="+", help="with --profile: only these pools (e.g. grey)")
+    p.add_argument("--init-of-stage", nargs="+", choices=("random", "imagenet"), metavar="INIT",
+                   help="with --profile: only these initialisations (random, imagenet)")
     add_options(p, SSLConfig)
-    p.add_argument("--out", required=True, help="CKPT.safetensors to write")
+    next(a for a in p._actions if a.dest == "datasets").required = False  # not with --profile
+    p.add_argument("--out", help="CKPT.safetensors to write")
+    p.add_argument("--resume", action="store_true", help="go on from the saved state of an interrupted run")
     p.add_argument("--force", action="store_true", help="replace an existing CKPT")
     add_options(p, TrainerSettings, title=hardware)
     p.set_defaults(func=_cmd_pretrain_ssl)

@@ -154,6 +154,10 @@ class FinetuneConfig:
 # --- SimCLR pretraining ------------------------------------------------------------------------
 
 INITS = {"random": "random", "imagenet": "auto"}  # --init -> create_backbone's weights
+PRETRAINING_METHODS = ("simclr",)  # self-supervised methods; medimg.ssl.methods.METHODS holds what each one is
+# SSLConfig fields added after checkpoints were named: at these values they stay out of the name, so the names
+# (and the committed checks beside them) of checkpoints made before still match
+SSL_LATER_DEFAULTS = dict(method="simclr", steps=None, min_scale=0.4, intensity_jitter=0.4)
 
 
 @dataclass(frozen=True)
@@ -170,12 +174,17 @@ class SSLConfig:
     medmnist_size: int = setting(28, "which official MedMNIST file to read", choices=MEDMNIST_SIZES)
     grey_as: str | None = setting(None, "how grey images feed the model: single (in_chans=1) or replicate (3 "
                                         "channels); needed for grey pools", choices=(None, "single", "replicate"))
-    epochs: int = setting(10, "pretraining epochs")
+    method: str = setting("simclr", "the self-supervised method", choices=PRETRAINING_METHODS)
+    epochs: int = setting(10, "pretraining epochs (unless --steps is given)")
+    steps: int | None = setting(None, "optimiser steps in all (the epochs follow from the pool and batch size); "
+                                      "overrides --epochs")
     batch_size: int = setting(128, "images per batch (SimCLR contrasts the images of a batch)")
     lr: float = setting(1e-3, "peak learning rate (AdamW, warm-up then cosine)")
     weight_decay: float = setting(1e-4, "weight decay")
     temperature: float = setting(0.1, "NT-Xent temperature")
     projection_dim: int = setting(128, "output size of the projection head")
+    min_scale: float = setting(0.4, "views: the smallest share of the image a random crop keeps")
+    intensity_jitter: float = setting(0.4, "views: brightness and contrast jitter strength (0: none)")
     seed: int = setting(0, "seed of initialisation, order and views")
     split_seed: int = setting(0, "seed of the generated splits")
     max_images: int | None = setting(None, "use a seeded subsample of at most this many pooled images")
@@ -190,7 +199,7 @@ class SSLConfig:
         if len(set(datasets)) != len(datasets):
             raise MedimgError(f"datasets {', '.join(datasets)} name one dataset twice: pass each once")
         check_architecture(self.arch)
-        for name, value, allowed in (("init", self.init, tuple(INITS)),
+        for name, value, allowed in (("init", self.init, tuple(INITS)), ("method", self.method, PRETRAINING_METHODS),
                                      ("grey_as", self.grey_as, (None, "single", "replicate"))):
             if value not in allowed:
                 raise MedimgError(f"unknown {name} {value!r}: choose one of {', '.join(map(str, allowed))}")
@@ -201,9 +210,24 @@ class SSLConfig:
             raise MedimgError("lr and temperature must be positive and weight decay not negative")
         if self.max_images is not None and self.max_images < 2:
             raise MedimgError(f"max_images {self.max_images} is too small: use at least 2, or None for every image")
+        if self.steps is not None and self.steps < 1:
+            raise MedimgError(f"--steps {self.steps} is out of range: use 1 or more (or none for --epochs)")
+        if not 0 < self.min_scale <= 1 or not 0 <= self.intensity_jitter <= 1:
+            raise MedimgError(f"--min-scale {self.min_scale} must be in (0, 1] and --intensity-jitter "
+                              f"{self.intensity_jitter} in [0, 1]")
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+    def identity(self) -> dict:
+        """What names the checkpoint: every setting but ``target`` (targets with the same pool share it), and the
+        fields added later only where they differ from the behaviour before them (:data:`SSL_LATER_DEFAULTS`)."""
+        return {k: v for k, v in asdict(self).items()
+                if k != "target" and not (k in SSL_LATER_DEFAULTS and v == SSL_LATER_DEFAULTS[k])}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "SSLConfig":
+        return cls(**{k: tuple(v) if k == "datasets" else v for k, v in d.items() if k in cls.__dataclass_fields__})
 
 
 # --- hardware ----------------------------------------------------------------------------------

@@ -67,7 +67,7 @@ def arm_ssl_checkpoint(arm: Arm | dict, *, create: bool = True) -> Path:
                           f"dataset of its modality to the profile's ssl_candidates")
     # named by the pool and settings, not the target: targets with the same pool share it
     config = arm.ssl_config(pool)
-    key = config_key({k: v for k, v in config.__dict__.items() if k != "target"})
+    key = config_key(config.identity())
     path = study_root() / arm.results_dir / "ssl" / f"simclr-{config.init}-{key}.safetensors"
     if create and not path.is_file():
         from .ssl import pretrain_ssl

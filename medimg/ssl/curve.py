@@ -1,0 +1,152 @@
+"""The learning curve of self-supervised pretraining, measured online: how good are the features after N steps?
+
+Every ``every`` optimiser steps (and at step 0 and at the end), the current backbone's frozen features of
+each *curve target* are read by the two MedMNIST+ probes of :mod:`medimg.probes` (a linear probe and kNN),
+fitted on the target's training split and scored on its **validation** split (never test). Before the
+first step, the same probes read the reference networks: the same architecture at random initialisation
+(one per reference seed: the scratch arms' networks) and with ImageNet weights. Rows go to ``curve.csv``
+beside the checkpoint, rewritten atomically after every point:
+
+``kind`` (checkpoint | random | imagenet), ``step``, ``pairs`` (image pairs seen: step x batch x processes),
+``train_seconds`` (pretraining time so far, evaluation excluded), ``target``, ``protocol`` (linear | knn),
+``val_accuracy``, ``val_log_loss`` (linear probe only), ``setting`` (C or k), ``seed`` (random references).
+
+A resumed run keeps the rows up to the step it resumes from and goes on.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytorch_lightning as pl
+
+from ..atomic import write_text
+from ..configs import SSLConfig
+from ..data import Preprocess
+
+COLUMNS = ("kind", "step", "pairs", "train_seconds", "target", "protocol", "val_accuracy", "val_log_loss", "setting",
+           "seed")
+
+
+@dataclass(frozen=True)
+class CurveTarget:
+    """A dataset whose validation split scores the backbone: its name and the training cap its arms use."""
+
+    dataset: str
+    max_train_images: int | None = None
+
+
+def curve_path(checkpoint) -> Path:
+    """``<checkpoint stem>.curve.csv`` beside the checkpoint."""
+    checkpoint = Path(checkpoint)
+    return checkpoint.with_name(f"{checkpoint.stem}.curve.csv")
+
+
+def read_curve(checkpoint) -> pd.DataFrame:
+    """The curve beside ``checkpoint`` (empty with the columns when there is none)."""
+    path = curve_path(checkpoint)
+    return pd.read_csv(path) if path.is_file() else pd.DataFrame(columns=COLUMNS)
+
+
+class Prober:
+    """The probes of one backbone's features on the curve targets (data prepared once)."""
+
+    def __init__(self, config: SSLConfig, targets: list[CurveTarget], *, in_chans: int, progress: bool = False):
+        from ..data import prepare
+        from .pool import data_config
+
+        self.config, self.targets, self.in_chans = config, targets, in_chans
+        self.data = {t.dataset: prepare(data_config(config, t.dataset), progress=progress) for t in targets}
+
+    def rows(self, backbone, **fields) -> list[dict]:
+        """One row per target and protocol for ``backbone`` (``(B, C, H, W)`` in, pooled features out)."""
+        from ..features import FrozenFeatures, model_features
+        from ..probes import KNNProbe, LinearProbe
+
+        out = []
+        for target in self.targets:
+            data = self.data[target.dataset]
+            channels = data.decoded.channels
+            grey_as = None if channels == 3 else ("single" if self.in_chans == 1 else "replicate")
+            preprocess = Preprocess.from_pretrained_cfg(backbone.pretrained_cfg, image_channels=channels,
+                                                        grey_as=grey_as, size=self.config.size)
+            x, y = model_features(backbone, data, preprocess, splits=("train", "val"))
+            features = FrozenFeatures(x=x, y=y, classes=tuple(data.classes))
+            cap = dict(max_train_images=target.max_train_images, split_seed=self.config.split_seed)
+            linear = LinearProbe(random_state=0, **cap).fit(features)
+            knn = KNNProbe(**cap).fit(features)
+            for protocol, probe, setting in (("linear", linear, linear.C_), ("knn", knn, knn.k_)):
+                accuracy = float(np.mean(probe.predict_proba(x["val"]).argmax(1) == y["val"]))
+                out.append(dict(fields, target=target.dataset, protocol=protocol, val_accuracy=accuracy,
+                                val_log_loss=linear.val_log_loss_[linear.C_] if protocol == "linear" else None,
+                                setting=float(setting)))
+        return out
+
+
+def reference_rows(prober: Prober, arch: str, *, seeds, imagenet_weights: str | None, timm_kwargs: dict) -> list[dict]:
+    """The reference lines: ``arch`` at random initialisation (seed by seed) and with ImageNet weights."""
+    import torch
+
+    from ..models.backbones import create_backbone
+
+    rows = []
+    for seed in seeds:
+        torch.manual_seed(seed)  # as the scratch arm's network of this seed (medimg.features)
+        model, _ = create_backbone(arch, num_classes=0, in_chans=prober.in_chans, weights="random")
+        rows += prober.rows(model, kind="random", seed=seed)
+    if imagenet_weights:
+        model, _ = create_backbone(arch, num_classes=0, in_chans=prober.in_chans, weights=imagenet_weights)
+        rows += prober.rows(model, kind="imagenet")
+    return rows
+
+
+class LearningCurve(pl.Callback):
+    """Writes the curve's points during training (only on the first process of a DDP run)."""
+
+    def __init__(self, path: Path, prober: Prober, *, every: int, batch_size: int, references=None):
+        self.path, self.prober, self.every, self.batch_size = Path(path), prober, every, batch_size
+        self.references = references  # callable giving the reference rows, run once before the first point
+
+    def _write(self, rows: list[dict]) -> None:
+        write_text(self.path, pd.DataFrame(rows, columns=list(COLUMNS)).to_csv(index=False))
+
+    def _point(self, trainer, module) -> None:
+        if not trainer.is_global_zero:
+            return
+        start = time.perf_counter()
+        step = trainer.global_step
+        old = read_curve_file(self.path)
+        rows = [r for r in old if not (r["kind"] == "checkpoint" and r["step"] >= step)]
+        if self.references and not any(r["kind"] != "checkpoint" for r in rows):
+            rows += self.references()
+        world = trainer.world_size
+        rows += self.prober.rows(module.backbone, kind="checkpoint", step=step,
+                                 pairs=step * self.batch_size * world,
+                                 train_seconds=round(module.clock["train_seconds"], 1))
+        self._write(rows)
+        module.clock["curve_seconds"] += time.perf_counter() - start
+
+    def on_train_start(self, trainer, module):
+        done = {r["step"] for r in read_curve_file(self.path) if r["kind"] == "checkpoint"}
+        if trainer.global_step not in done:
+            self._point(trainer, module)
+
+    def on_train_batch_end(self, trainer, module, *_):
+        if trainer.global_step % self.every == 0:
+            self._point(trainer, module)
+
+    def on_train_end(self, trainer, module):
+        done = {r["step"] for r in read_curve_file(self.path) if r["kind"] == "checkpoint"}
+        if trainer.global_step not in done:
+            self._point(trainer, module)
+
+
+def read_curve_file(path: Path) -> list[dict]:
+    if not Path(path).is_file():
+        return []
+    frame = pd.read_csv(path)
+    return [{k: (None if isinstance(v, float) and np.isnan(v) else v) for k, v in r.items()}
+            for r in frame.to_dict("records")]

@@ -1,0 +1,93 @@
+"""The self-supervised methods, one table: a method is a setting of the pretraining stage, not a code path.
+
+Each entry builds the Lightning module that trains a backbone on two views of each pooled image. SimCLR
+(Chen et al. 2020) with lightly's ``SimCLRProjectionHead`` and ``NTXentLoss`` is the paper's method; a
+method from lightly (BYOL, VICReg, DINO) joins by adding its module here and its name to
+:data:`medimg.configs.PRETRAINING_METHODS`.
+
+The module keeps what a resumed run needs beyond Lightning's own checkpoint (optimiser, scheduler, step,
+loops): the loss of every step, the seconds spent training and evaluating, and the state of Python's,
+numpy's and torch's generators.
+"""
+from __future__ import annotations
+
+import math
+import random
+
+import numpy as np
+import pytorch_lightning as pl
+import torch
+from torch import nn
+
+from ..configs import PRETRAINING_METHODS, SSLConfig
+
+SCHEDULE = "linear warm-up over 10% of steps, then cosine to 0, per step"
+
+
+class SimCLR(pl.LightningModule):
+    """A backbone's pooled features through lightly's projection head into NT-Xent.
+
+    ``forward`` maps ``(B, C, H, W)`` views to ``(B, projection_dim)`` projections; a batch is the pair of view
+    tensors ``(x0, x1)``. ``step_losses`` holds the loss of every optimiser step so far, resumed runs included.
+    """
+
+    def __init__(self, backbone: nn.Module, config: SSLConfig, *, channels_last: bool):
+        from lightly.loss import NTXentLoss
+        from lightly.models.modules import SimCLRProjectionHead
+
+        super().__init__()
+        self.backbone, self.config, self.channels_last = backbone, config, channels_last
+        width = backbone.num_features
+        self.projection = SimCLRProjectionHead(input_dim=width, hidden_dim=width, output_dim=config.projection_dim)
+        # with DDP, negatives come from every process's batch, as in SimCLR
+        self.criterion = NTXentLoss(temperature=config.temperature, gather_distributed=True)
+        self.epoch_losses: list[float] = []
+        self.step_losses: list[float] = []
+        self.clock = dict(train_seconds=0.0, curve_seconds=0.0)  # summed over every (resumed) part of the run
+        self.resumed_at: list[int] = []  # steps at which the run was resumed
+
+    def forward(self, x):
+        if self.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        return self.projection(self.backbone(x))
+
+    def training_step(self, batch, _):
+        x0, x1 = batch
+        loss = self.criterion(self(x0), self(x1))
+        self.step_losses.append(float(loss.detach()))
+        self.log("ssl_loss", loss, on_step=False, on_epoch=True, prog_bar=True, batch_size=len(x0), sync_dist=True)
+        return loss
+
+    def on_train_epoch_end(self):
+        self.epoch_losses.append(float(self.trainer.callback_metrics["ssl_loss"]))
+
+    def configure_optimizers(self):
+        opt = torch.optim.AdamW(self.parameters(), lr=self.config.lr, weight_decay=self.config.weight_decay)
+        total = max(1, int(self.trainer.estimated_stepping_batches))
+        warmup = max(1, total // 10)
+
+        def factor(step: int) -> float:
+            return min(1.0, (step + 1) / warmup) * 0.5 * (1 + math.cos(math.pi * min(step, total) / total))
+
+        sched = torch.optim.lr_scheduler.LambdaLR(opt, factor)
+        return dict(optimizer=opt, lr_scheduler=dict(scheduler=sched, interval="step"))
+
+    # --- what a resumed run needs beyond Lightning's state -------------------------------------
+
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        checkpoint["medimg"] = dict(step_losses=list(self.step_losses), epoch_losses=list(self.epoch_losses),
+                                    clock=dict(self.clock), resumed_at=list(self.resumed_at),
+                                    rng=dict(python=random.getstate(), numpy=np.random.get_state(),
+                                             torch=torch.get_rng_state()))
+
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        state = checkpoint["medimg"]
+        self.step_losses, self.epoch_losses = list(state["step_losses"]), list(state["epoch_losses"])
+        self.clock, self.resumed_at = dict(state["clock"]), list(state["resumed_at"]) + [len(state["step_losses"])]
+        random.setstate(state["rng"]["python"])
+        np.random.set_state(state["rng"]["numpy"])
+        torch.set_rng_state(state["rng"]["torch"])
+
+
+METHODS = {"simclr": dict(module=SimCLR, loss="NT-Xent", paper="Chen et al. 2020, SimCLR")}
+assert tuple(METHODS) == PRETRAINING_METHODS, "medimg.configs.PRETRAINING_METHODS names the methods of this table"

@@ -1,0 +1,43 @@
+"""Progress of a long pretraining: one line every few steps with step, loss, images per second and ETA.
+
+Lines (not a redrawn bar) so that a run in the background leaves a readable log::
+
+    simclr grey random: step 250/3000 (8%)  loss 5.213  612 img/s  ETA 0:18:40
+"""
+from __future__ import annotations
+
+import sys
+import time
+from datetime import timedelta
+
+import pytorch_lightning as pl
+
+
+class StepProgress(pl.Callback):
+    """Prints a progress line every ``every`` steps and at the last one; also keeps the module's training clock
+    (``module.clock["train_seconds"]``, evaluation of the curve excluded)."""
+
+    def __init__(self, label: str, total: int, *, every: int = 10, images_per_step: int, stream=None,
+                 quiet: bool = False):
+        self.label, self.total, self.every, self.images_per_step = label, total, every, images_per_step
+        self.stream, self.quiet = stream or sys.stderr, quiet
+
+    def on_train_start(self, trainer, module):
+        self.start_step, self.start_seconds = trainer.global_step, module.clock["train_seconds"]
+        self.mark = time.perf_counter()
+
+    def on_train_batch_start(self, trainer, module, *_):
+        self.mark = time.perf_counter()
+
+    def on_train_batch_end(self, trainer, module, *_):
+        module.clock["train_seconds"] += time.perf_counter() - self.mark
+        step = trainer.global_step
+        if self.quiet or not trainer.is_global_zero or (step % self.every and step != self.total):
+            return
+        seconds = module.clock["train_seconds"] - self.start_seconds
+        done = step - self.start_step
+        rate = done * self.images_per_step / max(seconds, 1e-9)
+        eta = timedelta(seconds=round((self.total - step) * seconds / max(done, 1)))
+        loss = module.step_losses[-1] if module.step_losses else float("nan")
+        print(f"{self.label}: step {step}/{self.total} ({100 * step / self.total:.0f}%)  loss {loss:.3f}  "
+              f"{rate:.0f} img/s  ETA {eta}", file=self.stream, flush=True)

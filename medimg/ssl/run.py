@@ -1,0 +1,187 @@
+"""One pretraining run, long and resumable: pool, views, the method's module, Lightning, and the saved backbone.
+
+``pretrain_ssl(config, out)`` pretrains a backbone on ``config``'s pool and saves it, with its record, as
+``out`` (.safetensors; backbone only, in the format ``create_backbone(..., weights=FILE)`` loads for
+fine-tuning). While it runs:
+
+* a resumable state (backbone, head, optimiser, scheduler, step and loops, per-step losses, clocks, random
+  generators) is written to ``<out stem>.state/last.ckpt`` at the end of every epoch; ``resume=True`` after an
+  interruption (even SIGKILL) goes on from it and ends with the weights an uninterrupted run gives. The order
+  of images and the views are functions of (seed, epoch, position), so nothing else needs saving. The state
+  folder is removed once the checkpoint is written;
+* a progress line every few steps (:mod:`medimg.ssl.progress`);
+* the learning curve on the validation splits of ``curve_targets`` (:mod:`medimg.ssl.curve`), and
+  ``<out stem>.step-N.safetensors`` backbones at the ``snapshots`` steps, so points of the curve can be
+  fine-tuned too.
+
+Optimiser: AdamW, ``lr`` 1e-3, weight decay 1e-4, linear warm-up over the first tenth of the steps, then
+cosine decay to zero per step. Adam needs no batch-size scaling of the rate (SGD's ``0.06 * batch / 256``
+does) and learns faster in the few epochs a CPU allows.
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+import pytorch_lightning as pl
+import torch
+from torch.utils.data import DataLoader
+
+from ..atomic import atomic_path
+from ..configs import INITS, SSLConfig, TrainerSettings
+from ..data import EpochSampler, Preprocess
+from ..errors import MedimgError
+from ..models.backbones import WeightSource, create_backbone, save_ssl_backbone
+from ..provenance import provenance
+from .curve import CurveTarget, LearningCurve, Prober, curve_path, reference_rows
+from .methods import METHODS, SCHEDULE
+from .pool import check_targets, pool_images
+from .progress import StepProgress
+from .views import SimCLRViews, simclr_transform, view_settings
+
+
+def state_dir(out) -> Path:
+    """Where the resumable state of the run writing ``out`` lives: ``<out stem>.state/``."""
+    out = Path(out)
+    return out.with_name(f"{out.stem}.state")
+
+
+def snapshot_path(out, step: int) -> Path:
+    out = Path(out)
+    return out.with_name(f"{out.stem}.step-{step}.safetensors")
+
+
+class ResumableState(pl.Callback):
+    """Saves the whole training state to ``folder/last.ckpt`` (atomically) at the end of every epoch."""
+
+    def __init__(self, folder: Path):
+        self.folder = Path(folder)
+
+    def on_train_epoch_end(self, trainer, module):
+        self.folder.mkdir(parents=True, exist_ok=True)
+        target = self.folder / "last.ckpt"
+        tmp = self.folder / "last.ckpt.partial"
+        trainer.save_checkpoint(tmp)
+        if trainer.is_global_zero:
+            os.replace(tmp, target)
+
+
+class Snapshots(pl.Callback):
+    """Saves the backbone at the given steps (the curve's points that can be fine-tuned later)."""
+
+    def __init__(self, out: Path, steps, meta):
+        self.out, self.steps, self.meta = Path(out), set(steps), meta
+
+    def on_train_batch_end(self, trainer, module, *_):
+        step = trainer.global_step
+        if step in self.steps and trainer.is_global_zero:
+            save_ssl_backbone(snapshot_path(self.out, step), module.backbone, self.meta(module, step))
+
+
+def pretrain_ssl(config: SSLConfig, out: Path, *, trainer: TrainerSettings = TrainerSettings(), force: bool = False,
+                 resume: bool = False, curve_targets: tuple[CurveTarget, ...] = (), curve_every: int = 250,
+                 reference_seeds=(0,), imagenet_weights: str | None = None, snapshots=(),
+                 label: str | None = None, progress_every: int = 10) -> Path:
+    """Pretrain a backbone with ``config.method`` on ``config``'s pool and save it to ``out`` (.safetensors).
+
+    ``config.target`` and ``curve_targets`` are the datasets the checkpoint will be fine-tuned or probed on:
+    the pool is checked against each (:mod:`medimg.ssl.pool`). ``resume`` continues from ``<out stem>.state/``
+    if it exists (and returns at once when ``out`` is already finished). Raises :class:`MedimgError` (nothing
+    written) for an existing ``out`` without ``force`` or ``resume``, a refused pool, or a diverged loss.
+    """
+    from ..train import quiet_lightning
+
+    quiet_lightning()
+    out = Path(out)
+    state = state_dir(out)
+    if out.suffix != ".safetensors":
+        raise MedimgError(f"{out} must end in .safetensors: the SimCLR checkpoint is saved in that format")
+    if out.exists() and not force:
+        if resume:
+            return out
+        raise MedimgError(f"{out} already exists: pass --force to replace it, or choose another file")
+    if (state / "last.ckpt").is_file() and not (resume or force):
+        raise MedimgError(f"{state} holds an unfinished run of {out.name}: pass --resume to go on from it, or --force "
+                          f"to start again")
+    if force and not resume:
+        shutil.rmtree(state, ignore_errors=True)
+        curve_path(out).unlink(missing_ok=True)
+    targets = tuple(dict.fromkeys(([config.target] if config.target else []) + [t.dataset for t in curve_targets]))
+    check_targets(config, targets)  # declared lineage first, so a refusal comes before any decoding
+    pool = pool_images(config, progress=trainer.progress)
+    lineage = check_targets(config, targets, pool=pool, progress=trainer.progress)
+
+    pl.seed_everything(config.seed, workers=True, verbose=False)
+    backbone, weight_source = create_backbone(config.arch, num_classes=0, in_chans=pool.in_chans,
+                                              weights=INITS[config.init])
+    norm = Preprocess.from_pretrained_cfg(backbone.pretrained_cfg, image_channels=pool.in_chans,
+                                          grey_as="single" if pool.in_chans == 1 else None, size=config.size)
+    views = view_settings(config.size, colour=pool.colour, mean=norm.mean, std=norm.std, min_scale=config.min_scale,
+                          intensity_jitter=config.intensity_jitter)
+    if trainer.channels_last:
+        backbone = backbone.to(memory_format=torch.channels_last)
+    module = METHODS[config.method]["module"](backbone, config, channels_last=trainer.channels_last)
+    dataset = SimCLRViews(pool.images, simclr_transform(views), seed=config.seed)
+    # drop_last: a last batch of one image has no negatives and breaks batch norm
+    loader = DataLoader(dataset, sampler=EpochSampler(len(dataset), seed=config.seed),
+                        batch_size=config.batch_size, drop_last=len(dataset) > config.batch_size,
+                        num_workers=trainer.num_workers, persistent_workers=trainer.num_workers > 0)
+    total = config.steps or config.epochs * len(loader)
+
+    def meta(module, steps: int) -> dict:
+        return dict(
+            arch=config.arch, in_chans=pool.in_chans, init=config.init, method=config.method,
+            weight_source=weight_source.to_dict(),
+            # what load_ssl_backbone needs to rebuild this exact network and its preprocessing
+            timm_kwargs=_timm_kwargs(weight_source), pretrained_cfg=dict(backbone.pretrained_cfg),
+            datasets=[s.name for s in pool.sources], pool=list(pool.record), n_images=len(pool.images),
+            size=config.size, grey_as=pool.grey_as, epochs=config.epochs, steps=steps, total_steps=total,
+            batch_size=config.batch_size, pairs=steps * config.batch_size * fit.world_size, seed=config.seed,
+            config=config.to_dict(), lineage=lineage.get(config.target) if config.target else None,
+            lineage_by_target=lineage, transform=views, normalisation=norm.to_dict(),
+            optimizer=dict(name="AdamW", lr=config.lr, weight_decay=config.weight_decay, schedule=SCHEDULE),
+            final_loss=module.step_losses[-1] if module.step_losses else None,
+            epoch_losses=module.epoch_losses, step_losses=[round(x, 5) for x in module.step_losses],
+            resumed_at=module.resumed_at, trainer=trainer.to_dict(),
+            timing=dict(train_seconds=module.clock["train_seconds"], curve_seconds=module.clock["curve_seconds"],
+                        images_per_second=2 * steps * config.batch_size * fit.world_size
+                        / max(module.clock["train_seconds"], 1e-9)),
+            provenance=provenance(),
+        )
+
+    callbacks = [StepProgress(label or f"{config.method} {config.init} {'+'.join(config.datasets)}", total,
+                              every=progress_every, images_per_step=2 * config.batch_size,
+                              quiet=not trainer.progress),
+                 ResumableState(state), Snapshots(out, [s for s in snapshots if s < total], meta)]
+    if curve_targets:
+        prober = Prober(config, list(curve_targets), in_chans=pool.in_chans, progress=trainer.progress)
+        callbacks.append(LearningCurve(curve_path(out), prober, every=curve_every, batch_size=config.batch_size,
+                                       references=lambda: reference_rows(
+                                           prober, config.arch, seeds=reference_seeds,
+                                           imagenet_weights=imagenet_weights, timm_kwargs={})))
+    # the resumable state is ours: Lightning's own checkpointing and logs are off, its root a temporary folder
+    with tempfile.TemporaryDirectory(prefix="medimg-ssl-") as scratch:
+        # one progress display: the step lines above, not Lightning's per-epoch bar
+        fit = dataclasses.replace(trainer, progress=False).build(max_epochs=-1 if config.steps else config.epochs, max_steps=total,
+                            default_root_dir=scratch, enable_checkpointing=False, callbacks=callbacks)
+        ckpt = state / "last.ckpt" if resume and (state / "last.ckpt").is_file() else None
+        fit.fit(module, loader, ckpt_path=ckpt)
+    if not fit.is_global_zero:
+        return out
+    if not all(math.isfinite(x) for x in module.step_losses):
+        raise MedimgError(f"{config.method} loss diverged (last {module.step_losses[-3:]}); {out} was not written: "
+                          f"lower --lr or raise --temperature")
+    save_ssl_backbone(out, module.backbone, meta(module, fit.global_step))
+    shutil.rmtree(state, ignore_errors=True)
+    return out
+
+
+def _timm_kwargs(source: WeightSource) -> dict:
+    """Architecture options beyond the defaults that the initial weights were created with."""
+    from ..models.tflite_import import TIMM_KWARGS
+
+    return dict(TIMM_KWARGS) if source.kind == "tflite-import" else {}
