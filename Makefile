@@ -6,13 +6,17 @@ export MEDIMG_DATA_DIR
 # this checkout's medimg first, for every process and kernel: the shared venv's editable install names only the
 # checkout that last ran scripts/venv.sh, which is another one when two clones share the venv
 export PYTHONPATH := $(CURDIR)$(if $(PYTHONPATH),:$(PYTHONPATH))
-.PHONY: study test book venv bench
+.PHONY: study test book venv bench pretrain
 
 venv:
 	@scripts/venv.sh >/dev/null
 
 study:
 	@venv=$$(scripts/venv.sh) && "$$venv/bin/medimg" study --profile quick
+
+# the quick profile's self-supervised checkpoints (hours on a CPU; resumable: run it again after an interruption)
+pretrain:
+	@venv=$$(scripts/venv.sh) && "$$venv/bin/medimg" pretrain-ssl --profile quick --resume
 
 book:
 	@venv=$$(scripts/venv.sh) && "$$venv/bin/jupyter-book" build --warningiserror --keep-going .

@@ -19,7 +19,7 @@ from .configs import Arm
 from .profiles import (ABLATION_BY, STUDY_FILE, ablation_arms, available, double_groups, load_profile, main_arms,
                        ssl_pool, study_root, targets)
 
-TEMPLATES = ("dataset_card", "ssl_pretraining", "finetune", "comparison", "summary", "reproducibility")
+TEMPLATES = ("dataset_card", "ssl_budget", "ssl_pretraining", "finetune", "comparison", "summary", "reproducibility")
 
 
 @dataclass(frozen=True)
@@ -75,8 +75,8 @@ def plan(p: dict, *, every_dataset: bool = False) -> tuple[list[Chapter], list[s
     present = [(m, d) for m, d in targets(p) if d not in skipped]
     names = [d for _, d in present]
     ablations = _ablations(p, book, names, every_dataset) if present else []
-    chapters = _pretraining(p, book, main_arms(p, names) + [Arm.from_dict(a) for c in ablations
-                                                              for a in c.resolved["arms"]])
+    chapters = _budget(p, book) + _pretraining(p, book, main_arms(p, names) + [Arm.from_dict(a) for c in ablations
+                                                                             for a in c.resolved["arms"]])
     for modality, dataset in present:
         arms = main_arms(p, [dataset])
         sections = [_finetune_chapter(p, f"{book}/{dataset}/{a.slug}.ipynb", f"{dataset}: {a.method}", a) for a in arms]
@@ -121,6 +121,20 @@ def _pretraining(p: dict, book: str, arms: list[Arm]) -> list[Chapter]:
     first = pretraining[0]
     return [Chapter(f"{book}/ssl/index.ipynb", "ssl_pretraining", "SimCLR pretraining", first.parameters,
                     first.resolved, tuple(pretraining[1:]), part="Pretraining")]
+
+
+def _budget(p: dict, book: str) -> list[Chapter]:
+    """The chapter that reads the pretraining stage's committed learning curves (profiles with a ``pretraining``
+    section): it trains nothing, so it waits for no other chapter."""
+    from .ssl.stage import pretraining_runs
+
+    if not p.get("pretraining"):
+        return []
+    # the finished checkpoints are part of what it shows: one that lands later makes the chapter stale
+    finished = [r.path.name for r in pretraining_runs(p) if r.path.is_file()]
+    return [Chapter(f"{book}/ssl/budget.ipynb", "ssl_budget", "How much pretraining does self-supervision need?",
+                    dict(profile=p["name"]), dict(pretraining=p["pretraining"], finished=finished),
+                    part="Pretraining")]
 
 
 def _pool_key(arm: Arm) -> tuple:

@@ -103,14 +103,19 @@ def test_refuses_to_overwrite(tmp_path):
         pretrain_ssl(tiny(("synthetic_grey",), grey_as="single"), tmp_path / "ssl.pth", trainer=CPU)
 
 
-def test_overlap_with_target_refused_then_recorded(tmp_path):
+def test_target_own_training_split_pooled_and_an_overlap_recorded_only_when_allowed(shared_data, tmp_path):
+    # a target's own training split may be pooled (issue #20): its validation and test images stay out
     config = tiny(("synthetic_grey",), grey_as="single", target="synthetic_grey", max_images=16)
+    lineage = read_ssl_meta(pretrain_ssl(config, tmp_path / "own.safetensors", trainer=CPU))["lineage"]
+    assert lineage["own_training_split"] == ["synthetic_grey"] and not lineage["overridden"]
+    # a set sharing source images with the target is refused, or recorded with allow_overlap
+    config = tiny(("busi_256",), grey_as="single", target="breastmnist", max_images=16)
     with pytest.raises(MedimgError, match="--allow-overlap"):
         pretrain_ssl(config, tmp_path / "x.safetensors", trainer=CPU)
     out = pretrain_ssl(SSLConfig(**{**config.to_dict(), "allow_overlap": True}), tmp_path / "x.safetensors",
                        trainer=CPU)
     lineage = read_ssl_meta(out)["lineage"]
-    assert lineage["overridden"] and lineage["datasets"] == ["synthetic_grey", "synthetic_grey"]
+    assert lineage["overridden"] and lineage["datasets"] == ["breastmnist", "busi_256"]
     assert "share images" in lineage["overlaps"][0]
 
 

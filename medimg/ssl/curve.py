@@ -150,3 +150,47 @@ def read_curve_file(path: Path) -> list[dict]:
     frame = pd.read_csv(path)
     return [{k: (None if isinstance(v, float) and np.isnan(v) else v) for k, v in r.items()}
             for r in frame.to_dict("records")]
+
+
+# --- reading a curve ---------------------------------------------------------------------------
+
+def crossings(curve: pd.DataFrame) -> pd.DataFrame:
+    """Per target and protocol: the references (best and mean random initialisation, ImageNet), the checkpoint's
+    first and last points, its best, and the first step at which it beats the best random initialisation (NaN
+    when it never does within the curve) and stays above it at the last point.
+
+    Columns: target, protocol, random_best, random_mean, imagenet, step0, last_step, last, best, best_step,
+    first_step_above_random, above_random_at_end.
+    """
+    rows = []
+    points = curve[curve.kind == "checkpoint"].sort_values("step")
+    for (target, protocol), group in points.groupby(["target", "protocol"], sort=False):
+        refs = curve[(curve.target == target) & (curve.protocol == protocol)]
+        random = refs[refs.kind == "random"].val_accuracy
+        imagenet = refs[refs.kind == "imagenet"].val_accuracy
+        bar = float(random.max()) if len(random) else np.nan
+        above = group[group.val_accuracy > bar]
+        best = group.loc[group.val_accuracy.idxmax()]
+        rows.append(dict(target=target, protocol=protocol, random_best=bar,
+                         random_mean=float(random.mean()) if len(random) else np.nan,
+                         imagenet=float(imagenet.iloc[0]) if len(imagenet) else np.nan,
+                         step0=float(group.val_accuracy.iloc[0]), last_step=int(group.step.iloc[-1]),
+                         last=float(group.val_accuracy.iloc[-1]), best=float(best.val_accuracy),
+                         best_step=int(best.step),
+                         first_step_above_random=float(above.step.iloc[0]) if len(above) else np.nan,
+                         above_random_at_end=bool(group.val_accuracy.iloc[-1] > bar)))
+    return pd.DataFrame(rows)
+
+
+def crossing_sentence(row, hours_per_step: float | None = None) -> str:
+    """One line for the book about one target and protocol of :func:`crossings`."""
+    name = "linear probe" if row["protocol"] == "linear" else "kNN"
+    at = (f"{row['last_step']:,} steps" + (f" ({row['last_step'] * hours_per_step:.2f} CPU-hours)"
+                                           if hours_per_step else ""))
+    if row["above_random_at_end"]:
+        first = int(row["first_step_above_random"])
+        return (f"**{row['target']}**, {name}: beats the best random initialisation from step {first:,} on its way "
+                f"to {row['last']:.3f} at {at} (random best {row['random_best']:.3f}, ImageNet {row['imagenet']:.3f}).")
+    return (f"**{row['target']}**, {name}: does **not** beat the best random initialisation at {at} "
+            f"({row['last']:.3f} against {row['random_best']:.3f}; its best was {row['best']:.3f} at step "
+            f"{row['best_step']:,}; ImageNet {row['imagenet']:.3f}).")

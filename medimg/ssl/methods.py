@@ -43,6 +43,7 @@ class SimCLR(pl.LightningModule):
         self.criterion = NTXentLoss(temperature=config.temperature, gather_distributed=True)
         self.epoch_losses: list[float] = []
         self.step_losses: list[float] = []
+        self.step_seconds: list[float] = []  # wall time of each step, views included (medimg.ssl.progress)
         self.clock = dict(train_seconds=0.0, curve_seconds=0.0)  # summed over every (resumed) part of the run
         self.resumed_at: list[int] = []  # steps at which the run was resumed
 
@@ -75,18 +76,33 @@ class SimCLR(pl.LightningModule):
     # --- what a resumed run needs beyond Lightning's state -------------------------------------
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
-        checkpoint["medimg"] = dict(step_losses=list(self.step_losses), epoch_losses=list(self.epoch_losses),
+        checkpoint["medimg"] = dict(step_losses=list(self.step_losses), step_seconds=list(self.step_seconds),
+                                    epoch_losses=list(self.epoch_losses),
                                     clock=dict(self.clock), resumed_at=list(self.resumed_at),
-                                    rng=dict(python=random.getstate(), numpy=np.random.get_state(),
-                                             torch=torch.get_rng_state()))
+                                    rng=_rng_state())
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
         state = checkpoint["medimg"]
         self.step_losses, self.epoch_losses = list(state["step_losses"]), list(state["epoch_losses"])
+        self.step_seconds = list(state.get("step_seconds", []))
         self.clock, self.resumed_at = dict(state["clock"]), list(state["resumed_at"]) + [len(state["step_losses"])]
-        random.setstate(state["rng"]["python"])
-        np.random.set_state(state["rng"]["numpy"])
-        torch.set_rng_state(state["rng"]["torch"])
+        _set_rng_state(state["rng"])
+
+
+def _rng_state() -> dict:
+    """Python's, numpy's and torch's generator states in types ``torch.load(weights_only=True)`` reads."""
+    kind, keys, pos, has_gauss, gauss = np.random.get_state()
+    version, words, python_gauss = random.getstate()
+    return dict(python=[version, list(words), python_gauss], numpy=[kind, keys.tolist(), pos, has_gauss, gauss],
+                torch=torch.get_rng_state())
+
+
+def _set_rng_state(state: dict) -> None:
+    version, words, python_gauss = state["python"]
+    random.setstate((version, tuple(words), python_gauss))
+    kind, keys, pos, has_gauss, gauss = state["numpy"]
+    np.random.set_state((kind, np.array(keys, dtype=np.uint32), pos, has_gauss, gauss))
+    torch.set_rng_state(state["torch"])
 
 
 METHODS = {"simclr": dict(module=SimCLR, loss="NT-Xent", paper="Chen et al. 2020, SimCLR")}

@@ -15,22 +15,26 @@ import pytorch_lightning as pl
 
 class StepProgress(pl.Callback):
     """Prints a progress line every ``every`` steps and at the last one; also keeps the module's training clock
-    (``module.clock["train_seconds"]``, evaluation of the curve excluded)."""
+    (``module.clock["train_seconds"]``: wall time from one step's end to the next, making the views included,
+    the learning curve's evaluation, which adds to ``module.clock["curve_seconds"]``, excluded)."""
 
     def __init__(self, label: str, total: int, *, every: int = 10, images_per_step: int, stream=None,
                  quiet: bool = False):
         self.label, self.total, self.every, self.images_per_step = label, total, every, images_per_step
         self.stream, self.quiet = stream or sys.stderr, quiet
 
+    def _mark(self, module):
+        self.mark, self.curve_mark = time.perf_counter(), module.clock["curve_seconds"]
+
     def on_train_start(self, trainer, module):
         self.start_step, self.start_seconds = trainer.global_step, module.clock["train_seconds"]
-        self.mark = time.perf_counter()
-
-    def on_train_batch_start(self, trainer, module, *_):
-        self.mark = time.perf_counter()
+        self._mark(module)
 
     def on_train_batch_end(self, trainer, module, *_):
-        module.clock["train_seconds"] += time.perf_counter() - self.mark
+        seconds = (time.perf_counter() - self.mark) - (module.clock["curve_seconds"] - self.curve_mark)
+        module.clock["train_seconds"] += seconds
+        module.step_seconds.append(seconds)
+        self._mark(module)
         step = trainer.global_step
         if self.quiet or not trainer.is_global_zero or (step % self.every and step != self.total):
             return

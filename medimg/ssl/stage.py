@@ -107,3 +107,45 @@ def run_stage(profile: str | dict, *, pools=None, inits=None, resume: bool = Fal
                                  reference_seeds=run.reference_seeds, imagenet_weights=run.imagenet_weights,
                                  snapshots=run.snapshots, label=run.label))
     return done
+
+
+@dataclass(frozen=True)
+class StageResult:
+    """What a finished (or missing) checkpoint of the stage shows the book: its record, curve and crossings."""
+
+    run: PretrainingRun
+    meta: dict | None  # None: not pretrained yet
+    curve: "object"  # pandas DataFrame (empty when there is none)
+
+    @property
+    def finished(self) -> bool:
+        return self.meta is not None
+
+    @property
+    def hours(self) -> float | None:
+        return self.meta["timing"]["train_seconds"] / 3600 if self.meta else None
+
+    @property
+    def hours_per_step(self) -> float | None:
+        return self.hours / self.meta["steps"] if self.meta else None
+
+    def record(self) -> dict:
+        """One row of the book's table of checkpoints."""
+        m = self.meta or {}
+        return dict(pool=self.run.pool, init=self.run.config.init, datasets=", ".join(self.run.config.datasets),
+                    images=m.get("n_images"), size=self.run.config.size, batch=self.run.config.batch_size,
+                    steps=m.get("steps"), image_pairs=m.get("pairs"),
+                    cpu_hours=round(self.hours, 2) if self.meta else None,
+                    img_per_s=round(m["timing"]["images_per_second"], 1) if self.meta else None,
+                    final_loss=round(m["final_loss"], 3) if self.meta else None,
+                    checkpoint=self.run.path.name if self.meta else "not pretrained yet")
+
+
+def stage_results(profile: str | dict) -> list[StageResult]:
+    """Every checkpoint of the profile's pretraining stage as it stands: read, never trained."""
+    from ..models.backbones import read_ssl_meta
+    from .curve import read_curve
+
+    return [StageResult(run, read_ssl_meta(run.path) if run.path.is_file() else None,
+                        read_curve(run.path) if run.path.is_file() else read_curve(run.path).iloc[0:0])
+            for run in pretraining_runs(profile)]

@@ -1,0 +1,112 @@
+"""SimCLR step throughput: medimg's pretraining step against a bare lightly loop, and the share spent on views.
+
+    python benchmarks/bench_ssl_step.py [--datasets pneumoniamnist iq_othnccd_lung_ct] [--arch mobilenetv2_100]
+                                        [--size 32] [--batch-size 128] [--steps 8] [--repeats 2]
+
+Both train the same network (timm backbone, lightly's ``SimCLRProjectionHead`` and ``NTXentLoss``, AdamW)
+from the same weights on the same views (medimg's ``SimCLRViews`` of the same pool, through the same
+DataLoader): medimg's through :func:`medimg.ssl.pretrain_ssl` (Lightning, its resumable state, progress and
+clocks), the bare one through a plain ``for`` loop. The first step of each is a warm-up and is not counted;
+the two alternate (best of ``--repeats`` each). Also times the views alone (iterating the DataLoader), as a
+share of medimg's step. Prints images/s (two views per image pair), the ratio (target: medimg >= 0.95 x the
+bare loop) and the views' share (target: under 20%). Exits 0 either way: the figures are the result.
+"""
+from __future__ import annotations
+
+import argparse
+import logging
+import tempfile
+import time
+import warnings
+from pathlib import Path
+
+import torch
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--datasets", nargs="+", default=["pneumoniamnist", "iq_othnccd_lung_ct"])
+    parser.add_argument("--arch", default="mobilenetv2_100")
+    parser.add_argument("--size", type=int, default=32)
+    parser.add_argument("--batch-size", type=int, default=128)
+    parser.add_argument("--steps", type=int, default=8, help="timed steps, after one warm-up step")
+    parser.add_argument("--repeats", type=int, default=2)
+    args = parser.parse_args()
+    warnings.filterwarnings("ignore")
+    logging.getLogger("pytorch_lightning").setLevel(logging.ERROR)
+
+    from torch.utils.data import DataLoader
+
+    from medimg.configs import INITS, SSLConfig, TrainerSettings
+    from medimg.data import EpochSampler, Preprocess
+    from medimg.models.backbones import create_backbone, read_ssl_meta
+    from medimg.ssl import pool_images, pretrain_ssl
+    from medimg.ssl.methods import SimCLR
+    from medimg.ssl.views import SimCLRViews, simclr_transform, view_settings
+
+    steps = args.steps + 1
+    config = SSLConfig(datasets=tuple(args.datasets), arch=args.arch, size=args.size, steps=steps,
+                       batch_size=args.batch_size, max_images=steps * args.batch_size, temperature=0.2,
+                       grey_as="replicate")
+    trainer = TrainerSettings(accelerator="cpu", precision="32-true", progress=False)
+    pool = pool_images(config)
+
+    def loader():
+        torch.manual_seed(0)
+        backbone, _ = create_backbone(config.arch, num_classes=0, in_chans=pool.in_chans, weights=INITS[config.init])
+        norm = Preprocess.from_pretrained_cfg(backbone.pretrained_cfg, image_channels=pool.in_chans,
+                                              grey_as="single" if pool.in_chans == 1 else None, size=config.size)
+        views = view_settings(config.size, colour=pool.colour, mean=norm.mean, std=norm.std,
+                              min_scale=config.min_scale, intensity_jitter=config.intensity_jitter)
+        data = DataLoader(SimCLRViews(pool.images, simclr_transform(views), seed=config.seed),
+                          sampler=EpochSampler(len(pool.images), seed=config.seed), batch_size=config.batch_size,
+                          drop_last=True)
+        return backbone.to(memory_format=torch.channels_last), data
+
+    def bare() -> float:
+        backbone, data = loader()
+        module = SimCLR(backbone, config, channels_last=True)  # its projection head and loss; no Trainer
+        opt = torch.optim.AdamW(module.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+        for i, (x0, x1) in enumerate(data):
+            if i == 1:
+                start = time.perf_counter()
+            loss = module.criterion(module(x0), module(x1))
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+        return time.perf_counter() - start
+
+    def medimg() -> float:
+        with tempfile.TemporaryDirectory() as folder:
+            meta = read_ssl_meta(pretrain_ssl(config, Path(folder) / "b.safetensors", trainer=trainer))
+        losses = meta["timing"]["step_seconds"]
+        return sum(losses[1:])
+
+    def views_only() -> float:
+        _, data = loader()
+        it = iter(data)
+        next(it)
+        start = time.perf_counter()
+        for _ in it:
+            pass
+        return time.perf_counter() - start
+
+    times = {"bare": [], "medimg": [], "views": []}
+    for _ in range(args.repeats):
+        times["bare"].append(bare())
+        times["medimg"].append(medimg())
+        times["views"].append(views_only())
+    best = {k: min(v) for k, v in times.items()}
+    rate = {k: 2 * args.steps * args.batch_size / best[k] for k in ("bare", "medimg")}
+    print(f"{args.arch} SimCLR on {'+'.join(args.datasets)} at {args.size} px, batch {args.batch_size} "
+          f"({2 * args.batch_size} views a step), {torch.get_num_threads()} threads, {args.steps} timed steps")
+    print(f"bare lightly loop:   {rate['bare']:.1f} img/s ({best['bare'] / args.steps:.3f} s/step)")
+    print(f"medimg (Lightning):  {rate['medimg']:.1f} img/s ({best['medimg'] / args.steps:.3f} s/step)")
+    print(f"ratio: {rate['medimg'] / rate['bare']:.3f} (target >= 0.95)")
+    print(f"views: {best['views'] / args.steps:.3f} s/step, {100 * best['views'] / best['medimg']:.0f}% of medimg's "
+          f"step (target < 20%)")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,142 @@
+"""The pretraining stage: a long run killed and resumed ends with the uninterrupted weights; its learning curve,
+snapshots and progress lines; pools that may hold a target's own training split; the profile's stage."""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from conftest import REPO
+from medimg.configs import SSLConfig, TrainerSettings
+from medimg.errors import MedimgError
+from medimg.models.backbones import read_ssl_meta
+
+# resnet18 at 16 px on 48 generated grey images, batch 8: 6 steps an epoch, 18 in all, the curve every 6
+RUN = dict(datasets=["synthetic_grey"], arch="resnet18", size=16, steps=18, batch_size=8, max_images=48,
+           grey_as="single", temperature=0.2)
+SCRIPT = """
+import json, sys
+from pathlib import Path
+from medimg.configs import SSLConfig, TrainerSettings
+from medimg.ssl import pretrain_ssl
+from medimg.ssl.curve import CurveTarget
+settings, out, resume = json.loads(sys.argv[1]), Path(sys.argv[2]), sys.argv[3] == "resume"
+pretrain_ssl(SSLConfig(**settings), out, trainer=TrainerSettings(accelerator="cpu", progress=True), resume=resume,
+             curve_targets=(CurveTarget("synthetic_grey"),), curve_every=6, snapshots=(12,), reference_seeds=(0,),
+             progress_every=3)
+"""
+
+
+def pretrain(out, resume=False, **popen) -> subprocess.Popen:
+    """The run in a fresh interpreter, as ``medimg pretrain-ssl`` runs it."""
+    return subprocess.Popen([sys.executable, "-c", SCRIPT, json.dumps(RUN), str(out), "resume" if resume else "new"],
+                            cwd=REPO, env=dict(os.environ), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            **popen)
+
+
+def finish(process: subprocess.Popen) -> str:
+    _, err = process.communicate(timeout=600)
+    assert process.returncode == 0, err[-3000:]
+    return err
+
+
+def test_sigkill_then_resume_gives_the_uninterrupted_checkpoint_curve_and_snapshots(tmp_path):
+    whole = tmp_path / "whole" / "c.safetensors"
+    killed = tmp_path / "killed" / "c.safetensors"
+    whole.parent.mkdir(), killed.parent.mkdir()
+    lines = finish(pretrain(whole))
+
+    process = pretrain(killed)
+    state = killed.with_name("c.state") / "last.ckpt"
+    deadline = time.monotonic() + 300
+    while not state.is_file():  # the end of the first epoch (6 steps) has been saved
+        assert process.poll() is None and time.monotonic() < deadline, "the run ended before its first state"
+        time.sleep(0.05)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    assert not killed.exists()
+    interrupted_at = torch.load(state, weights_only=False)["global_step"]
+    assert 6 <= interrupted_at < 18
+    # without --resume, the state is not thrown away silently
+    from medimg.ssl import pretrain_ssl
+    with pytest.raises(MedimgError, match="--resume"):
+        pretrain_ssl(SSLConfig(**RUN), killed, trainer=TrainerSettings(accelerator="cpu", progress=False))
+    finish(pretrain(killed, resume=True))
+
+    a, b = load_file(str(whole)), load_file(str(killed))
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    meta_a, meta_b = read_ssl_meta(whole), read_ssl_meta(killed)
+    assert meta_b["step_losses"] == meta_a["step_losses"] and len(meta_a["step_losses"]) == 18
+    assert meta_a["steps"] == 18 and meta_a["pairs"] == 18 * 8 and meta_a["resumed_at"] == []
+    assert meta_b["resumed_at"] == [interrupted_at]
+    assert not killed.with_name("c.state").exists()  # the state goes once the checkpoint is written
+
+    # the curve: references first, then step 0, 6, 12, 18, each target x protocol; the same after the kill
+    curve_a = pd.read_csv(whole.with_name("c.curve.csv"))
+    curve_b = pd.read_csv(killed.with_name("c.curve.csv"))
+    points = curve_a[curve_a.kind == "checkpoint"]
+    assert sorted(points.step.unique()) == [0, 6, 12, 18]
+    assert set(curve_a.kind) == {"random", "checkpoint"} and set(curve_a.protocol) == {"linear", "knn"}
+    assert (points.pairs == points.step * 8).all() and points.val_accuracy.between(0, 1).all()
+    pd.testing.assert_frame_equal(curve_a.drop(columns="train_seconds"), curve_b.drop(columns="train_seconds"))
+    # step 0 is the random initialisation of seed 0: the same probe as the random reference of seed 0
+    random0 = curve_a[(curve_a.kind == "random") & (curve_a.seed == 0)].set_index("protocol").val_accuracy
+    assert points[points.step == 0].set_index("protocol").val_accuracy.equals(random0)
+    # the snapshot at step 12 is a loadable backbone of its own step
+    snap = whole.with_name("c.step-12.safetensors")
+    assert read_ssl_meta(snap)["steps"] == 12
+    assert torch.equal(load_file(str(snap))["conv1.weight"], load_file(str(killed.with_name("c.step-12.safetensors")))["conv1.weight"])
+    assert not torch.equal(load_file(str(snap))["conv1.weight"], a["conv1.weight"])
+    # progress lines: step, loss, rate and ETA
+    progress = [line for line in lines.splitlines() if ": step " in line]
+    assert progress[-1].split(": step ")[1].startswith("18/18 (100%)")
+    assert all("loss" in line and "img/s" in line and "ETA" in line for line in progress)
+
+
+def test_a_target_own_training_split_may_be_pooled_but_no_other_set_that_shares_its_images(shared_data):
+    from medimg.ssl import check_targets
+
+    config = SSLConfig(datasets=("pneumoniamnist", "iq_othnccd_lung_ct"), grey_as="replicate")
+    checks = check_targets(config, ("pneumoniamnist", "breastmnist", "busi_256"))
+    assert checks["pneumoniamnist"]["own_training_split"] == ["pneumoniamnist"]
+    assert not checks["pneumoniamnist"]["overlaps"] and not checks["busi_256"]["overridden"]
+    with pytest.raises(MedimgError, match="busi_256.*breastmnist|breastmnist.*busi_256"):
+        check_targets(SSLConfig(datasets=("pneumoniamnist", "busi_256"), grey_as="replicate"), ("breastmnist",))
+
+
+def test_the_quick_profile_stage_names_one_checkpoint_per_pool():
+    from medimg.profiles import load_profile
+    from medimg.ssl.stage import pretraining_runs
+
+    runs = pretraining_runs("quick")
+    p = load_profile("quick")
+    assert [r.pool for r in runs] == list(p["pretraining"]["pools"])
+    for run in runs:
+        assert run.config.steps >= 3000 and run.config.batch_size >= 128  # issue #20's least budget
+        assert run.path.parent == REPO / p["results_dir"] / "ssl" and run.path.name.startswith(f"simclr-random-{run.pool}-")
+        # every target of the pool's modality is on its curve, and the pool is safe for each of them
+        modality_targets = set(p["targets"][run.pool])
+        assert modality_targets <= {t.dataset for t in run.curve_targets}
+    assert len({r.path for r in runs}) == len(runs)
+    with pytest.raises(MedimgError, match="no pool"):
+        pretraining_runs("quick", pools=["purple"])
+
+
+def test_old_checkpoint_names_are_unchanged_by_the_new_settings():
+    """A config with the new fields at their old behaviour hashes as before (the committed checks are found)."""
+    from medimg.experiments import config_key
+
+    config = SSLConfig(datasets=("pneumoniamnist",), grey_as="replicate", size=64, epochs=4, max_images=1000)
+    before = {k: v for k, v in config.to_dict().items()
+              if k not in ("target", "method", "steps", "min_scale", "intensity_jitter")}
+    assert config_key(config.identity()) == config_key(before)
+    assert config_key(SSLConfig(**{**config.to_dict(), "steps": 100}).identity()) != config_key(before)
