@@ -32,7 +32,7 @@ from medimg.ssl.curve import CurveTarget
 settings, out, resume = json.loads(sys.argv[1]), Path(sys.argv[2]), sys.argv[3] == "resume"
 pretrain_ssl(SSLConfig(**settings), out, trainer=TrainerSettings(accelerator="cpu", progress=True), resume=resume,
              curve_targets=(CurveTarget("synthetic_grey"),), curve_every=6, snapshots=(12,), reference_seeds=(0,),
-             progress_every=3)
+             progress_every=3, state_every=6)
 """
 
 
@@ -58,7 +58,7 @@ def test_sigkill_then_resume_gives_the_uninterrupted_checkpoint_curve_and_snapsh
     process = pretrain(killed)
     state = killed.with_name("c.state") / "last.ckpt"
     deadline = time.monotonic() + 300
-    while not state.is_file():  # the end of the first epoch (6 steps) has been saved
+    while not state.is_file():  # step 6 has been saved
         assert process.poll() is None and time.monotonic() < deadline, "the run ended before its first state"
         time.sleep(0.05)
     process.send_signal(signal.SIGKILL)

@@ -41,7 +41,6 @@ class SimCLR(pl.LightningModule):
         self.projection = SimCLRProjectionHead(input_dim=width, hidden_dim=width, output_dim=config.projection_dim)
         # with DDP, negatives come from every process's batch, as in SimCLR
         self.criterion = NTXentLoss(temperature=config.temperature, gather_distributed=True)
-        self.epoch_losses: list[float] = []
         self.step_losses: list[float] = []
         self.step_seconds: list[float] = []  # wall time of each step, views included (medimg.ssl.progress)
         self.clock = dict(train_seconds=0.0, curve_seconds=0.0)  # summed over every (resumed) part of the run
@@ -59,9 +58,6 @@ class SimCLR(pl.LightningModule):
         self.log("ssl_loss", loss, on_step=False, on_epoch=True, prog_bar=True, batch_size=len(x0), sync_dist=True)
         return loss
 
-    def on_train_epoch_end(self):
-        self.epoch_losses.append(float(self.trainer.callback_metrics["ssl_loss"]))
-
     def configure_optimizers(self):
         opt = torch.optim.AdamW(self.parameters(), lr=self.config.lr, weight_decay=self.config.weight_decay)
         total = max(1, int(self.trainer.estimated_stepping_batches))
@@ -77,13 +73,12 @@ class SimCLR(pl.LightningModule):
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         checkpoint["medimg"] = dict(step_losses=list(self.step_losses), step_seconds=list(self.step_seconds),
-                                    epoch_losses=list(self.epoch_losses),
                                     clock=dict(self.clock), resumed_at=list(self.resumed_at),
                                     rng=_rng_state())
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
         state = checkpoint["medimg"]
-        self.step_losses, self.epoch_losses = list(state["step_losses"]), list(state["epoch_losses"])
+        self.step_losses = list(state["step_losses"])
         self.step_seconds = list(state.get("step_seconds", []))
         self.clock, self.resumed_at = dict(state["clock"]), list(state["resumed_at"]) + [len(state["step_losses"])]
         _set_rng_state(state["rng"])

@@ -5,10 +5,11 @@
 fine-tuning). While it runs:
 
 * a resumable state (backbone, head, optimiser, scheduler, step and loops, per-step losses, clocks, random
-  generators) is written to ``<out stem>.state/last.ckpt`` at the end of every epoch; ``resume=True`` after an
-  interruption (even SIGKILL) goes on from it and ends with the weights an uninterrupted run gives. The order
-  of images and the views are functions of (seed, epoch, position), so nothing else needs saving. The state
-  folder is removed once the checkpoint is written;
+  generators) is written to ``<out stem>.state/last.ckpt`` every ``state_every`` steps; ``resume=True`` after
+  an interruption (even SIGKILL) goes on from it and ends with the weights an uninterrupted run gives. Which
+  images a step sees is a function of (seed, step) (:mod:`medimg.ssl.batches`) and each view of (seed, pass,
+  position), so the step is the sampler's whole position. The state folder is removed once the checkpoint
+  is written;
 * a progress line every few steps (:mod:`medimg.ssl.progress`);
 * the learning curve on the validation splits of ``curve_targets`` (:mod:`medimg.ssl.curve`), and
   ``<out stem>.step-N.safetensors`` backbones at the ``snapshots`` steps, so points of the curve can be
@@ -33,10 +34,11 @@ from torch.utils.data import DataLoader
 
 from ..atomic import atomic_path
 from ..configs import INITS, SSLConfig, TrainerSettings
-from ..data import EpochSampler, Preprocess
+from ..data import Preprocess
 from ..errors import MedimgError
 from ..models.backbones import WeightSource, create_backbone, save_ssl_backbone
 from ..provenance import provenance
+from .batches import StepBatches
 from .curve import CurveTarget, LearningCurve, Prober, curve_path, reference_rows
 from .methods import METHODS, SCHEDULE
 from .pool import check_targets, pool_images
@@ -56,18 +58,24 @@ def snapshot_path(out, step: int) -> Path:
 
 
 class ResumableState(pl.Callback):
-    """Saves the whole training state to ``folder/last.ckpt`` (atomically) at the end of every epoch."""
+    """Saves the whole training state to ``folder/last.ckpt`` (atomically) after every ``every``-th step; when a
+    run resumes from it, points ``batches`` at the step after the saved one."""
 
-    def __init__(self, folder: Path):
-        self.folder = Path(folder)
+    def __init__(self, folder: Path, batches: StepBatches, every: int):
+        self.folder, self.batches, self.every = Path(folder), batches, every
 
-    def on_train_epoch_end(self, trainer, module):
+    def on_train_batch_end(self, trainer, module, *_):
+        if trainer.global_step % self.every or trainer.global_step >= trainer.max_steps:
+            return  # the finished run's checkpoint replaces the state
         self.folder.mkdir(parents=True, exist_ok=True)
         target = self.folder / "last.ckpt"
         tmp = self.folder / "last.ckpt.partial"
         trainer.save_checkpoint(tmp)
         if trainer.is_global_zero:
             os.replace(tmp, target)
+
+    def on_load_checkpoint(self, trainer, module, checkpoint):
+        self.batches.start = int(checkpoint["global_step"])
 
 
 class Snapshots(pl.Callback):
@@ -85,7 +93,7 @@ class Snapshots(pl.Callback):
 def pretrain_ssl(config: SSLConfig, out: Path, *, trainer: TrainerSettings = TrainerSettings(), force: bool = False,
                  resume: bool = False, curve_targets: tuple[CurveTarget, ...] = (), curve_every: int = 250,
                  reference_seeds=(0,), imagenet_weights: str | None = None, snapshots=(),
-                 label: str | None = None, progress_every: int = 10) -> Path:
+                 label: str | None = None, progress_every: int = 10, state_every: int = 50) -> Path:
     """Pretrain a backbone with ``config.method`` on ``config``'s pool and save it to ``out`` (.safetensors).
 
     ``config.target`` and ``curve_targets`` are the datasets the checkpoint will be fine-tuned or probed on:
@@ -126,11 +134,17 @@ def pretrain_ssl(config: SSLConfig, out: Path, *, trainer: TrainerSettings = Tra
         backbone = backbone.to(memory_format=torch.channels_last)
     module = METHODS[config.method]["module"](backbone, config, channels_last=trainer.channels_last)
     dataset = SimCLRViews(pool.images, simclr_transform(views), seed=config.seed)
-    # drop_last: a last batch of one image has no negatives and breaks batch norm
-    loader = DataLoader(dataset, sampler=EpochSampler(len(dataset), seed=config.seed),
-                        batch_size=config.batch_size, drop_last=len(dataset) > config.batch_size,
-                        num_workers=trainer.num_workers, persistent_workers=trainer.num_workers > 0)
-    total = config.steps or config.epochs * len(loader)
+    # the resumable state is ours: Lightning's own checkpointing and logs are off, its root a temporary folder
+    scratch = tempfile.TemporaryDirectory(prefix="medimg-ssl-")
+    # one progress display: the step lines below, not Lightning's bar; one Lightning epoch of every step
+    fit = dataclasses.replace(trainer, progress=False).build(max_epochs=1, default_root_dir=scratch.name,
+                                                             enable_checkpointing=False)
+    batches = StepBatches(len(dataset), config.batch_size, steps=1, seed=config.seed, rank=fit.global_rank,
+                          world_size=fit.world_size)
+    total = batches.steps = config.steps or config.epochs * batches.per_pass
+    fit.fit_loop.epoch_loop.max_steps = total  # as Lightning's own lr_finder sets it after the Trainer is built
+    loader = DataLoader(dataset, batch_sampler=batches, num_workers=trainer.num_workers,
+                        persistent_workers=trainer.num_workers > 0)
 
     def meta(module, steps: int) -> dict:
         return dict(
@@ -145,7 +159,8 @@ def pretrain_ssl(config: SSLConfig, out: Path, *, trainer: TrainerSettings = Tra
             lineage_by_target=lineage, transform=views, normalisation=norm.to_dict(),
             optimizer=dict(name="AdamW", lr=config.lr, weight_decay=config.weight_decay, schedule=SCHEDULE),
             final_loss=module.step_losses[-1] if module.step_losses else None,
-            epoch_losses=module.epoch_losses, step_losses=[round(x, 5) for x in module.step_losses],
+            epoch_losses=_pass_means(module.step_losses, batches.per_pass),
+            step_losses=[round(x, 5) for x in module.step_losses],
             resumed_at=module.resumed_at, trainer=trainer.to_dict(),
             timing=dict(train_seconds=module.clock["train_seconds"], curve_seconds=module.clock["curve_seconds"],
                         step_seconds=[round(x, 4) for x in module.step_seconds],
@@ -157,18 +172,17 @@ def pretrain_ssl(config: SSLConfig, out: Path, *, trainer: TrainerSettings = Tra
     callbacks = [StepProgress(label or f"{config.method} {config.init} {'+'.join(config.datasets)}", total,
                               every=progress_every, images_per_step=2 * config.batch_size,
                               quiet=not trainer.progress),
-                 ResumableState(state), Snapshots(out, [s for s in snapshots if s < total], meta)]
+                 Snapshots(out, [s for s in snapshots if s < total], meta)]
     if curve_targets:
         prober = Prober(config, list(curve_targets), in_chans=pool.in_chans, progress=trainer.progress)
         callbacks.append(LearningCurve(curve_path(out), prober, every=curve_every, batch_size=config.batch_size,
                                        references=lambda: reference_rows(
                                            prober, config.arch, seeds=reference_seeds,
                                            imagenet_weights=imagenet_weights, timm_kwargs={})))
-    # the resumable state is ours: Lightning's own checkpointing and logs are off, its root a temporary folder
-    with tempfile.TemporaryDirectory(prefix="medimg-ssl-") as scratch:
-        # one progress display: the step lines above, not Lightning's per-epoch bar
-        fit = dataclasses.replace(trainer, progress=False).build(max_epochs=-1 if config.steps else config.epochs, max_steps=total,
-                            default_root_dir=scratch, enable_checkpointing=False, callbacks=callbacks)
+    # last: a state saved at a step holds that step's curve point and snapshot
+    callbacks.append(ResumableState(state, batches, every=state_every))
+    fit.callbacks.extend(callbacks)
+    with scratch:
         ckpt = state / "last.ckpt" if resume and (state / "last.ckpt").is_file() else None
         fit.fit(module, loader, ckpt_path=ckpt)
     if not fit.is_global_zero:
@@ -179,6 +193,11 @@ def pretrain_ssl(config: SSLConfig, out: Path, *, trainer: TrainerSettings = Tra
     save_ssl_backbone(out, module.backbone, meta(module, fit.global_step))
     shutil.rmtree(state, ignore_errors=True)
     return out
+
+
+def _pass_means(losses: list[float], per_pass: int) -> list[float]:
+    """The mean loss of each pass over the pool (the last may be partial)."""
+    return [sum(part) / len(part) for part in (losses[i:i + per_pass] for i in range(0, len(losses), per_pass))]
 
 
 def _timm_kwargs(source: WeightSource) -> dict:

@@ -1,0 +1,51 @@
+"""Which images each optimiser step of a pretraining run sees: a function of (seed, step), so a run resumes anywhere.
+
+Step ``s`` takes batch ``s % per_epoch`` of pass ``s // per_epoch`` over the pool, in the pass's order from
+:class:`medimg.data.EpochSampler` (the order fine-tuning uses, seeded by ``(seed, pass)``; in a DDP run each
+process takes its own shard of it). A pass drops its last partial batch (a batch of one image has no
+negatives and breaks batch norm), unless the pool is smaller than a batch, when a step is the whole pool.
+
+Lightning's own restart logic counts epochs and batches within them, and a state saved at the end of an
+epoch resumes one batch into the *next* epoch (Lightning 2.6); here the run is one Lightning epoch of
+``steps`` batches, the state is saved after any step, and :class:`StepBatches` starts at the saved step.
+"""
+from __future__ import annotations
+
+from torch.utils.data import Sampler
+
+from ..data import EpochSampler
+
+
+class StepBatches(Sampler):
+    """Batches of ``(position, pass)`` keys for steps ``start .. steps - 1`` (a batch sampler for ``DataLoader``).
+
+    ``n`` images, ``batch_size`` per process, ``steps`` in the whole run. ``start`` is the first step to
+    yield (set it from a resumed state before the loader is iterated). ``len()`` is ``steps`` whatever
+    ``start`` is: Lightning sizes the one epoch by it and stops at ``max_steps``. Raises ``ValueError`` for an
+    empty pool or a batch size below 2.
+    """
+
+    def __init__(self, n: int, batch_size: int, *, steps: int, seed: int, start: int = 0, rank: int | None = None,
+                 world_size: int | None = None):
+        if n < 2 or batch_size < 2:
+            raise ValueError(f"a contrastive batch needs at least 2 images (pool {n}, batch {batch_size})")
+        self.order = EpochSampler(n, seed=seed, rank=rank, world_size=world_size)
+        self.batch_size, self.steps, self.start = batch_size, steps, start
+
+    @property
+    def per_pass(self) -> int:
+        """Steps in one pass over this process's shard of the pool."""
+        return max(1, len(self.order) // self.batch_size)
+
+    def __len__(self) -> int:
+        return self.steps
+
+    def __iter__(self):
+        per_pass, size = self.per_pass, min(self.batch_size, len(self.order))
+        keys = None
+        for step in range(self.start, self.steps):
+            epoch, b = divmod(step, per_pass)
+            if keys is None or keys[0][1] != epoch:
+                self.order.set_epoch(epoch)
+                keys = list(self.order)
+            yield keys[b * size:(b + 1) * size]
