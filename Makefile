@@ -24,7 +24,7 @@ book:
 # the tests, nbval on the notebook templates at their small defaults, the book build and the browser check
 test:
 	@scripts/system-packages.sh && venv=$$(scripts/venv.sh) && HF_HUB_OFFLINE=1 MEDIMG_OFFLINE=1 \
-	  "$$venv/bin/python" -m pytest tests notebooks --nbval-lax --nbval-current-env --nbval-sanitize-with tests/nbval_sanitize.cfg
+	  "$$venv/bin/python" -m pytest tests notebooks --durations=15 --nbval-lax --nbval-current-env --nbval-sanitize-with tests/nbval_sanitize.cfg
 
 bench:
 	@venv=$$(scripts/venv.sh) && "$$venv/bin/python" benchmarks/bench_cache.py

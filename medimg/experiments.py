@@ -21,7 +21,7 @@ def config_key(config: dict) -> str:
     return hashlib.sha256(json.dumps(config, sort_keys=True, default=str).encode()).hexdigest()[:12]
 
 
-def _each_seed(arm: Arm, folder: str, name, make) -> list[Path]:
+def _each_seed(arm: Arm, folder: str, name, make, *, checkpoint: bool = True) -> list[Path]:
     """``RESULTS/FOLDER/DATASET/METHOD/<name(config)>`` for each seed's config of ``arm``, calling
     ``make(config, run_dir)`` where it is not finished; an SSL arm's checkpoint is made only if one is."""
     results = study_root() / arm.results_dir
@@ -32,7 +32,7 @@ def _each_seed(arm: Arm, folder: str, name, make) -> list[Path]:
         config = arm.finetune_config(seed, weights)
         run_dir = results / folder / arm.dataset / arm.slug / name(config)
         if not (run_dir / FINISHED_MARKER).is_file():
-            if arm.uses_ssl:
+            if arm.uses_ssl and checkpoint:
                 arm_ssl_checkpoint(arm)
             make(config, run_dir)
         out.append(run_dir)
@@ -49,6 +49,20 @@ def ensure_arm(arm: Arm | dict) -> list[Path]:
     return _each_seed(arm, "runs", lambda config: run_name(config, settings),
                       lambda config, run_dir: run_finetune(config, run_dir, settings=settings,
                                                            resume=(run_dir / "config.json").is_file()))
+
+
+def finished_arm_runs(arm: Arm | dict) -> list[Path]:
+    """Run directories of ``arm`` for every seed, read and never trained: :class:`MedimgError` naming the runs
+    that are not finished (for reading committed results, as the headline checks do)."""
+    arm = arm if isinstance(arm, Arm) else Arm.from_dict(arm)
+    settings = arm.settings()
+    missing = []
+    runs = _each_seed(arm, "runs", lambda config: run_name(config, settings),
+                      lambda config, run_dir: missing.append(run_dir), checkpoint=False)
+    if missing:
+        raise MedimgError(f"{len(missing)} run(s) of {arm.dataset} {arm.method} are not finished, e.g. {missing[0]}: "
+                          f"run `medimg study --profile PROFILE` to make them")
+    return runs
 
 
 def arm_ssl_checkpoint(arm: Arm | dict, *, create: bool = True) -> Path:

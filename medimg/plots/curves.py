@@ -56,38 +56,44 @@ def loss_curve(losses, *, title: str = "Training loss") -> Figure:
     return fig
 
 
-def pretraining_curves(curve: pd.DataFrame, *, title: str, hours_per_step: float | None = None) -> Figure:
-    """Self-supervised pretraining's learning curve (:mod:`medimg.ssl.curve`): one panel per target, validation
-    accuracy of the linear probe (solid) and kNN (dashed) against optimiser steps, with the reference lines of
-    random initialisation (the seeds' range shaded, their best a thin line) and ImageNet weights (dotted). With
-    ``hours_per_step``, a top axis gives the steps in CPU-hours."""
-    points = curve[curve.kind == "checkpoint"].sort_values("step")
-    names = list(dict.fromkeys(points.target))
-    fig = Figure(figsize=(3.4 * max(1, len(names)), 3.4), layout="constrained")
-    axes = np.atleast_1d(fig.subplots(1, max(1, len(names)), sharey=False))
+def pretraining_curves(pools: list[tuple[str, pd.DataFrame, float | None]]) -> Figure:
+    """Self-supervised pretraining's learning curves (:mod:`medimg.ssl.curve`), one row per checkpoint and one
+    panel per target: validation accuracy of the linear probe (solid) and kNN (dashed) against optimiser steps,
+    with the reference lines of random initialisation (the seeds' range shaded, their best a thin line) and
+    ImageNet weights (dotted). ``pools`` holds ``(row title, curve, hours_per_step)``; with ``hours_per_step``
+    (CPU core-hours per step) a top axis gives the steps in CPU core-hours."""
+    names = [list(dict.fromkeys(curve[curve.kind == "checkpoint"].target)) for _, curve, _ in pools]
+    width = max([1] + [len(n) for n in names])
+    fig = Figure(figsize=(3.2 * width, 3.3 * max(1, len(pools)) + 0.6), layout="constrained")
+    grid = np.atleast_2d(fig.subplots(max(1, len(pools)), width, squeeze=False))
     colours = {"linear": "tab:blue", "knn": "tab:orange"}
-    for ax, target in zip(axes, names):
-        for protocol, colour in colours.items():
-            own = points[(points.target == target) & (points.protocol == protocol)]
-            refs = curve[(curve.target == target) & (curve.protocol == protocol)]
-            label = "linear probe" if protocol == "linear" else "kNN"
-            ax.plot(own.step, own.val_accuracy, "-" if protocol == "linear" else "--", marker=".", color=colour,
-                    label=f"SSL, {label}")
-            random = refs[refs.kind == "random"].val_accuracy
-            if len(random):
-                ax.axhspan(random.min(), random.max(), color=colour, alpha=0.12, lw=0)
-                ax.axhline(random.max(), color=colour, lw=0.8, alpha=0.7, label=f"random init (best), {label}")
-            imagenet = refs[refs.kind == "imagenet"].val_accuracy
-            if len(imagenet):
-                ax.axhline(imagenet.iloc[0], color=colour, ls=":", lw=1.5, label=f"ImageNet, {label}")
-        ax.set_title(target)
-        ax.set_xlabel("pretraining steps")
-        ax.xaxis.set_major_locator(MaxNLocator(4, integer=True))
-        if hours_per_step:
-            top = ax.secondary_xaxis("top", functions=(lambda s: s * hours_per_step, lambda h: h / hours_per_step))
-            top.set_xlabel("CPU-hours")
-    axes[0].set_ylabel("validation accuracy")
-    handles, labels = axes[0].get_legend_handles_labels()
+    for row, ((title, curve, hours_per_step), targets) in enumerate(zip(pools, names)):
+        points = curve[curve.kind == "checkpoint"].sort_values("step")
+        for ax in grid[row, len(targets):]:
+            ax.set_visible(False)
+        for ax, target in zip(grid[row], targets):
+            for protocol, colour in colours.items():
+                own = points[(points.target == target) & (points.protocol == protocol)]
+                refs = curve[(curve.target == target) & (curve.protocol == protocol)]
+                label = "linear probe" if protocol == "linear" else "kNN"
+                ax.plot(own.step, own.val_accuracy, "-" if protocol == "linear" else "--", marker=".", color=colour,
+                        label=f"SSL, {label}")
+                random = refs[refs.kind == "random"].val_accuracy
+                if len(random):
+                    ax.axhspan(random.min(), random.max(), color=colour, alpha=0.12, lw=0)
+                    ax.axhline(random.max(), color=colour, lw=0.8, alpha=0.7, label=f"random init (best), {label}")
+                imagenet = refs[refs.kind == "imagenet"].val_accuracy
+                if len(imagenet):
+                    ax.axhline(imagenet.iloc[0], color=colour, ls=":", lw=1.5, label=f"ImageNet, {label}")
+            ax.set_title(f"{target}\n({title})", fontsize="medium")
+            ax.set_xlabel("pretraining steps")
+            ax.xaxis.set_major_locator(MaxNLocator(4, integer=True))
+            ax.grid(alpha=0.3)
+            if hours_per_step:
+                top = ax.secondary_xaxis("top", functions=(lambda s, h=hours_per_step: s * h,
+                                                           lambda c, h=hours_per_step: c / h))
+                top.set_xlabel("CPU core-hours", fontsize="small")
+        grid[row, 0].set_ylabel("validation accuracy")
+    handles, labels = grid[0, 0].get_legend_handles_labels()
     fig.legend(handles, labels, loc="outside lower center", ncol=3, fontsize="small")
-    fig.suptitle(title)
     return fig

@@ -185,7 +185,7 @@ def crossings(curve: pd.DataFrame) -> pd.DataFrame:
 def crossing_sentence(row, hours_per_step: float | None = None) -> str:
     """One line for the book about one target and protocol of :func:`crossings`."""
     name = "linear probe" if row["protocol"] == "linear" else "kNN"
-    at = (f"{row['last_step']:,} steps" + (f" ({row['last_step'] * hours_per_step:.2f} CPU-hours)"
+    at = (f"{row['last_step']:,} steps" + (f" ({row['last_step'] * hours_per_step:.2f} CPU core-hours)"
                                            if hours_per_step else ""))
     if row["above_random_at_end"]:
         first = int(row["first_step_above_random"])
@@ -194,3 +194,23 @@ def crossing_sentence(row, hours_per_step: float | None = None) -> str:
     return (f"**{row['target']}**, {name}: does **not** beat the best random initialisation at {at} "
             f"({row['last']:.3f} against {row['random_best']:.3f}; its best was {row['best']:.3f} at step "
             f"{row['best_step']:,}; ImageNet {row['imagenet']:.3f}).")
+
+
+def budget_answer(found: pd.DataFrame) -> str:
+    """The chapter's answer in a few sentences, from :func:`crossings` rows of every checkpoint (with ``pool`` and
+    ``hours_per_step`` columns): per protocol, on how many targets the last point beats the best random
+    initialisation, and the budget that was spent."""
+    if found.empty:
+        return "No checkpoint of this profile's pretraining stage is finished yet, so nothing can be read off a curve."
+    parts = []
+    for protocol, name in (("linear", "linear probe"), ("knn", "kNN")):
+        rows = found[found.protocol == protocol]
+        won = rows[rows.above_random_at_end]
+        parts.append(f"under the {name} on **{len(won)} of {len(rows)}** targets"
+                     + (f" ({', '.join(won.target)})" if len(won) else ""))
+    budgets = "; ".join(f"{pool}: {int(g.last_step.max()):,} steps, {g.last_step.max() * g.hours_per_step.iloc[0]:.2f} "
+                        f"CPU core-hours" for pool, g in found.groupby("pool", sort=False))
+    return (f"At the end of its budget ({budgets}), the self-supervised checkpoint's frozen features beat the best "
+            f"random initialisation on validation {' and '.join(parts)}. Against ImageNet's features the same "
+            f"checkpoints are above on {int((found.last > found.imagenet).sum())} of {len(found)} target-protocol "
+            f"pairs.")

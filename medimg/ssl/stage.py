@@ -123,11 +123,21 @@ class StageResult:
 
     @property
     def hours(self) -> float | None:
+        """Wall-clock hours of pretraining (views and optimiser steps; the curve's probes excluded)."""
         return self.meta["timing"]["train_seconds"] / 3600 if self.meta else None
 
     @property
+    def cores(self) -> int | None:
+        """The CPU threads torch used (the machine's cores on a CPU run), as recorded with the checkpoint."""
+        return self.meta["provenance"]["machine"].get("torch_threads") or 1 if self.meta else None
+
+    @property
     def hours_per_step(self) -> float | None:
-        return self.hours / self.meta["steps"] if self.meta else None
+        """CPU core-hours per optimiser step: wall hours x cores / steps (on a GPU run, wall hours / steps)."""
+        if not self.meta:
+            return None
+        cores = 1 if self.meta["provenance"]["machine"].get("cuda") else self.cores
+        return self.hours * cores / self.meta["steps"]
 
     def record(self) -> dict:
         """One row of the book's table of checkpoints."""
@@ -135,7 +145,7 @@ class StageResult:
         return dict(pool=self.run.pool, init=self.run.config.init, datasets=", ".join(self.run.config.datasets),
                     images=m.get("n_images"), size=self.run.config.size, batch=self.run.config.batch_size,
                     steps=m.get("steps"), image_pairs=m.get("pairs"),
-                    cpu_hours=round(self.hours, 2) if self.meta else None,
+                    hours=round(self.hours, 2) if self.meta else None, cores=self.cores,
                     img_per_s=round(m["timing"]["images_per_second"], 1) if self.meta else None,
                     final_loss=round(m["final_loss"], 3) if self.meta else None,
                     checkpoint=self.run.path.name if self.meta else "not pretrained yet")
