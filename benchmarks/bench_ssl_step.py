@@ -38,9 +38,10 @@ def main() -> int:
     from torch.utils.data import DataLoader
 
     from medimg.configs import INITS, SSLConfig, TrainerSettings
-    from medimg.data import EpochSampler, Preprocess
+    from medimg.data import Preprocess
     from medimg.models.backbones import create_backbone, read_ssl_meta
     from medimg.ssl import pool_images, pretrain_ssl
+    from medimg.ssl.batches import StepBatches
     from medimg.ssl.methods import SimCLR
     from medimg.ssl.views import SimCLRViews, simclr_transform, view_settings
 
@@ -59,8 +60,8 @@ def main() -> int:
         views = view_settings(config.size, colour=pool.colour, mean=norm.mean, std=norm.std,
                               min_scale=config.min_scale, intensity_jitter=config.intensity_jitter)
         data = DataLoader(SimCLRViews(pool.images, simclr_transform(views), seed=config.seed),
-                          sampler=EpochSampler(len(pool.images), seed=config.seed), batch_size=config.batch_size,
-                          drop_last=True)
+                          batch_sampler=StepBatches(len(pool.images), config.batch_size, steps=steps,
+                                                    seed=config.seed))
         return backbone.to(memory_format=torch.channels_last), data
 
     def bare() -> float:

@@ -140,3 +140,29 @@ def test_old_checkpoint_names_are_unchanged_by_the_new_settings():
               if k not in ("target", "method", "steps", "min_scale", "intensity_jitter")}
     assert config_key(config.identity()) == config_key(before)
     assert config_key(SSLConfig(**{**config.to_dict(), "steps": 100}).identity()) != config_key(before)
+
+
+def test_step_batches_are_the_epoch_order_by_step_and_start_anywhere():
+    from torch.utils.data import DataLoader
+
+    from medimg.data import EpochSampler
+    from medimg.ssl.batches import StepBatches
+
+    # 23 images in batches of 5: 4 steps a pass (the last 3 images of each pass's order are dropped)
+    whole = list(StepBatches(23, 5, steps=10, seed=3))
+    assert len(whole) == 10 and all(len(b) == 5 for b in whole)
+    keys = [k for b in DataLoader(list(range(23)), batch_size=5, drop_last=True,
+                                   sampler=EpochSampler(23, seed=3)).batch_sampler for k in b]
+    assert [k for b in whole[:4] for k in b] == keys  # pass 0 is fine-tuning's epoch order, batched
+    assert {e for b in whole[4:8] for _, e in b} == {1} and {e for b in whole[8:] for _, e in b} == {2}
+    assert len({i for b in whole[4:8] for i, _ in b}) == 20  # no image twice within a pass
+    for start in (1, 4, 7):
+        assert list(StepBatches(23, 5, steps=10, seed=3, start=start)) == whole[start:]
+    # a pool smaller than a batch: each step is the whole pool
+    assert [sorted(i for i, _ in b) for b in StepBatches(3, 8, steps=2, seed=0)] == [[0, 1, 2]] * 2
+    # two processes: disjoint shards of the same step
+    a, b = (list(StepBatches(23, 5, steps=4, seed=3, rank=r, world_size=2)) for r in (0, 1))
+    assert len(a) == len(b) == 4
+    assert all(not {i for i, _ in x} & {i for i, _ in y} for x, y in zip(a, b))
+    with pytest.raises(ValueError, match="at least 2"):
+        StepBatches(10, 1, steps=3, seed=0)

@@ -70,7 +70,7 @@ class ResumableState(pl.Callback):
         self.folder.mkdir(parents=True, exist_ok=True)
         target = self.folder / "last.ckpt"
         tmp = self.folder / "last.ckpt.partial"
-        trainer.save_checkpoint(tmp)
+        trainer.save_checkpoint(tmp, weights_only=False)  # the whole state: optimiser, scheduler, loops
         if trainer.is_global_zero:
             os.replace(tmp, target)
 
