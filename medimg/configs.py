@@ -154,7 +154,7 @@ class FinetuneConfig:
 # --- SimCLR pretraining ------------------------------------------------------------------------
 
 INITS = {"random": "random", "imagenet": "auto"}  # --init -> create_backbone's weights
-PRETRAINING_METHODS = ("simclr",)  # self-supervised methods; medimg.ssl.methods.METHODS holds what each one is
+PRETRAINING_METHODS = ("simclr", "vicreg")  # self-supervised methods; medimg.ssl.methods.METHODS holds what each one is
 # SSLConfig fields added after checkpoints were named: at these values they stay out of the name, so the names
 # (and the committed checks beside them) of checkpoints made before still match
 SSL_LATER_DEFAULTS = dict(method="simclr", steps=None, min_scale=0.4, intensity_jitter=0.4)

@@ -166,3 +166,20 @@ def test_step_batches_are_the_epoch_order_by_step_and_start_anywhere():
     assert all(not {i for i, _ in x} & {i for i, _ in y} for x, y in zip(a, b))
     with pytest.raises(ValueError, match="at least 2"):
         StepBatches(10, 1, steps=3, seed=0)
+
+
+def test_a_second_method_is_a_setting_of_the_stage(tmp_path):
+    """VICReg from the methods table: same pool, views, loop and record; its own head and loss."""
+    from medimg.ssl import pretrain_ssl
+
+    out = tmp_path / "v.safetensors"
+    config = SSLConfig(**{**RUN, "steps": 4, "method": "vicreg"})
+    pretrain_ssl(config, out, trainer=TrainerSettings(accelerator="cpu", progress=False), progress_every=100)
+    meta = read_ssl_meta(out)
+    assert meta["method"] == "vicreg" and meta["steps"] == 4 and len(meta["step_losses"]) == 4
+    assert all(np.isfinite(meta["step_losses"])) and meta["step_losses"][0] > 0
+    # another method is another checkpoint: its settings name it apart from SimCLR's
+    assert config.identity() != SSLConfig(**{**RUN, "steps": 4}).identity()
+    from medimg.ssl.methods import METHODS, VICReg
+
+    assert METHODS["vicreg"]["module"] is VICReg

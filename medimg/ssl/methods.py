@@ -1,9 +1,10 @@
 """The self-supervised methods, one table: a method is a setting of the pretraining stage, not a code path.
 
-Each entry builds the Lightning module that trains a backbone on two views of each pooled image. SimCLR
-(Chen et al. 2020) with lightly's ``SimCLRProjectionHead`` and ``NTXentLoss`` is the paper's method; a
-method from lightly (BYOL, VICReg, DINO) joins by adding its module here and its name to
-:data:`medimg.configs.PRETRAINING_METHODS`.
+Each entry builds the Lightning module that trains a backbone on two views of each pooled image; the methods
+differ only in their projection head and loss (:meth:`TwoViews.head_and_loss`). SimCLR (Chen et al. 2020) with
+lightly's ``SimCLRProjectionHead`` and ``NTXentLoss`` is the paper's method; VICReg (Bardes et al. 2022) with
+lightly's ``VICRegProjectionHead`` and ``VICRegLoss`` needs no negatives, so no large batch. Another method from
+lightly (BYOL, DINO) joins by adding its module here and its name to :data:`medimg.configs.PRETRAINING_METHODS`.
 
 The module keeps what a resumed run needs beyond Lightning's own checkpoint (optimiser, scheduler, step,
 loops): the loss of every step, the seconds spent training and evaluating, and the state of Python's,
@@ -24,23 +25,17 @@ from ..configs import PRETRAINING_METHODS, SSLConfig
 SCHEDULE = "linear warm-up over 10% of steps, then cosine to 0, per step"
 
 
-class SimCLR(pl.LightningModule):
-    """A backbone's pooled features through lightly's projection head into NT-Xent.
+class TwoViews(pl.LightningModule):
+    """A backbone's pooled features through a method's projection head into its loss on two views.
 
-    ``forward`` maps ``(B, C, H, W)`` views to ``(B, projection_dim)`` projections; a batch is the pair of view
-    tensors ``(x0, x1)``. ``step_losses`` holds the loss of every optimiser step so far, resumed runs included.
+    ``forward`` maps ``(B, C, H, W)`` views to ``(B, D)`` projections; a batch is the pair of view tensors
+    ``(x0, x1)``. ``step_losses`` holds the loss of every optimiser step so far, resumed runs included.
     """
 
     def __init__(self, backbone: nn.Module, config: SSLConfig, *, channels_last: bool):
-        from lightly.loss import NTXentLoss
-        from lightly.models.modules import SimCLRProjectionHead
-
         super().__init__()
         self.backbone, self.config, self.channels_last = backbone, config, channels_last
-        width = backbone.num_features
-        self.projection = SimCLRProjectionHead(input_dim=width, hidden_dim=width, output_dim=config.projection_dim)
-        # with DDP, negatives come from every process's batch, as in SimCLR
-        self.criterion = NTXentLoss(temperature=config.temperature, gather_distributed=True)
+        self.projection, self.criterion = self.head_and_loss(backbone.num_features, config)
         self.step_losses: list[float] = []
         self.step_seconds: list[float] = []  # wall time of each step, views included (medimg.ssl.progress)
         self.clock = dict(train_seconds=0.0, curve_seconds=0.0)  # summed over every (resumed) part of the run
@@ -68,6 +63,11 @@ class SimCLR(pl.LightningModule):
 
         sched = torch.optim.lr_scheduler.LambdaLR(opt, factor)
         return dict(optimizer=opt, lr_scheduler=dict(scheduler=sched, interval="step"))
+
+    @staticmethod
+    def head_and_loss(width: int, config: SSLConfig) -> tuple[nn.Module, nn.Module]:
+        """The projection head for ``width`` backbone features and the loss of two batches of projections."""
+        raise NotImplementedError
 
     # --- what a resumed run needs beyond Lightning's state -------------------------------------
 
@@ -100,5 +100,32 @@ def _set_rng_state(state: dict) -> None:
     torch.set_rng_state(state["torch"])
 
 
-METHODS = {"simclr": dict(module=SimCLR, loss="NT-Xent", paper="Chen et al. 2020, SimCLR")}
+class SimCLR(TwoViews):
+    """SimCLR: lightly's ``SimCLRProjectionHead`` (width -> width -> ``projection_dim``) into NT-Xent at
+    ``temperature``; with DDP, negatives come from every process's batch, as in SimCLR."""
+
+    @staticmethod
+    def head_and_loss(width, config):
+        from lightly.loss import NTXentLoss
+        from lightly.models.modules import SimCLRProjectionHead
+
+        return (SimCLRProjectionHead(input_dim=width, hidden_dim=width, output_dim=config.projection_dim),
+                NTXentLoss(temperature=config.temperature, gather_distributed=True))
+
+
+class VICReg(TwoViews):
+    """VICReg: lightly's ``VICRegProjectionHead`` (width -> 2048 -> 2048, two layers, as lightly's example) into
+    ``VICRegLoss`` (invariance 25, variance 25, covariance 1); ``projection_dim`` and ``temperature`` are unused."""
+
+    @staticmethod
+    def head_and_loss(width, config):
+        from lightly.loss import VICRegLoss
+        from lightly.models.modules.heads import VICRegProjectionHead
+
+        return (VICRegProjectionHead(input_dim=width, hidden_dim=2048, output_dim=2048, num_layers=2),
+                VICRegLoss(gather_distributed=True))
+
+
+METHODS = {"simclr": dict(module=SimCLR, loss="NT-Xent", paper="Chen et al. 2020, SimCLR"),
+           "vicreg": dict(module=VICReg, loss="VICReg", paper="Bardes et al. 2022, VICReg")}
 assert tuple(METHODS) == PRETRAINING_METHODS, "medimg.configs.PRETRAINING_METHODS names the methods of this table"
