@@ -37,6 +37,7 @@ def test_tl_reaches_the_medmnist_v2_resnet18_figure(dataset, shared_data):
 
 def test_every_committed_simclr_checkpoint_has_its_curve_and_budget():
     from medimg.models.backbones import read_ssl_meta
+    from medimg.ssl import snapshot_path
     from medimg.ssl.curve import read_curve
     from medimg.ssl.stage import pretraining_runs
 
@@ -55,9 +56,9 @@ def test_every_committed_simclr_checkpoint_has_its_curve_and_budget():
         assert {"random", "imagenet"} <= set(curve.kind), f"{run.path.name}: a reference line is missing"
         assert points.val_accuracy.between(0, 1).all()
         for step in run.snapshots:
-            assert read_ssl_meta(run.path.with_name(f"{run.path.stem}.step-{step}.safetensors"))["steps"] == step
+            assert read_ssl_meta(snapshot_path(run.path, step))["steps"] == step
     # no other weights beside them: every committed file is a stage checkpoint or one of its named snapshots
-    expected = {r.path.name for r in runs} | {f"{r.path.stem}.step-{s}.safetensors" for r in runs for s in r.snapshots}
+    expected = {r.path.name for r in runs} | {snapshot_path(r.path, s).name for r in runs for s in r.snapshots}
     assert {f.name for f in (REPO / "results" / "quick" / "ssl").glob("*.safetensors")} <= expected
 
 

@@ -1,6 +1,6 @@
 """Which images each optimiser step of a pretraining run sees: a function of (seed, step), so a run resumes anywhere.
 
-Step ``s`` takes batch ``s % per_epoch`` of pass ``s // per_epoch`` over the pool, in the pass's order from
+Step ``s`` takes batch ``s % per_pass`` of pass ``s // per_pass`` over the pool, in the pass's order from
 :class:`medimg.data.EpochSampler` (the order fine-tuning uses, seeded by ``(seed, pass)``; in a DDP run each
 process takes its own shard of it). A pass drops its last partial batch (a batch of one image has no
 negatives and breaks batch norm), unless the pool is smaller than a batch, when a step is the whole pool.
@@ -19,18 +19,22 @@ from ..data import EpochSampler
 class StepBatches(Sampler):
     """Batches of ``(position, pass)`` keys for steps ``start .. steps - 1`` (a batch sampler for ``DataLoader``).
 
-    ``n`` images, ``batch_size`` per process, ``steps`` in the whole run. ``start`` is the first step to
-    yield (set it from a resumed state before the loader is iterated). ``len()`` is ``steps`` whatever
-    ``start`` is: Lightning sizes the one epoch by it and stops at ``max_steps``. Raises ``ValueError`` for an
-    empty pool or a batch size below 2.
+    ``n`` images, ``batch_size`` per process; the whole run is ``steps`` steps, or else ``passes`` passes over
+    this process's shard of the pool. ``start`` is the first step to yield (set it from a resumed state before
+    the loader is iterated). ``len()`` is ``steps`` whatever ``start`` is: Lightning sizes the one epoch by it
+    and stops at ``max_steps``. Raises ``ValueError`` for an empty pool, a batch size below 2, or neither
+    ``steps`` nor ``passes``.
     """
 
-    def __init__(self, n: int, batch_size: int, *, steps: int, seed: int, start: int = 0, rank: int | None = None,
-                 world_size: int | None = None):
+    def __init__(self, n: int, batch_size: int, *, seed: int, steps: int | None = None, passes: int | None = None,
+                 start: int = 0, rank: int | None = None, world_size: int | None = None):
         if n < 2 or batch_size < 2:
             raise ValueError(f"a contrastive batch needs at least 2 images (pool {n}, batch {batch_size})")
+        if not (steps or passes):
+            raise ValueError("give the run's length: steps or passes")
         self.order = EpochSampler(n, seed=seed, rank=rank, world_size=world_size)
-        self.batch_size, self.steps, self.start = batch_size, steps, start
+        self.batch_size, self.start = batch_size, start
+        self.steps = steps or passes * self.per_pass
 
     @property
     def per_pass(self) -> int:

@@ -50,7 +50,6 @@ class TwoViews(pl.LightningModule):
         x0, x1 = batch
         loss = self.criterion(self(x0), self(x1))
         self.step_losses.append(float(loss.detach()))
-        self.log("ssl_loss", loss, on_step=False, on_epoch=True, prog_bar=True, batch_size=len(x0), sync_dist=True)
         return loss
 
     def configure_optimizers(self):

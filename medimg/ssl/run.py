@@ -139,9 +139,9 @@ def pretrain_ssl(config: SSLConfig, out: Path, *, trainer: TrainerSettings = Tra
     # one progress display: the step lines below, not Lightning's bar; one Lightning epoch of every step
     fit = dataclasses.replace(trainer, progress=False).build(max_epochs=1, default_root_dir=scratch.name,
                                                              enable_checkpointing=False)
-    batches = StepBatches(len(dataset), config.batch_size, steps=1, seed=config.seed, rank=fit.global_rank,
-                          world_size=fit.world_size)
-    total = batches.steps = config.steps or config.epochs * batches.per_pass
+    batches = StepBatches(len(dataset), config.batch_size, seed=config.seed, steps=config.steps, passes=config.epochs,
+                          rank=fit.global_rank, world_size=fit.world_size)
+    total = batches.steps
     fit.fit_loop.epoch_loop.max_steps = total  # as Lightning's own lr_finder sets it after the Trainer is built
     loader = DataLoader(dataset, batch_sampler=batches, num_workers=trainer.num_workers,
                         persistent_workers=trainer.num_workers > 0)
