@@ -149,36 +149,46 @@ def grey_colour_markdown(main: Comparison, arms=("tl", "ssl", "scratch")) -> str
     return markdown_table(table.to_dict("records"), floatfmt=".3g")
 
 
-NOT_TESTABLE = "not testable with this budget"
+CURVES_CHAPTER = "How much pretraining does self-supervision need?"  # the chapter with the learning curves
 
 
-def modality_claims_checked(main: Comparison, checks: dict, tl: str = "tl", ssl: str = "ssl") -> list[dict]:
-    """Claims 1 and 2 as :func:`modality_claims` gives them, except that a claim whose modality has a target
-    whose SimCLR checkpoint does not beat random features (``checks``: ``{dataset: SSLCheck}``, see
-    :mod:`medimg.ssl_check`) is reported as *not testable with this budget*: its SSL arm then measures a
-    pretraining that learned nothing usable, not SSL, and losing to it contradicts nothing."""
+def modality_claims_checked(main: Comparison, checks: dict, budgets: dict | None = None, tl: str = "tl",
+                            ssl: str = "ssl") -> list[dict]:
+    """Claims 1 and 2 as :func:`modality_claims` decides them (holds / contradicted / not decided), their
+    evidence followed by the self-supervised pretraining budget of the modality's SSL arms (``budgets``:
+    ``{dataset: phrase}``, e.g. :func:`medimg.ssl.stage.budget_phrase`) and, where a target's checkpoint does
+    not beat random features on validation (``checks``: ``{dataset: SSLCheck}``, :mod:`medimg.ssl_check`), that
+    the SSL arm there measures pretraining at that budget, with the chapter whose curves show it."""
     modality = {r.dataset: r.modality for r in main.runs}
     out = []
     for claim in modality_claims(main, tl, ssl):
         kind = "colour" if "colour" in claim["claim"] else "grey"
-        failed = [d for d, c in checks.items() if modality.get(d) == kind and not c.beats_random]
+        datasets = [d for d in checks if modality.get(d) == kind]
+        failed = [d for d in datasets if not checks[d].beats_random]
+        extra = []
+        stated = list(dict.fromkeys((budgets or {})[d] for d in datasets if d in (budgets or {})))
+        if stated:
+            extra.append("self-supervised pretraining: " + "; ".join(stated))
         if failed:
             names = failed[0] if len(failed) == 1 else ", ".join(failed[:-1]) + " and " + failed[-1]
-            lost = ("the SimCLR checkpoint of " + names + " does not" if len(failed) == 1 else
-                    "the SimCLR checkpoints of " + names + " do not")
-            claim = dict(claim, verdict=NOT_TESTABLE, evidence=(
-                lost + " beat random features on validation; as measured: " + claim["evidence"]))
+            lost = ("the checkpoint of " + names + " does not" if len(failed) == 1 else
+                    "the checkpoints of " + names + " do not")
+            extra.append(f"{lost} beat random features on validation at that budget, so its SSL arm measures "
+                         f"self-supervision at that budget (the learning curves: *{CURVES_CHAPTER}*)")
+        if extra:
+            claim = dict(claim, evidence=claim["evidence"] + "; " + "; ".join(extra))
         out.append(claim)
     return out
 
 
-def claims_by_protocol(comparisons: dict[str, Comparison], checks: dict | None = None) -> pd.DataFrame:
+def claims_by_protocol(comparisons: dict[str, Comparison], checks: dict | None = None,
+                       budgets: dict | None = None) -> pd.DataFrame:
     """Claims 1 and 2 under each protocol (``{protocol: Comparison by method}``, e.g. fine-tuning, linear
     probe, kNN): one row per claim and protocol with ``verdict`` and ``evidence``. Holm's correction runs
     within each protocol's comparison."""
     rows = []
     for protocol, c in comparisons.items():
-        claims = modality_claims_checked(c, checks) if checks else modality_claims(c)
+        claims = modality_claims_checked(c, checks, budgets) if checks else modality_claims(c)
         rows += [dict(claim=k["claim"], protocol=protocol, verdict=k["verdict"], evidence=k["evidence"])
                  for k in claims]
     return pd.DataFrame(rows)
@@ -232,3 +242,44 @@ def architecture_markdown(c: Comparison) -> str:
     sentence = ("On every dataset and pair the two networks give the same significant winner (or none)."
                 if not differ else f"The networks give different verdicts on {', '.join(differ)}.")
     return markdown_table(table.to_dict("records")) + "\n\n" + sentence + "\n"
+
+
+def paper_numbers_table(main: Comparison, arms=("tl", "ssl", "scratch")) -> pd.DataFrame:
+    """The book's numbers beside the paper's, for every dataset of ``main`` that is (a subset of) one of the
+    paper's datasets with reported results (the registry's ``paper_dataset`` and ``paper_reported``): one row per
+    such dataset with the paper's TL and SSL test accuracy, this book's mean test accuracy and 95% interval over
+    seeds for ``arms``, and ``differs``: what is not the same (network, resolution, images, splits, seeds).
+    Empty when no dataset of ``main`` has reported numbers."""
+    from .data.registry import REGISTRY
+
+    rows = []
+    for dataset, group in main.summary.groupby("dataset", sort=False):
+        spec = REGISTRY.get(dataset)
+        paper = spec.extra.get("paper_dataset") if spec else None
+        reported = REGISTRY[paper].extra.get("paper_reported") if paper else None
+        if not reported:
+            continue
+        row = dict(dataset=dataset, paper_dataset=paper)
+        row.update({f"paper {m.upper()}": reported.get(m) for m in ("tl", "ssl")})
+        by_arm = group.set_index("arm")
+        for arm in arms:
+            if arm in by_arm.index:
+                r = by_arm.loc[arm]
+                row[f"here {arm.upper()}"] = interval_cell(r["accuracy"], r["accuracy_low"], r["accuracy_high"],
+                                                           reason=r.get("accuracy_note"))
+        runs = [r for r in main.runs if r.dataset == dataset]
+        nets = sorted({f"{r.config['arch']} at {r.config['size']} px" for r in runs})
+        seeds = len({r.seed for r in runs})
+        row["differs"] = (f"here {' and '.join(nets)} for every arm, {seeds} seed{'s' * (seeds != 1)}, splits grouped "
+                          f"for near-duplicate images, {spec.description}; the paper: Xception (TL, 299 px) and "
+                          f"ResNet-50 (SSL, 224 px), one run")
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def paper_numbers_markdown(main: Comparison) -> str:
+    """:func:`paper_numbers_table` for the book, or a sentence where no dataset has the paper's numbers."""
+    table = paper_numbers_table(main)
+    if table.empty:
+        return "_None of this book's datasets is one with test accuracy reported in the paper._"
+    return markdown_table(table.to_dict("records"), floatfmt=".3f")

@@ -71,8 +71,8 @@ def _cmd_pretrain_ssl(args) -> int:
     if args.profile:
         from .ssl.stage import run_stage
 
-        for path in run_stage(args.profile, pools=args.pool, inits=args.init_of_stage, resume=args.resume,
-                              force=args.force):
+        for path in run_stage(args.profile, pools=args.pool, inits=args.init_of_stage, methods=args.method_of_stage,
+                              resume=args.resume, force=args.force):
             print(f"{path}")
         return 0
     if not args.datasets or not args.out:
@@ -176,7 +176,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print JSON")
     p.set_defaults(func=_cmd_describe)
 
-    from .configs import FinetuneConfig, SSLConfig, TrainerSettings
+    from .configs import PRETRAINING_METHODS, FinetuneConfig, SSLConfig, TrainerSettings
 
     hardware = "hardware (one code path: CPU, a GPU, or DDP over several)"
     p = sub.add_parser("finetune", help="fine-tune one arm (tl, ssl, tl+ssl, scratch) on one dataset into RUN_DIR")
@@ -187,13 +187,15 @@ def build_parser() -> argparse.ArgumentParser:
     add_options(p, TrainerSettings, title=hardware)
     p.set_defaults(func=_cmd_finetune)
 
-    p = sub.add_parser("pretrain-ssl", help="SimCLR-pretrain a backbone on the training images of some datasets "
+    p = sub.add_parser("pretrain-ssl", help="self-supervised pretraining (SimCLR, VICReg) of a backbone on the training images of some datasets "
                        "(--profile: every checkpoint of a study profile's pretraining stage)")
     p.add_argument("--profile", help="pretrain the checkpoints of this study.yml profile's 'pretraining' section into "
                    "results/PROFILE/ssl/ (finished ones are kept); the SSL options below are then ignored")
     p.add_argument("--pool", nargs="+", help="with --profile: only these pools (e.g. grey)")
     p.add_argument("--init-of-stage", nargs="+", choices=("random", "imagenet"), metavar="INIT",
                    help="with --profile: only these initialisations (random, imagenet)")
+    p.add_argument("--method-of-stage", nargs="+", choices=PRETRAINING_METHODS, metavar="METHOD",
+                   help=f"with --profile: only these methods ({', '.join(PRETRAINING_METHODS)})")
     add_options(p, SSLConfig)
     next(a for a in p._actions if a.dest == "datasets").required = False  # not with --profile
     p.add_argument("--out", help="CKPT.safetensors to write")

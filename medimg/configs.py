@@ -293,7 +293,9 @@ class Arm:
 
     ``finetune`` holds :class:`FinetuneConfig` fields other than dataset, method, weights and seed; ``ssl``
     the :class:`SSLConfig` fields of the SimCLR checkpoint an ``ssl`` or ``tl+ssl`` arm starts from (None
-    otherwise), pretrained on ``ssl_candidates`` less those sharing images with the dataset; ``trainer`` the
+    otherwise), pretrained on ``ssl_candidates`` less those sharing images with the dataset, unless
+    ``ssl_checkpoint`` names the profile's pretraining-stage checkpoint it starts from (relative to the study
+    root; :func:`medimg.ssl.stage.arm_checkpoint`), which the study never pretrains; ``trainer`` the
     :class:`TrainerSettings`; ``results_dir`` is relative to the study root. ``to_dict`` gives the form the
     study's chapters recorded before they took flat parameters, and ``from_dict`` reads it back.
     """
@@ -304,6 +306,7 @@ class Arm:
     finetune: dict = field(default_factory=dict)
     ssl: dict | None = None
     ssl_candidates: tuple[str, ...] = ()
+    ssl_checkpoint: str | None = None
     tl_weights: str = "auto"
     results_dir: str = "results"
     trainer: dict = field(default_factory=dict)
@@ -317,8 +320,11 @@ class Arm:
         if unknown:
             raise MedimgError(f"unknown fine-tuning setting(s) {', '.join(unknown)} for {self.dataset} {self.method}: "
                               f"use FinetuneConfig's fields ({', '.join(sorted(FINETUNE_SETTINGS))})")
-        if self.uses_ssl and not self.ssl:
-            raise MedimgError(f"the {self.method} arm needs SimCLR settings: give the profile an 'ssl' section")
+        if self.uses_ssl and not (self.ssl or self.ssl_checkpoint):
+            raise MedimgError(f"the {self.method} arm needs SimCLR settings: give the profile an 'ssl' section (or a "
+                              f"'pretraining' stage whose pools serve {self.dataset})")
+        if self.ssl_checkpoint and not self.uses_ssl:
+            raise MedimgError(f"the {self.method} arm starts from no self-supervised checkpoint: drop ssl_checkpoint")
         self.finetune_config(self.seeds[0], weights="checkpoint" if self.uses_ssl else None)  # refuse bad settings now
         TrainerSettings(**self.trainer)
 
@@ -330,8 +336,9 @@ class Arm:
         ``results_dir``, or any fine-tuning setting (``size=64``, ``epochs=3``, ``augment=True``). An override of
         None keeps the profile's value, so a template can pass its parameters through unchanged.
         """
-        from .profiles import as_profile
+        from .profiles import as_profile, study_root
         from .data.registry import get_spec
+        from .ssl.stage import arm_checkpoint
 
         p = as_profile(profile)
         overrides = {k: v for k, v in overrides.items() if v is not None}
@@ -343,10 +350,15 @@ class Arm:
         own = {k: overrides.pop(k) for k in ARM_SETTINGS if k in overrides}
         finetune.update(overrides)
         ssl_arm = method in SSL_METHODS
-        # the SimCLR checkpoint is pretrained on the network the arm fine-tunes
-        ssl = dict(p["ssl"], arch=finetune.get("arch", p["ssl"].get("arch"))) if ssl_arm and p.get("ssl") else None
+        # the pretraining stage's checkpoint of the arm's network and initialisation, where one serves the dataset
+        staged = arm_checkpoint(p, dataset, "imagenet" if method == "tl+ssl" else "random",
+                                finetune.get("arch", FinetuneConfig.arch)) if ssl_arm else None
+        # else a SimCLR checkpoint of its own, pretrained on the network the arm fine-tunes
+        ssl = (dict(p["ssl"], arch=finetune.get("arch", p["ssl"].get("arch"))) if ssl_arm and p.get("ssl")
+               and not staged else None)
         return cls(dataset=dataset, method=method, seeds=own.get("seeds", p["seeds"]), finetune=finetune, ssl=ssl,
-                   ssl_candidates=tuple(p["ssl_candidates"][get_spec(dataset).modality]) if ssl_arm else (),
+                   ssl_candidates=tuple(p["ssl_candidates"][get_spec(dataset).modality]) if ssl and ssl_arm else (),
+                   ssl_checkpoint=str(staged.path.relative_to(study_root())) if staged else None,
                    tl_weights=own.get("tl_weights", p.get("tl_weights", "auto")),
                    results_dir=own.get("results_dir", p["results_dir"]), trainer=dict(p["trainer"]))
 
@@ -357,7 +369,7 @@ class Arm:
     def to_dict(self) -> dict:
         return dict(dataset=self.dataset, method=self.method, seeds=list(self.seeds), finetune=dict(self.finetune),
                     ssl=dict(self.ssl) if self.ssl else None, ssl_candidates=list(self.ssl_candidates),
-                    tl_weights=self.tl_weights, results_dir=self.results_dir, trainer=dict(self.trainer))
+                    **({"ssl_checkpoint": self.ssl_checkpoint} if self.ssl_checkpoint else {}), tl_weights=self.tl_weights, results_dir=self.results_dir, trainer=dict(self.trainer))
 
     @property
     def uses_ssl(self) -> bool:

@@ -66,7 +66,9 @@ def finished_arm_runs(arm: Arm | dict) -> list[Path]:
 
 
 def arm_ssl_checkpoint(arm: Arm | dict, *, create: bool = True) -> Path:
-    """The SimCLR checkpoint an ``ssl`` or ``tl+ssl`` arm starts from, pretrained if missing and ``create``.
+    """The SimCLR checkpoint an ``ssl`` or ``tl+ssl`` arm starts from, pretrained if missing and ``create``: the
+    profile's pretraining-stage checkpoint where the arm names one (``Arm.ssl_checkpoint``; missing, it is refused
+    with the command that makes it), else one of the arm's own.
 
     With ``create=False`` only its path: finished runs need no checkpoint, so a study read back from
     committed results (checkpoints are not committed) never pretrains again. The lineage check against
@@ -75,6 +77,13 @@ def arm_ssl_checkpoint(arm: Arm | dict, *, create: bool = True) -> Path:
     arm = arm if isinstance(arm, Arm) else Arm.from_dict(arm)
     if not arm.uses_ssl:
         raise MedimgError(f"the {arm.method} arm starts from no SimCLR checkpoint: only {' and '.join(SSL_METHODS)} do")
+    if arm.ssl_checkpoint:  # the profile's pretraining stage: made by its own command, never by the study
+        path = study_root() / arm.ssl_checkpoint
+        if create and not path.is_file():
+            raise MedimgError(f"{arm.dataset} {arm.method} fine-tunes from {arm.ssl_checkpoint}, which is not "
+                              f"pretrained yet: run `make pretrain` (medimg pretrain-ssl --profile PROFILE --resume) "
+                              f"first; the study never pretrains the stage's checkpoints")
+        return path
     pool = ssl_pool(arm.dataset, list(arm.ssl_candidates))
     if not pool:
         raise MedimgError(f"no SimCLR data for {arm.dataset}: every candidate shares images with it; add another "

@@ -49,8 +49,8 @@ class SSLCheck:
             return (f"The checkpoint's features beat random ones on {self.target}'s validation split "
                     f"({self.val_accuracy:.3f} against at most {max(self.random_val_accuracy):.3f}).")
         return (f"The checkpoint's features do **not** beat random ones on {self.target}'s validation split "
-                f"({self.val_accuracy:.3f} against {self.random_accuracy_mean:.3f} on average): SimCLR learned "
-                f"nothing this target can use within this budget, so the SSL arm tests the budget, not SimCLR.")
+                f"({self.val_accuracy:.3f} against {self.random_accuracy_mean:.3f} on average): its pretraining "
+                f"learned nothing this target can use within its budget, so the SSL arm tests that budget.")
 
     def to_dict(self) -> dict:
         return dict(asdict(self), beats_random=self.beats_random)

@@ -105,7 +105,7 @@ def _pretraining(p: dict, book: str, arms: list[Arm]) -> list[Chapter]:
     """One notebook per distinct SimCLR checkpoint the arms need, in a part before the runs."""
     pretraining, seen_pools = [], set()
     for arm in arms:
-        if arm.uses_ssl:
+        if arm.uses_ssl and not arm.ssl_checkpoint:  # the stage's checkpoints are the budget chapter's
             key = _pool_key(arm)
             if key not in seen_pools:
                 seen_pools.add(key)
@@ -139,6 +139,8 @@ def _budget(p: dict, book: str) -> list[Chapter]:
 
 def _pool_key(arm: Arm) -> tuple:
     """What makes two arms' SimCLR checkpoints one: the initialisation, the settings and the pool."""
+    if arm.ssl_checkpoint:  # the pretraining stage's: made before the study, by no chapter
+        return arm.method, arm.ssl_checkpoint
     return arm.method, tuple(sorted(arm.ssl.items(), key=str)), tuple(ssl_pool(arm.dataset, list(arm.ssl_candidates)))
 
 

@@ -84,7 +84,10 @@ def test_the_summary_verdicts_are_those_of_the_committed_comparison(shared_data)
     main = compare_runs([d for a in arms for d in finished_arm_runs(a)], by="method")
     checks = {a.dataset: read_check(arm_ssl_checkpoint(a, create=False), a.dataset) for a in arms if a.method == "ssl"}
     assert None not in checks.values(), "a SimCLR check the summary read is not committed"
-    claims = modality_claims_checked(main, checks)
+    from medimg.ssl.stage import budget_phrase
+
+    budgets = {a.dataset: budget_phrase(arm_ssl_checkpoint(a, create=False)) for a in arms if a.method == "ssl"}
+    claims = modality_claims_checked(main, checks, budgets)
     summary = REPO / "book" / "quick" / "summary.ipynb"
     for i, claim in enumerate(claims, 1):
         assert _glued(summary, f"claim{i}") == f"**{claim['verdict']}** ({claim['evidence']})"

@@ -113,22 +113,26 @@ def test_a_target_own_training_split_may_be_pooled_but_no_other_set_that_shares_
         check_targets(SSLConfig(datasets=("pneumoniamnist", "busi_256"), grey_as="replicate"), ("breastmnist",))
 
 
-def test_the_quick_profile_stage_names_one_checkpoint_per_pool():
+def test_the_quick_profile_stage_names_one_checkpoint_per_method_and_pool():
     from medimg.profiles import load_profile
     from medimg.ssl.stage import pretraining_runs
 
     runs = pretraining_runs("quick")
     p = load_profile("quick")
-    assert [r.pool for r in runs] == list(p["pretraining"]["pools"])
+    section = p["pretraining"]
+    assert [(r.config.method, r.pool) for r in runs] == [(m, pool) for m in section["methods"] for pool in section["pools"]]
     for run in runs:
         assert run.config.steps >= 3000 and run.config.batch_size >= 128  # issue #20's least budget
-        assert run.path.parent == REPO / p["results_dir"] / "ssl" and run.path.name.startswith(f"simclr-random-{run.pool}-")
+        assert run.path.parent == REPO / p["results_dir"] / "ssl" and run.path.name.startswith(f"{run.config.method}-random-{run.pool}-")
         # every target of the pool's modality is on its curve, and the pool is safe for each of them
         modality_targets = set(p["targets"][run.pool])
         assert modality_targets <= {t.dataset for t in run.curve_targets}
     assert len({r.path for r in runs}) == len(runs)
     with pytest.raises(MedimgError, match="no pool"):
         pretraining_runs("quick", pools=["purple"])
+    with pytest.raises(MedimgError, match="no method byol"):
+        pretraining_runs("quick", methods=["byol"])
+    assert [r.label for r in pretraining_runs("quick", methods=["vicreg"], pools=["grey"])] == ["vicreg random grey"]
 
 
 def test_old_checkpoint_names_are_unchanged_by_the_new_settings():
@@ -183,3 +187,77 @@ def test_a_second_method_is_a_setting_of_the_stage(tmp_path):
     from medimg.ssl.methods import METHODS, VICReg
 
     assert METHODS["vicreg"]["module"] is VICReg
+    # the budget in words, as the summary states it beside each claim, from the checkpoint's own record
+    from medimg.ssl.stage import budget_phrase, core_hours
+
+    hours = meta["timing"]["train_seconds"] / 3600 * meta["provenance"]["machine"]["torch_threads"]
+    assert hours > 0 and core_hours(meta) == pytest.approx(hours)
+    assert budget_phrase(out) == f"VICReg, 4 steps at batch 8 on synthetic_grey (16 px, {hours:.2f} CPU core-hours)"
+    assert budget_phrase(tmp_path / "gone.safetensors") == "gone.safetensors (not here to read its budget)"
+
+
+def _curve(path, last: dict, *, random: float = 0.6, imagenet: float = 0.8):
+    """A generated curve beside ``path`` (and ``path`` itself, as the finished checkpoint's file): per target, the
+    linear probe and kNN at step 0 (0.5) and 3,000 (``last[target]``), random inits 0.55 and ``random``."""
+    rows = []
+    for target, value in last.items():
+        for protocol in ("linear", "knn"):
+            rows += [dict(kind="random", target=target, protocol=protocol, val_accuracy=v, seed=s)
+                     for s, v in enumerate((0.55, random))]
+            rows.append(dict(kind="imagenet", target=target, protocol=protocol, val_accuracy=imagenet))
+            rows += [dict(kind="checkpoint", step=step, pairs=step * 128, train_seconds=step, target=target,
+                          protocol=protocol, val_accuracy=v) for step, v in ((0, 0.5), (3000, value))]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(b"placeholder")
+    pd.DataFrame(rows).to_csv(path.with_name(f"{path.stem}.curve.csv"), index=False)
+
+
+def test_an_ssl_arm_fine_tunes_from_the_stage_checkpoint_with_the_better_validation_probe(tmp_path, monkeypatch):
+    from medimg.configs import Arm
+    from medimg.experiments import arm_ssl_checkpoint
+    from medimg.profiles import load_profile
+    from medimg.ssl.curve import budget_answer, crossings
+    from medimg.ssl.stage import pretraining_runs
+
+    monkeypatch.setenv("MEDIMG_STUDY_ROOT", str(tmp_path))
+    p = load_profile("quick", REPO / "study.yml")
+    runs = {(r.config.method, r.pool): r for r in pretraining_runs(p)}
+    assert {m for m, _ in runs} == {"simclr", "vicreg"} and all(r.config.init == "random" for r in runs.values())
+    simclr, vicreg = runs["simclr", "grey"], runs["vicreg", "grey"]
+    assert simclr.path.parent == vicreg.path.parent == tmp_path / "results" / "quick" / "ssl"
+    assert vicreg.path.name.startswith("vicreg-random-grey-") and vicreg.config.identity() != simclr.config.identity()
+
+    # nothing pretrained: the arm names the first method's checkpoint and refuses to pretrain it
+    arm = Arm.from_profile(p, "breastmnist", "ssl")
+    assert arm.ssl_checkpoint == str(simclr.path.relative_to(tmp_path)) and arm.ssl is None
+    assert Arm.from_dict(arm.to_dict()) == arm
+    with pytest.raises(MedimgError, match="make pretrain"):
+        arm_ssl_checkpoint(arm)
+    assert arm_ssl_checkpoint(arm, create=False) == simclr.path
+
+    # both finished: each target takes the method with the better last linear-probe point on its validation split
+    _curve(simclr.path, {"breastmnist": 0.58, "pneumoniamnist": 0.90, "busi_256": 0.59, "iq_othnccd_lung_ct": 0.7})
+    _curve(vicreg.path, {"breastmnist": 0.65, "pneumoniamnist": 0.85, "busi_256": 0.59, "iq_othnccd_lung_ct": 0.8})
+    picked = {d: Arm.from_profile(p, d, "ssl").ssl_checkpoint for d in ("breastmnist", "pneumoniamnist", "busi_256")}
+    assert picked == {"breastmnist": str(vicreg.path.relative_to(tmp_path)),
+                      "pneumoniamnist": str(simclr.path.relative_to(tmp_path)),
+                      "busi_256": str(simclr.path.relative_to(tmp_path))}  # a tie: the methods table's order
+    assert arm_ssl_checkpoint(Arm.from_profile(p, "breastmnist", "ssl")) == vicreg.path
+    # colour targets take the colour pool's checkpoint; TL+SSL (no ImageNet-init checkpoint in the stage) and
+    # another network than the stage's pretrain their own
+    assert Arm.from_profile(p, "retinamnist", "ssl").ssl_checkpoint.startswith("results/quick/ssl/simclr-random-colour-")
+    own = Arm.from_profile(p, "breastmnist", "tl+ssl")
+    assert own.ssl_checkpoint is None and own.ssl["epochs"] == p["ssl"]["epochs"]
+    assert Arm.from_profile(p, "breastmnist", "ssl", arch="tf_efficientnet_lite0").ssl_checkpoint is None
+
+    # the chapter's answer counts per method, then for the checkpoint each target's arm takes
+    found = pd.concat([crossings(pd.read_csv(r.path.with_name(f"{r.path.stem}.curve.csv")))
+                       .assign(method=m, pool="grey", hours_per_step=1e-4) for (m, _), r in runs.items()
+                       if r.pool == "grey"], ignore_index=True)
+    answer = budget_answer(found)
+    assert ("**SimCLR** (grey pool 3,000 steps, 0.30 CPU core-hours): its frozen features beat the best random "
+            "initialisation on validation under the linear probe on **2 of 4** targets (pneumoniamnist, "
+            "iq_othnccd_lung_ct) and under the kNN on **2 of 4**") in answer
+    assert "**VICReg** (grey pool 3,000 steps" in answer and "on **3 of 4** targets (breastmnist, pneumoniamnist, iq" in answer
+    assert ("(breastmnist: VICReg, pneumoniamnist: SimCLR, busi_256: SimCLR, iq_othnccd_lung_ct: VICReg), the "
+            "features beat the best random initialisation under the linear probe on **3 of 4** targets") in answer

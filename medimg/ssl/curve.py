@@ -163,7 +163,7 @@ def crossings(curve: pd.DataFrame) -> pd.DataFrame:
     first_step_above_random, above_random_at_end.
     """
     rows = []
-    points = curve[curve.kind == "checkpoint"].sort_values("step")
+    points = curve[curve.kind == "checkpoint"].sort_values("step", kind="stable")  # targets in curve order
     for (target, protocol), group in points.groupby(["target", "protocol"], sort=False):
         refs = curve[(curve.target == target) & (curve.protocol == protocol)]
         random = refs[refs.kind == "random"].val_accuracy
@@ -197,22 +197,44 @@ def crossing_sentence(row, hours_per_step: float | None = None) -> str:
 
 
 def budget_answer(found: pd.DataFrame) -> str:
-    """The chapter's answer in a few sentences, from :func:`crossings` rows of every checkpoint (with ``pool`` and
-    ``hours_per_step`` columns): per protocol, on how many targets the last point beats the best random
-    initialisation, and the budget that was spent."""
+    """The chapter's answer in a few sentences, from :func:`crossings` rows of every checkpoint (with ``method``,
+    ``pool`` and ``hours_per_step`` columns): per method and protocol, on how many targets the last point beats the
+    best random initialisation, and the budget that was spent; with several methods, the same count for the
+    checkpoint each target's SSL arm fine-tunes from (the best last linear-probe point on validation,
+    :func:`medimg.ssl.stage.arm_checkpoint`)."""
+    from .methods import METHODS
+
     if found.empty:
         return "No checkpoint of this profile's pretraining stage is finished yet, so nothing can be read off a curve."
+    if "method" not in found:
+        found = found.assign(method="simclr")
+    sentences = []
+    for method, rows in found.groupby("method", sort=False):
+        budgets = "; ".join(f"{pool} pool {int(g.last_step.max()):,} steps, "
+                            f"{g.last_step.max() * g.hours_per_step.iloc[0]:.2f} CPU core-hours"
+                            for pool, g in rows.groupby("pool", sort=False))
+        sentences.append(f"**{METHODS[method]['name']}** ({budgets}): its frozen features beat the best random "
+                         f"initialisation on validation {_counts(rows)}. Against the *mean* random initialisation "
+                         f"(the best of several seeds is a high bar on small validation splits) they are above on "
+                         f"{int((rows['last'] > rows.random_mean).sum())} of {len(rows)} target-protocol pairs, and "
+                         f"against ImageNet's features on {int((rows['last'] > rows.imagenet).sum())} of {len(rows)}.")
+    if found.method.nunique() > 1:
+        linear = found[found.protocol == "linear"]
+        chosen = linear.loc[linear.groupby("target", sort=False)["last"].idxmax(), ["target", "method"]]
+        picked = found[[(t, m) in set(zip(chosen.target, chosen.method)) for t, m in zip(found.target, found.method)]]
+        names = ", ".join(f"{t}: {METHODS[m]['name']}" for t, m in zip(chosen.target, chosen.method))
+        sentences.append(f"Taking for each target the checkpoint with the better last linear-probe point on "
+                         f"validation, the one its SSL arm fine-tunes from ({names}), the features beat the best "
+                         f"random initialisation {_counts(picked)}.")
+    return "At the end of each checkpoint's budget: " + " ".join(sentences)
+
+
+def _counts(rows: pd.DataFrame) -> str:
+    """"under the linear probe on **a of b** targets (names) and under the kNN on ..." for :func:`crossings` rows."""
     parts = []
     for protocol, name in (("linear", "linear probe"), ("knn", "kNN")):
-        rows = found[found.protocol == protocol]
-        won = rows[rows.above_random_at_end]
-        parts.append(f"under the {name} on **{len(won)} of {len(rows)}** targets"
+        own = rows[rows.protocol == protocol]
+        won = own[own.above_random_at_end]
+        parts.append(f"under the {name} on **{len(won)} of {len(own)}** targets"
                      + (f" ({', '.join(won.target)})" if len(won) else ""))
-    budgets = "; ".join(f"{pool}: {int(g.last_step.max()):,} steps, {g.last_step.max() * g.hours_per_step.iloc[0]:.2f} "
-                        f"CPU core-hours" for pool, g in found.groupby("pool", sort=False))
-    above_mean = int((found["last"] > found.random_mean).sum())
-    return (f"At the end of its budget ({budgets}), the self-supervised checkpoint's frozen features beat the best "
-            f"random initialisation on validation {' and '.join(parts)}. Against the *mean* random initialisation "
-            f"(the best of several seeds is a high bar on small validation splits) they are above "
-            f"on {above_mean} of {len(found)} target-protocol pairs, and against ImageNet's features on "
-            f"{int((found['last'] > found.imagenet).sum())} of {len(found)}.")
+    return " and ".join(parts)

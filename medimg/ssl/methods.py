@@ -125,6 +125,6 @@ class VICReg(TwoViews):
                 VICRegLoss(gather_distributed=True))
 
 
-METHODS = {"simclr": dict(module=SimCLR, loss="NT-Xent", paper="Chen et al. 2020, SimCLR"),
-           "vicreg": dict(module=VICReg, loss="VICReg", paper="Bardes et al. 2022, VICReg")}
+METHODS = {"simclr": dict(module=SimCLR, name="SimCLR", loss="NT-Xent", paper="Chen et al. 2020, SimCLR"),
+           "vicreg": dict(module=VICReg, name="VICReg", loss="VICReg", paper="Bardes et al. 2022, VICReg")}
 assert tuple(METHODS) == PRETRAINING_METHODS, "medimg.configs.PRETRAINING_METHODS names the methods of this table"

@@ -4,14 +4,15 @@
 
     pretraining:
       ssl: {arch: mobilenetv2_100, size: 32, steps: 3000, batch_size: 128, ...}   # SSLConfig fields
+      methods: [simclr, vicreg]       # medimg.ssl.methods.METHODS; each method pretrains every pool
       inits: [random]                 # random: the SSL arm; imagenet: TL+SSL
       curve: {every: 250, snapshots: [1000, 2000]}
       pools:
         grey: {datasets: [pneumoniamnist, iq_othnccd_lung_ct], intensity_jitter: 0.0,   # + per-pool SSLConfig fields
-               curve_targets: [iq_othnccd_lung_ct]}   # probed beside the profile's targets of the pool's modality
+               curve_targets: [...]}   # probed beside the profile's targets of the pool's modality (optional)
         colour: {datasets: [retinamnist, ham10000_224, ...]}
 
-One checkpoint per pool and initialisation (not per target), so the compute goes into steps. Each pool
+One checkpoint per method, pool and initialisation (not per target), so the compute goes into steps. Each pool
 serves the profile's targets of its modality, and is checked against every one of them (a target's own
 training split may be pooled; a dataset sharing source images with a target may not). Checkpoints are
 named ``<method>-<init>-<pool>-<key>.safetensors`` under ``results/PROFILE/ssl/``, the key a hash of the
@@ -46,8 +47,9 @@ class PretrainingRun:
         return f"{self.config.method} {self.config.init} {self.pool}"
 
 
-def pretraining_runs(profile: str | dict, *, pools=None, inits=None) -> list[PretrainingRun]:
-    """Every checkpoint of ``profile``'s pretraining section (or only ``pools`` / ``inits``), in order."""
+def pretraining_runs(profile: str | dict, *, pools=None, inits=None, methods=None) -> list[PretrainingRun]:
+    """Every checkpoint of ``profile``'s pretraining section (or only ``pools`` / ``inits`` / ``methods``), in order:
+    methods outermost (the section's ``methods``, default ``[simclr]``), then initialisations, then pools."""
     from ..experiments import config_key
     from ..profiles import as_profile, study_root, targets
     from ..data.registry import get_spec
@@ -61,33 +63,40 @@ def pretraining_runs(profile: str | dict, *, pools=None, inits=None) -> list[Pre
     if unknown:
         raise MedimgError(f"profile {p['name']!r} has no pool {', '.join(unknown)}: choose from "
                           f"{', '.join(section['pools'])}")
+    unknown = sorted(set(methods or ()) - set(section.get("methods", ["simclr"])))
+    if unknown:
+        raise MedimgError(f"profile {p['name']!r} pretrains no method {', '.join(unknown)}: choose from "
+                          f"{', '.join(section.get('methods', ['simclr']))} (its 'pretraining.methods')")
     curve = section.get("curve", {})
     caps = {d: s.get("max_train_images") for d, s in p.get("finetune_by_dataset", {}).items()}
     out = []
-    for init in inits or section.get("inits", ["random"]):
-        for name, pool in section["pools"].items():
-            if pools and name not in pools:
-                continue
-            settings = {k: v for k, v in pool.items() if k not in ("datasets", "modality", "curve_targets")}
-            config = SSLConfig(datasets=tuple(pool["datasets"]), init=init, **{**section["ssl"], **settings})
-            modality = pool.get("modality", name)
-            curve_targets = tuple(CurveTarget(d, caps.get(d) or p["finetune"].get("max_train_images"))
-                                  for d in [d for m, d in targets(p) if m == modality] + list(pool.get("curve_targets", [])))
-            if any(get_spec(d).modality != modality for d in config.datasets):
-                raise MedimgError(f"pool {name!r} of profile {p['name']!r} mixes modalities: give it datasets of "
-                                  f"{modality} images only (or a 'modality' key)")
-            path = (study_root() / p["results_dir"] / "ssl"
-                    / f"{config.method}-{init}-{name}-{config_key(config.identity())}.safetensors")
-            out.append(PretrainingRun(pool=name, config=config, path=path, curve_targets=curve_targets,
-                                      curve_every=int(curve.get("every", 250)),
-                                      snapshots=tuple(curve.get("snapshots", ())),
-                                      reference_seeds=tuple(p["seeds"]),
-                                      imagenet_weights=p.get("tl_weights") if init == "random" else None))
+    combos = [(m, i, n) for m in section.get("methods", ["simclr"]) for i in section.get("inits", ["random"])
+              for n in section["pools"]]
+    for method, init, name in combos:
+        if (methods and method not in methods) or (inits and init not in inits) or (pools and name not in pools):
+            continue
+        pool = section["pools"][name]
+        settings = {k: v for k, v in pool.items() if k not in ("datasets", "modality", "curve_targets")}
+        config = SSLConfig(datasets=tuple(pool["datasets"]), init=init, method=method,
+                           **{**section["ssl"], **settings})
+        modality = pool.get("modality", name)
+        served = dict.fromkeys([d for m, d in targets(p) if m == modality] + list(pool.get("curve_targets", [])))
+        curve_targets = tuple(CurveTarget(d, caps.get(d) or p["finetune"].get("max_train_images")) for d in served)
+        if any(get_spec(d).modality != modality for d in config.datasets):
+            raise MedimgError(f"pool {name!r} of profile {p['name']!r} mixes modalities: give it datasets of "
+                              f"{modality} images only (or a 'modality' key)")
+        path = (study_root() / p["results_dir"] / "ssl"
+                / f"{config.method}-{init}-{name}-{config_key(config.identity())}.safetensors")
+        out.append(PretrainingRun(pool=name, config=config, path=path, curve_targets=curve_targets,
+                                  curve_every=int(curve.get("every", 250)),
+                                  snapshots=tuple(curve.get("snapshots", ())),
+                                  reference_seeds=tuple(p["seeds"]),
+                                  imagenet_weights=p.get("tl_weights") if init == "random" else None))
     return out
 
 
-def run_stage(profile: str | dict, *, pools=None, inits=None, resume: bool = False, force: bool = False,
-              trainer=None) -> list[Path]:
+def run_stage(profile: str | dict, *, pools=None, inits=None, methods=None, resume: bool = False,
+              force: bool = False, trainer=None) -> list[Path]:
     """Pretrain every checkpoint of the stage that is not finished (``resume``: go on from a saved state)."""
     from ..configs import TrainerSettings
     from ..profiles import as_profile
@@ -96,7 +105,7 @@ def run_stage(profile: str | dict, *, pools=None, inits=None, resume: bool = Fal
     p = as_profile(profile)
     trainer = trainer or TrainerSettings(**{**p["trainer"], "progress": True})
     done = []
-    for run in pretraining_runs(p, pools=pools, inits=inits):
+    for run in pretraining_runs(p, pools=pools, inits=inits, methods=methods):
         if run.path.is_file() and not force:
             print(f"{run.label}: {run.path.name} is finished (committed); --force pretrains it again")
             done.append(run.path)
@@ -134,15 +143,12 @@ class StageResult:
     @property
     def hours_per_step(self) -> float | None:
         """CPU core-hours per optimiser step: wall hours x cores / steps (on a GPU run, wall hours / steps)."""
-        if not self.meta:
-            return None
-        cores = 1 if self.meta["provenance"]["machine"].get("cuda") else self.cores
-        return self.hours * cores / self.meta["steps"]
+        return core_hours(self.meta) / self.meta["steps"] if self.meta else None
 
     def record(self) -> dict:
         """One row of the book's table of checkpoints."""
         m = self.meta or {}
-        return dict(pool=self.run.pool, init=self.run.config.init, datasets=", ".join(self.run.config.datasets),
+        return dict(method=self.run.config.method, pool=self.run.pool, init=self.run.config.init, datasets=", ".join(self.run.config.datasets),
                     images=m.get("n_images"), size=self.run.config.size, batch=self.run.config.batch_size,
                     steps=m.get("steps"), image_pairs=m.get("pairs"),
                     hours=round(self.hours, 2) if self.meta else None, cores=self.cores,
@@ -159,3 +165,57 @@ def stage_results(profile: str | dict) -> list[StageResult]:
     return [StageResult(run, read_ssl_meta(run.path) if run.path.is_file() else None,
                         read_curve(run.path) if run.path.is_file() else read_curve(run.path).iloc[0:0])
             for run in pretraining_runs(profile)]
+
+
+def arm_checkpoint(profile: str | dict, dataset: str, init: str, arch: str) -> PretrainingRun | None:
+    """The stage checkpoint an arm of ``dataset`` fine-tunes from (``init`` random: the SSL arm; imagenet: TL+SSL),
+    or None where the profile's stage has no checkpoint of ``init`` and ``arch`` whose pool serves ``dataset``
+    (the arm then pretrains its own, :func:`medimg.experiments.arm_ssl_checkpoint`).
+
+    Among the finished checkpoints that serve it (one per method), the one whose last linear-probe point on
+    ``dataset``'s **validation** split is highest, ties to the earlier method of
+    :data:`medimg.ssl.methods.METHODS`: model selection on validation, as for every other choice in the book
+    (the test split is never read). Where none is finished yet, the first; the arm then refuses to run until
+    it is pretrained (``make pretrain``).
+    """
+    from ..profiles import as_profile
+    from .curve import read_curve
+
+    p = as_profile(profile)
+    if not p.get("pretraining"):
+        return None
+    serving = [r for r in pretraining_runs(p) if r.config.init == init and r.config.arch == arch
+               and dataset in {t.dataset for t in r.curve_targets}]
+    if not serving:
+        return None
+    scored = []
+    for order, run in enumerate(serving):
+        if run.path.is_file():
+            curve = read_curve(run.path)
+            own = curve[(curve.kind == "checkpoint") & (curve.target == dataset) & (curve.protocol == "linear")]
+            if len(own):
+                scored.append((-float(own.sort_values("step").val_accuracy.iloc[-1]), order, run))
+    return min(scored, key=lambda s: s[:2])[2] if scored else serving[0]
+
+
+def core_hours(meta: dict) -> float:
+    """A checkpoint's pretraining in CPU core-hours (its record, :func:`medimg.models.backbones.read_ssl_meta`):
+    wall hours of views and optimiser steps (the curve's probes excluded) x the torch threads it ran with; on a
+    GPU, wall hours."""
+    machine = meta["provenance"]["machine"]
+    cores = 1 if machine.get("cuda") else machine.get("torch_threads") or 1
+    return meta["timing"]["train_seconds"] / 3600 * cores
+
+
+def budget_phrase(checkpoint) -> str:
+    """The budget of a self-supervised checkpoint in words, from its record: "SimCLR, 3,000 steps at batch 128
+    on pneumoniamnist + iq_othnccd_lung_ct (32 px, 1.80 CPU core-hours)"; for one not here, its file name."""
+    from ..models.backbones import read_ssl_meta
+    from .methods import METHODS
+
+    checkpoint = Path(checkpoint)
+    meta = read_ssl_meta(checkpoint) if checkpoint.is_file() else None
+    if not meta:
+        return f"{checkpoint.name} (not here to read its budget)"
+    return (f"{METHODS[meta.get('method', 'simclr')]['name']}, {meta['steps']:,} steps at batch {meta['batch_size']} "
+            f"on {' + '.join(meta['datasets'])} ({meta['size']} px, {core_hours(meta):.2f} CPU core-hours)")
