@@ -171,10 +171,11 @@ def modality_claims_checked(main: Comparison, checks: dict, budgets: dict | None
             extra.append("self-supervised pretraining: " + "; ".join(stated))
         if failed:
             names = failed[0] if len(failed) == 1 else ", ".join(failed[:-1]) + " and " + failed[-1]
-            lost = ("the checkpoint of " + names + " does not" if len(failed) == 1 else
-                    "the checkpoints of " + names + " do not")
-            extra.append(f"{lost} beat random features on validation at that budget, so its SSL arm measures "
-                         f"self-supervision at that budget (the learning curves: *{CURVES_CHAPTER}*)")
+            lost = (f"the checkpoint {names}'s SSL arm starts from does not beat random features on validation at "
+                    f"that budget, so that arm measures" if len(failed) == 1 else
+                    f"the checkpoints the SSL arms of {names} start from do not beat random features on validation "
+                    f"at that budget, so those arms measure")
+            extra.append(f"{lost} self-supervision at that budget (the learning curves: *{CURVES_CHAPTER}*)")
         if extra:
             claim = dict(claim, evidence=claim["evidence"] + "; " + "; ".join(extra))
         out.append(claim)

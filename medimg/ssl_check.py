@@ -62,12 +62,19 @@ class SSLCheck:
 
 
 def checks_markdown(checks: dict[str, SSLCheck]) -> str:
-    """The summary's table of SimCLR checks (``{target: SSLCheck}``): each checkpoint's validation accuracy
-    beside the mean of random initialisations, and whether it beats the best of them."""
+    """The summary's table of checks (``{target: SSLCheck}``): the checkpoint each SSL arm starts from (its
+    method, from the name's first word), its validation accuracy beside the mean of random initialisations,
+    and whether it beats the best of them."""
     from .evaluate.tables import markdown_table
+    from .ssl.methods import METHODS
 
-    return markdown_table([{"target": d, "SimCLR": c.val_accuracy, "random init": c.random_accuracy_mean,
-                            "beats random": c.beats_random} for d, c in checks.items()], floatfmt=".3f")
+    def method(c: SSLCheck) -> str:
+        first = Path(c.checkpoint).name.split("-")[0]
+        return METHODS[first]["name"] if first in METHODS else Path(c.checkpoint).name
+
+    return markdown_table([{"target": d, "pretrained with": method(c), "checkpoint": c.val_accuracy,
+                            "random init": c.random_accuracy_mean, "beats random": c.beats_random}
+                           for d, c in checks.items()], floatfmt=".3f")
 
 
 def check_path(checkpoint, target: str) -> Path:
@@ -94,6 +101,12 @@ def _probe_on_validation(config) -> tuple[float, float, float]:
     return accuracy, float(probe.val_log_loss_[probe.C_]), float(probe.C_)
 
 
+def random_init_twin(arm: Arm) -> Arm:
+    """``arm`` as a ``scratch`` arm (same target, seeds, fine-tuning settings), whose features are the random
+    reference of the check: it starts from no checkpoint, a stage's or its own."""
+    return Arm.from_dict(dict(arm.to_dict(), method="scratch", ssl_checkpoint=None))
+
+
 def check_ssl_checkpoint(arm: Arm, checkpoint) -> SSLCheck:
     """The check of ``checkpoint`` (a SimCLR ``.safetensors``) for ``arm`` (an ``ssl`` or ``tl+ssl`` arm): its
     probe at the arm's first seed, and random-init probes at each of the arm's seeds, all at the arm's size
@@ -102,7 +115,7 @@ def check_ssl_checkpoint(arm: Arm, checkpoint) -> SSLCheck:
     if not arm.uses_ssl:
         raise MedimgError(f"the {arm.method} arm starts from no SimCLR checkpoint: check an ssl or tl+ssl arm")
     accuracy, loss, C = _probe_on_validation(arm.finetune_config(arm.seeds[0], str(checkpoint)))
-    scratch = Arm.from_dict(dict(arm.to_dict(), method="scratch"))
+    scratch = random_init_twin(arm)
     random = [_probe_on_validation(scratch.finetune_config(seed)) for seed in arm.seeds]
     return SSLCheck(target=arm.dataset, checkpoint=str(getattr(checkpoint, "name", checkpoint)), C=C,
                     val_accuracy=accuracy, val_loss=loss, seeds=tuple(arm.seeds),

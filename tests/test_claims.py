@@ -108,8 +108,8 @@ def test_a_claim_states_the_pretraining_budget_and_where_a_checkpoint_lost_to_ra
     # the verdict is what the test decides; where the checkpoint lost, the evidence says so, with its budget
     assert grey["verdict"] == "contradicted" and colour["verdict"] == "holds"
     assert grey["evidence"].endswith("; self-supervised pretraining: SimCLR, 3,000 steps (1.80 CPU core-hours); the "
-                                     "checkpoint of g1 does not beat random features on validation at that budget, so "
-                                     "its SSL arm measures self-supervision at that budget (the learning curves: *How "
+                                     "checkpoint g1's SSL arm starts from does not beat random features on validation "
+                                     "at that budget, so that arm measures self-supervision at that budget (the learning curves: *How "
                                      "much pretraining does self-supervision need?*)")
     assert colour["evidence"].endswith("; self-supervised pretraining: VICReg, 3,000 steps (1.90 CPU core-hours)")
     assert [c["verdict"] for c in modality_claims_checked(main, {"g1": won})] == ["holds", "contradicted"]
@@ -117,7 +117,8 @@ def test_a_claim_states_the_pretraining_budget_and_where_a_checkpoint_lost_to_ra
     # several that lost are named in one plural sentence
     main.runs.append(SimpleNamespace(dataset="g2", modality="grey"))
     grey = modality_claims_checked(main, {"g1": lost, "g2": lost, "c1": won})[1]
-    assert "; the checkpoints of g1 and g2 do not beat random features" in grey["evidence"]
+    assert ("; the checkpoints the SSL arms of g1 and g2 start from do not beat random features on validation "
+            "at that budget, so those arms measure self-supervision") in grey["evidence"]
 
     probe = comparison([pair_row("c1", "colour", "tl", "ssl", -0.10, True), pair_row("g1", "grey", "tl", "ssl", 0.1, True)])
     probe.runs = main.runs

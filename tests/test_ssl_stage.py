@@ -243,6 +243,9 @@ def test_an_ssl_arm_fine_tunes_from_the_stage_checkpoint_with_the_better_validat
                       "pneumoniamnist": str(simclr.path.relative_to(tmp_path)),
                       "busi_256": str(simclr.path.relative_to(tmp_path))}  # a tie: the methods table's order
     assert arm_ssl_checkpoint(Arm.from_profile(p, "breastmnist", "ssl")) == vicreg.path
+    # its check against random features probes the study's own scratch arm (no checkpoint of any kind)
+    from medimg.ssl_check import random_init_twin
+    assert random_init_twin(Arm.from_profile(p, "breastmnist", "ssl")) == Arm.from_profile(p, "breastmnist", "scratch")
     # colour targets take the colour pool's checkpoint; TL+SSL (no ImageNet-init checkpoint in the stage) and
     # another network than the stage's pretrain their own
     assert Arm.from_profile(p, "retinamnist", "ssl").ssl_checkpoint.startswith("results/quick/ssl/simclr-random-colour-")

@@ -219,12 +219,16 @@ def test_dependencies_let_a_chapter_start_only_after_what_it_reads():
     book = "book/quick"
     # the SimCLR chapters and the cards start at once
     assert all(not deps[p] for p, c in everything.items() if c.template in ("ssl_pretraining", "dataset_card"))
-    # TL and scratch wait only for their card; SSL also for its checkpoint's chapter, which pretrains on its pool
-    assert deps[f"{book}/busi_256/tl.ipynb"] == (f"{book}/busi_256/card.ipynb",)
-    ssl_busi = deps[f"{book}/busi_256/ssl.ipynb"]
-    assert ssl_busi[0] == f"{book}/busi_256/card.ipynb" and everything[ssl_busi[1]].template == "ssl_pretraining"
-    assert ssl_busi[1] == deps[f"{book}/breastmnist/ssl.ipynb"][1]  # one pool, one checkpoint: both lack BUSI's images
-    assert ssl_busi[1] != deps[f"{book}/pneumoniamnist/ssl.ipynb"][1]
+    # TL, scratch and SSL wait only for their card (SSL reads a committed checkpoint of the pretraining stage);
+    # TL+SSL also for its checkpoint's chapter, which pretrains on its pool
+    for arm in ("tl", "ssl", "scratch"):
+        assert deps[f"{book}/busi_256/{arm}.ipynb"] == (f"{book}/busi_256/card.ipynb",)
+    tl_ssl = {d: deps[f"{book}/ablations/imagenet_then_simclr/{d}-tl_ssl.ipynb"]
+              for d in ("busi_256", "breastmnist", "pneumoniamnist")}
+    assert tl_ssl["busi_256"][0] == f"{book}/busi_256/card.ipynb"
+    assert everything[tl_ssl["busi_256"][1]].template == "ssl_pretraining"
+    assert tl_ssl["busi_256"][1] == tl_ssl["breastmnist"][1]  # one pool, one checkpoint: both lack BUSI's images
+    assert tl_ssl["busi_256"][1] != tl_ssl["pneumoniamnist"][1]
     assert set(deps[f"{book}/busi_256/comparison.ipynb"]) == {f"{book}/busi_256/{n}.ipynb"
                                                               for n in ("card", "tl", "ssl", "scratch")}
     # an ablation reads the main arms' features, which its datasets' comparisons extract
