@@ -113,17 +113,23 @@ def test_a_target_own_training_split_may_be_pooled_but_no_other_set_that_shares_
         check_targets(SSLConfig(datasets=("pneumoniamnist", "busi_256"), grey_as="replicate"), ("breastmnist",))
 
 
-def test_the_quick_profile_stage_names_one_checkpoint_per_method_and_pool():
+def test_the_quick_profile_stage_names_one_checkpoint_per_method_init_and_pool():
     from medimg.profiles import load_profile
-    from medimg.ssl.stage import pretraining_runs
+    from medimg.ssl.stage import pretraining_runs, stage_inits
 
     runs = pretraining_runs("quick")
     p = load_profile("quick")
     section = p["pretraining"]
-    assert [(r.config.method, r.pool) for r in runs] == [(m, pool) for m in section["methods"] for pool in section["pools"]]
+    # random init: every method on every pool (the SSL arms); ImageNet init: SimCLR only, fewer steps (TL+SSL)
+    assert [(r.config.method, r.config.init, r.pool) for r in runs] == (
+        [("simclr", i, pool) for i in ("random", "imagenet") for pool in section["pools"]]
+        + [("vicreg", "random", pool) for pool in section["pools"]])
     for run in runs:
-        assert run.config.steps >= 3000 and run.config.batch_size >= 128  # issue #20's least budget
-        assert run.path.parent == REPO / p["results_dir"] / "ssl" and run.path.name.startswith(f"{run.config.method}-random-{run.pool}-")
+        assert run.config.batch_size >= 128
+        assert run.config.steps >= 3000 if run.config.init == "random" else run.config.steps == 1000  # issue #20's least
+        assert all(s < run.config.steps for s in run.snapshots) and run.imagenet_weights == p["tl_weights"]
+        assert run.path.parent == REPO / p["results_dir"] / "ssl"
+        assert run.path.name.startswith(f"{run.config.method}-{run.config.init}-{run.pool}-")
         # every target of the pool's modality is on its curve, and the pool is safe for each of them
         modality_targets = set(p["targets"][run.pool])
         assert modality_targets <= {t.dataset for t in run.curve_targets}
@@ -133,6 +139,14 @@ def test_the_quick_profile_stage_names_one_checkpoint_per_method_and_pool():
     with pytest.raises(MedimgError, match="no method byol"):
         pretraining_runs("quick", methods=["byol"])
     assert [r.label for r in pretraining_runs("quick", methods=["vicreg"], pools=["grey"])] == ["vicreg random grey"]
+    assert [r.label for r in pretraining_runs("quick", inits=["imagenet"], pools=["grey"])] == ["simclr imagenet grey"]
+    # inits as a list or a mapping; what it names is checked
+    assert stage_inits({"inits": ["random", "imagenet"]}) == {"random": {}, "imagenet": {}}
+    assert stage_inits({}) == {"random": {}}
+    with pytest.raises(MedimgError, match="pretraining.inits names 'noise'"):
+        stage_inits({"inits": ["noise"]})
+    with pytest.raises(MedimgError, match="inits.imagenet.methods names byol"):
+        stage_inits({"methods": ["simclr"], "inits": {"imagenet": {"methods": ["byol"]}}})
 
 
 def test_old_checkpoint_names_are_unchanged_by_the_new_settings():
@@ -221,8 +235,8 @@ def test_an_ssl_arm_fine_tunes_from_the_stage_checkpoint_with_the_better_validat
 
     monkeypatch.setenv("MEDIMG_STUDY_ROOT", str(tmp_path))
     p = load_profile("quick", REPO / "study.yml")
-    runs = {(r.config.method, r.pool): r for r in pretraining_runs(p)}
-    assert {m for m, _ in runs} == {"simclr", "vicreg"} and all(r.config.init == "random" for r in runs.values())
+    runs = {(r.config.method, r.pool): r for r in pretraining_runs(p, inits=["random"])}
+    assert {m for m, _ in runs} == {"simclr", "vicreg"}
     simclr, vicreg = runs["simclr", "grey"], runs["vicreg", "grey"]
     assert simclr.path.parent == vicreg.path.parent == tmp_path / "results" / "quick" / "ssl"
     assert vicreg.path.name.startswith("vicreg-random-grey-") and vicreg.config.identity() != simclr.config.identity()
@@ -249,9 +263,14 @@ def test_an_ssl_arm_fine_tunes_from_the_stage_checkpoint_with_the_better_validat
     # colour targets take the colour pool's checkpoint; TL+SSL (no ImageNet-init checkpoint in the stage) and
     # another network than the stage's pretrain their own
     assert Arm.from_profile(p, "retinamnist", "ssl").ssl_checkpoint.startswith("results/quick/ssl/simclr-random-colour-")
-    own = Arm.from_profile(p, "breastmnist", "tl+ssl")
-    assert own.ssl_checkpoint is None and own.ssl["epochs"] == p["ssl"]["epochs"]
+    # TL+SSL takes the stage's ImageNet-initialised checkpoint of its pool; another network than the stage's
+    # pretrains its own, and so does TL+SSL in a stage without ImageNet init
+    (imagenet,) = pretraining_runs(p, inits=["imagenet"], pools=["grey"])
+    assert Arm.from_profile(p, "breastmnist", "tl+ssl").ssl_checkpoint == str(imagenet.path.relative_to(tmp_path))
     assert Arm.from_profile(p, "breastmnist", "ssl", arch="tf_efficientnet_lite0").ssl_checkpoint is None
+    no_imagenet = dict(p, pretraining=dict(p["pretraining"], inits=["random"]))
+    own = Arm.from_profile(no_imagenet, "breastmnist", "tl+ssl")
+    assert own.ssl_checkpoint is None and own.ssl["epochs"] == p["ssl"]["epochs"]
 
     # the chapter's answer counts per method, then for the checkpoint each target's arm takes
     found = pd.concat([crossings(pd.read_csv(r.path.with_name(f"{r.path.stem}.curve.csv")))
@@ -264,3 +283,17 @@ def test_an_ssl_arm_fine_tunes_from_the_stage_checkpoint_with_the_better_validat
     assert "**VICReg** (grey pool 3,000 steps" in answer and "on **3 of 4** targets (breastmnist, pneumoniamnist, iq" in answer
     assert ("(breastmnist: VICReg, pneumoniamnist: SimCLR, busi_256: SimCLR, iq_othnccd_lung_ct: VICReg), the "
             "features beat the best random initialisation under the linear probe on **3 of 4** targets") in answer
+    assert "ImageNet weights" not in answer
+    # an ImageNet-initialised checkpoint (TL+SSL's start) is read against ImageNet's own features
+    _curve(imagenet.path, {"breastmnist": 0.85, "pneumoniamnist": 0.70, "busi_256": 0.81, "iq_othnccd_lung_ct": 0.6},
+           imagenet=0.8)
+    tl_ssl = crossings(pd.read_csv(imagenet.path.with_name(f"{imagenet.path.stem}.curve.csv")))
+    answer = budget_answer(pd.concat([found, tl_ssl.assign(method="simclr", init="imagenet", pool="grey",
+                                                           hours_per_step=1e-4)], ignore_index=True))
+    assert answer.startswith("At the end of each checkpoint's budget: **SimCLR** (grey pool 3,000 steps")
+    assert answer.endswith("**SimCLR continued from ImageNet weights** (where the TL+SSL arms start; grey pool 3,000 "
+                           "steps, 0.30 CPU core-hours): its features beat ImageNet's own on validation under the "
+                           "linear probe on **2 of 4** targets (breastmnist, busi_256) and under the kNN on **2 of 4** "
+                           "targets (breastmnist, busi_256), and the best random initialisation under the linear probe "
+                           "on **3 of 4** targets (breastmnist, pneumoniamnist, busi_256) and under the kNN on **3 of "
+                           "4** targets (breastmnist, pneumoniamnist, busi_256).")

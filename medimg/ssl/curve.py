@@ -198,43 +198,56 @@ def crossing_sentence(row, hours_per_step: float | None = None) -> str:
 
 def budget_answer(found: pd.DataFrame) -> str:
     """The chapter's answer in a few sentences, from :func:`crossings` rows of every checkpoint (with ``method``,
-    ``pool`` and ``hours_per_step`` columns): per method and protocol, on how many targets the last point beats the
-    best random initialisation, and the budget that was spent; with several methods, the same count for the
-    checkpoint each target's SSL arm fine-tunes from (the best last linear-probe point on validation,
-    :func:`medimg.ssl.stage.arm_checkpoint`)."""
+    ``pool`` and ``hours_per_step`` columns, and ``init``, random where it is missing): per method of the
+    random-initialised checkpoints and protocol, on how many targets the last point beats the best random
+    initialisation, and the budget that was spent; with several methods, the same count for the checkpoint each
+    target's SSL arm fine-tunes from (the best last linear-probe point on validation,
+    :func:`medimg.ssl.stage.arm_checkpoint`); for ImageNet-initialised checkpoints (TL+SSL's start), on how many
+    targets they beat ImageNet's own features."""
     from .methods import METHODS
 
     if found.empty:
         return "No checkpoint of this profile's pretraining stage is finished yet, so nothing can be read off a curve."
-    if "method" not in found:
-        found = found.assign(method="simclr")
+    found = found.assign(**{k: found[k].fillna(v) if k in found else v for k, v in (("method", "simclr"),
+                                                                                     ("init", "random"))})
     sentences = []
-    for method, rows in found.groupby("method", sort=False):
-        budgets = "; ".join(f"{pool} pool {int(g.last_step.max()):,} steps, "
-                            f"{g.last_step.max() * g.hours_per_step.iloc[0]:.2f} CPU core-hours"
-                            for pool, g in rows.groupby("pool", sort=False))
-        sentences.append(f"**{METHODS[method]['name']}** ({budgets}): its frozen features beat the best random "
+    random = found[found.init == "random"]
+    for method, rows in random.groupby("method", sort=False):
+        sentences.append(f"**{METHODS[method]['name']}** ({_budgets(rows)}): its frozen features beat the best random "
                          f"initialisation on validation {_counts(rows)}. Against the *mean* random initialisation "
                          f"(the best of several seeds is a high bar on small validation splits) they are above on "
                          f"{int((rows['last'] > rows.random_mean).sum())} of {len(rows)} target-protocol pairs, and "
                          f"against ImageNet's features on {int((rows['last'] > rows.imagenet).sum())} of {len(rows)}.")
-    if found.method.nunique() > 1:
-        linear = found[found.protocol == "linear"]
+    if random.method.nunique() > 1:
+        linear = random[random.protocol == "linear"]
         chosen = linear.loc[linear.groupby("target", sort=False)["last"].idxmax(), ["target", "method"]]
-        picked = found[[(t, m) in set(zip(chosen.target, chosen.method)) for t, m in zip(found.target, found.method)]]
+        picked = random[[(t, m) in set(zip(chosen.target, chosen.method)) for t, m in zip(random.target, random.method)]]
         names = ", ".join(f"{t}: {METHODS[m]['name']}" for t, m in zip(chosen.target, chosen.method))
         sentences.append(f"Taking for each target the checkpoint with the better last linear-probe point on "
                          f"validation, the one its SSL arm fine-tunes from ({names}), the features beat the best "
                          f"random initialisation {_counts(picked)}.")
+    for method, rows in found[found.init == "imagenet"].groupby("method", sort=False):
+        sentences.append(f"**{METHODS[method]['name']} continued from ImageNet weights** (where the TL+SSL arms start; "
+                         f"{_budgets(rows)}): its features beat ImageNet's own on validation "
+                         f"{_counts(rows, above='imagenet')}, and the best random initialisation {_counts(rows)}.")
     return "At the end of each checkpoint's budget: " + " ".join(sentences)
 
 
-def _counts(rows: pd.DataFrame) -> str:
-    """"under the linear probe on **a of b** targets (names) and under the kNN on ..." for :func:`crossings` rows."""
+def _budgets(rows: pd.DataFrame) -> str:
+    """"grey pool 3,000 steps, 1.80 CPU core-hours; colour pool ..." for one checkpoint per pool."""
+    return "; ".join(f"{pool} pool {int(g.last_step.max()):,} steps, "
+                     f"{g.last_step.max() * g.hours_per_step.iloc[0]:.2f} CPU core-hours"
+                     for pool, g in rows.groupby("pool", sort=False))
+
+
+def _counts(rows: pd.DataFrame, above: str = "random") -> str:
+    """"under the linear probe on **a of b** targets (names) and under the kNN on ..." for :func:`crossings` rows:
+    where the last point beats the best random initialisation (``above="random"``) or ImageNet's features
+    (``"imagenet"``)."""
     parts = []
     for protocol, name in (("linear", "linear probe"), ("knn", "kNN")):
         own = rows[rows.protocol == protocol]
-        won = own[own.above_random_at_end]
+        won = own[own.above_random_at_end] if above == "random" else own[own["last"] > own.imagenet]
         parts.append(f"under the {name} on **{len(won)} of {len(own)}** targets"
                      + (f" ({', '.join(won.target)})" if len(won) else ""))
     return " and ".join(parts)

@@ -5,7 +5,9 @@
     pretraining:
       ssl: {arch: mobilenetv2_100, size: 32, steps: 3000, batch_size: 128, ...}   # SSLConfig fields
       methods: [simclr, vicreg]       # medimg.ssl.methods.METHODS; each method pretrains every pool
-      inits: [random]                 # random: the SSL arm; imagenet: TL+SSL
+      inits:                          # random: the SSL arm; imagenet: TL+SSL (a list of names, or a mapping
+        random: {}                    #   whose values narrow the methods and override SSLConfig fields)
+        imagenet: {methods: [simclr], steps: 1000}
       curve: {every: 250, snapshots: [1000, 2000]}
       pools:
         grey: {datasets: [pneumoniamnist, iq_othnccd_lung_ct], intensity_jitter: 0.0,   # + per-pool SSLConfig fields
@@ -69,16 +71,19 @@ def pretraining_runs(profile: str | dict, *, pools=None, inits=None, methods=Non
                           f"{', '.join(section.get('methods', ['simclr']))} (its 'pretraining.methods')")
     curve = section.get("curve", {})
     caps = {d: s.get("max_train_images") for d, s in p.get("finetune_by_dataset", {}).items()}
+    by_init = stage_inits(section)
     out = []
-    combos = [(m, i, n) for m in section.get("methods", ["simclr"]) for i in section.get("inits", ["random"])
-              for n in section["pools"]]
+    combos = [(m, i, n) for m in section.get("methods", ["simclr"]) for i in by_init for n in section["pools"]]
     for method, init, name in combos:
         if (methods and method not in methods) or (inits and init not in inits) or (pools and name not in pools):
             continue
+        if method not in by_init[init].get("methods", [method]):
+            continue
         pool = section["pools"][name]
         settings = {k: v for k, v in pool.items() if k not in ("datasets", "modality", "curve_targets")}
+        own = {k: v for k, v in by_init[init].items() if k != "methods"}
         config = SSLConfig(datasets=tuple(pool["datasets"]), init=init, method=method,
-                           **{**section["ssl"], **settings})
+                           **{**section["ssl"], **settings, **own})
         modality = pool.get("modality", name)
         served = dict.fromkeys([d for m, d in targets(p) if m == modality] + list(pool.get("curve_targets", [])))
         curve_targets = tuple(CurveTarget(d, caps.get(d) or p["finetune"].get("max_train_images")) for d in served)
@@ -89,10 +94,30 @@ def pretraining_runs(profile: str | dict, *, pools=None, inits=None, methods=Non
                 / f"{config.method}-{init}-{name}-{config_key(config.identity())}.safetensors")
         out.append(PretrainingRun(pool=name, config=config, path=path, curve_targets=curve_targets,
                                   curve_every=int(curve.get("every", 250)),
-                                  snapshots=tuple(curve.get("snapshots", ())),
+                                  snapshots=tuple(s for s in curve.get("snapshots", ()) if s < config.steps),
                                   reference_seeds=tuple(p["seeds"]),
-                                  imagenet_weights=p.get("tl_weights") if init == "random" else None))
+                                  imagenet_weights=p.get("tl_weights")))
     return out
+
+
+def stage_inits(section: dict) -> dict[str, dict]:
+    """The stage's initialisations as ``{init: overrides}``: ``inits`` of the pretraining section is a list of
+    names (no overrides) or a mapping whose values may narrow ``methods`` and override SSLConfig fields (an
+    ImageNet-initialised checkpoint starts from features that already beat random ones, so it may train fewer
+    steps). Raises :class:`MedimgError` for an unknown initialisation or method."""
+    from ..configs import INITS
+
+    raw = section.get("inits", ["random"])
+    inits = {name: {} for name in raw} if isinstance(raw, (list, tuple)) else {k: dict(v or {}) for k, v in raw.items()}
+    methods = section.get("methods", ["simclr"])
+    for name, own in inits.items():
+        if name not in INITS:
+            raise MedimgError(f"pretraining.inits names {name!r}: choose from {', '.join(INITS)}")
+        unknown = sorted(set(own.get("methods", ())) - set(methods))
+        if unknown:
+            raise MedimgError(f"pretraining.inits.{name}.methods names {', '.join(unknown)}, which the stage does not "
+                              f"pretrain: choose from {', '.join(methods)} (its 'pretraining.methods')")
+    return inits
 
 
 def run_stage(profile: str | dict, *, pools=None, inits=None, methods=None, resume: bool = False,
