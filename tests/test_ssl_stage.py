@@ -140,6 +140,9 @@ def test_the_quick_profile_stage_names_one_checkpoint_per_method_init_and_pool()
         pretraining_runs("quick", methods=["byol"])
     assert [r.label for r in pretraining_runs("quick", methods=["vicreg"], pools=["grey"])] == ["vicreg random grey"]
     assert [r.label for r in pretraining_runs("quick", inits=["imagenet"], pools=["grey"])] == ["simclr imagenet grey"]
+    # the stage's trainer: the profile's, with one worker making the views
+    from medimg.ssl.stage import stage_trainer
+    assert stage_trainer(p) == stage_trainer(p).__class__(**{**p["trainer"], "num_workers": 1, "progress": True})
     # inits as a list or a mapping; what it names is checked
     assert stage_inits({"inits": ["random", "imagenet"]}) == {"random": {}, "imagenet": {}}
     assert stage_inits({}) == {"random": {}}

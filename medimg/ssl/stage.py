@@ -9,6 +9,7 @@
         random: {}                    #   whose values narrow the methods and override SSLConfig fields)
         imagenet: {methods: [simclr], steps: 1000}
       curve: {every: 250, snapshots: [1000, 2000]}
+      trainer: {num_workers: 1}       # over the profile's trainer (views made beside the steps; same weights)
       pools:
         grey: {datasets: [pneumoniamnist, iq_othnccd_lung_ct], intensity_jitter: 0.0,   # + per-pool SSLConfig fields
                curve_targets: [...]}   # probed beside the profile's targets of the pool's modality (optional)
@@ -100,6 +101,17 @@ def pretraining_runs(profile: str | dict, *, pools=None, inits=None, methods=Non
     return out
 
 
+def stage_trainer(profile: str | dict):
+    """The :class:`~medimg.configs.TrainerSettings` the stage pretrains with: the profile's ``trainer``, updated by
+    the pretraining section's own ``trainer`` (e.g. ``num_workers: 1``, which makes the views while the network
+    trains and leaves the weights as they are), with the progress lines on."""
+    from ..configs import TrainerSettings
+    from ..profiles import as_profile
+
+    p = as_profile(profile)
+    return TrainerSettings(**{**p["trainer"], **p.get("pretraining", {}).get("trainer", {}), "progress": True})
+
+
 def stage_inits(section: dict) -> dict[str, dict]:
     """The stage's initialisations as ``{init: overrides}``: ``inits`` of the pretraining section is a list of
     names (no overrides) or a mapping whose values may narrow ``methods`` and override SSLConfig fields (an
@@ -123,12 +135,11 @@ def stage_inits(section: dict) -> dict[str, dict]:
 def run_stage(profile: str | dict, *, pools=None, inits=None, methods=None, resume: bool = False,
               force: bool = False, trainer=None) -> list[Path]:
     """Pretrain every checkpoint of the stage that is not finished (``resume``: go on from a saved state)."""
-    from ..configs import TrainerSettings
     from ..profiles import as_profile
     from .run import pretrain_ssl
 
     p = as_profile(profile)
-    trainer = trainer or TrainerSettings(**{**p["trainer"], "progress": True})
+    trainer = trainer or stage_trainer(p)
     done = []
     for run in pretraining_runs(p, pools=pools, inits=inits, methods=methods):
         if run.path.is_file() and not force:
