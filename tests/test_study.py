@@ -219,16 +219,15 @@ def test_dependencies_let_a_chapter_start_only_after_what_it_reads():
     book = "book/quick"
     # the SimCLR chapters and the cards start at once
     assert all(not deps[p] for p, c in everything.items() if c.template in ("ssl_pretraining", "dataset_card"))
-    # TL, scratch and SSL wait only for their card (SSL reads a committed checkpoint of the pretraining stage);
-    # TL+SSL also for its checkpoint's chapter, which pretrains on its pool
+    # TL, scratch, SSL and TL+SSL wait only for their card (SSL and TL+SSL read committed checkpoints of the
+    # pretraining stage); an arm on another network also for the chapter that pretrains its own checkpoint
     for arm in ("tl", "ssl", "scratch"):
         assert deps[f"{book}/busi_256/{arm}.ipynb"] == (f"{book}/busi_256/card.ipynb",)
-    tl_ssl = {d: deps[f"{book}/ablations/imagenet_then_simclr/{d}-tl_ssl.ipynb"]
-              for d in ("busi_256", "breastmnist", "pneumoniamnist")}
-    assert tl_ssl["busi_256"][0] == f"{book}/busi_256/card.ipynb"
-    assert everything[tl_ssl["busi_256"][1]].template == "ssl_pretraining"
-    assert tl_ssl["busi_256"][1] == tl_ssl["breastmnist"][1]  # one pool, one checkpoint: both lack BUSI's images
-    assert tl_ssl["busi_256"][1] != tl_ssl["pneumoniamnist"][1]
+    assert deps[f"{book}/ablations/imagenet_then_simclr/busi_256-tl_ssl.ipynb"] == (f"{book}/busi_256/card.ipynb",)
+    other = {d: deps[f"{book}/ablations/architecture/{d}-ssl.ipynb"] for d in ("breastmnist", "ham10000_224")}
+    assert other["breastmnist"][0] == f"{book}/breastmnist/card.ipynb"
+    assert everything[other["breastmnist"][1]].template == "ssl_pretraining"
+    assert other["breastmnist"][1] != other["ham10000_224"][1]  # one pool per modality
     assert set(deps[f"{book}/busi_256/comparison.ipynb"]) == {f"{book}/busi_256/{n}.ipynb"
                                                               for n in ("card", "tl", "ssl", "scratch")}
     # an ablation reads the main arms' features, which its datasets' comparisons extract
