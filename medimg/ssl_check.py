@@ -73,7 +73,7 @@ def checks_markdown(checks: dict[str, SSLCheck]) -> str:
         return METHODS[first]["name"] if first in METHODS else Path(c.checkpoint).name
 
     return markdown_table([{"target": d, "pretrained with": method(c), "checkpoint": c.val_accuracy,
-                            "random init": c.random_accuracy_mean, "beats random": c.beats_random}
+                            "random init (mean)": c.random_accuracy_mean, "above the best random": c.beats_random}
                            for d, c in checks.items()], floatfmt=".3f")
 
 

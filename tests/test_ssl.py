@@ -179,6 +179,7 @@ def test_a_checkpoint_is_checked_against_random_features_on_validation_only(tmp_
     from medimg.ssl_check import checks_markdown
 
     table = checks_markdown({"t": losing})  # the summary's table: checkpoint beside the random mean
+    assert "| target | pretrained with | checkpoint | random init (mean) | above the best random |" in table
     assert "| t | c | 0.600 | 0.600 | no |" in table
     named = SSLCheck("t", "vicreg-random-grey-b5bd269fe050.safetensors", 1.0, 0.6, 0.7, (0, 1), (0.62, 0.58), (0.6, 0.7))
     assert "| t | VICReg | 0.600 | 0.600 | no |" in checks_markdown({"t": named})
