@@ -6,7 +6,7 @@
 
 Both train the same network (timm backbone, lightly's ``SimCLRProjectionHead`` and ``NTXentLoss``, AdamW)
 from the same weights on the same views (medimg's ``SimCLRViews`` of the same pool, through the same
-DataLoader): medimg's through :func:`medimg.ssl.pretrain_ssl` (Lightning, its resumable state, progress and
+DataLoader): medimg's through :func:`medimg.ssl.run.pretrain_ssl` (Lightning, its resumable state, progress and
 clocks), the bare one through a plain ``for`` loop. The first step of each is a warm-up and is not counted;
 the two alternate (best of ``--repeats`` each). Also times the views alone (iterating the DataLoader), as a
 share of medimg's step, and the time the bare loop waits for its next batch: the views' cost on the
@@ -43,10 +43,12 @@ def main() -> int:
 
     from torch.utils.data import DataLoader
 
-    from medimg.configs import INITS, SSLConfig, TrainerSettings
+    from medimg.ssl.config import INITS, SSLConfig
+    from medimg.finetune.trainer import TrainerSettings
     from medimg.data import Preprocess
     from medimg.models.backbones import create_backbone, read_ssl_meta
-    from medimg.ssl import pool_images, pretrain_ssl
+    from medimg.ssl.pool import pool_images
+    from medimg.ssl.run import pretrain_ssl
     from medimg.ssl.batches import StepBatches
     from medimg.ssl.methods import SimCLR
     from medimg.ssl.views import SimCLRViews, simclr_transform, view_settings

@@ -33,9 +33,11 @@ def main() -> int:
 
     from medimg.data import DataConfig, prepare
     from medimg.models.backbones import create_backbone
-    from medimg.classifier import Classifier
-    from medimg.configs import FinetuneConfig, TrainerSettings
-    from medimg.loaders import model_preprocess, training_loaders
+    from medimg.finetune.classifier import Classifier
+    from medimg.finetune.config import FinetuneConfig
+    from medimg.finetune.trainer import TrainerSettings
+    from medimg.finetune.loaders import training_loaders
+    from medimg.models.backbones import model_preprocess
 
     settings = TrainerSettings(accelerator="cpu", precision=args.precision, progress=False,
                                deterministic=not args.nondeterministic)
@@ -45,7 +47,7 @@ def main() -> int:
     pl.seed_everything(0, verbose=False)
     model, _ = create_backbone(args.arch, num_classes=len(data.classes), in_chans=3, weights="random")
     model = model.to(memory_format=torch.channels_last)
-    loader = training_loaders(data, model_preprocess(model, data.decoded.channels, config), config, settings)[0]
+    loader = training_loaders(data, model_preprocess(model, data.decoded.channels, size=config.size, grey_as=config.grey_as), config, settings)[0]
     n_images = len(loader) * args.batch_size
     precision = settings.resolved_precision()
 

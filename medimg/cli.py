@@ -9,11 +9,11 @@ import json
 import sys
 from pathlib import Path
 
-from .errors import EXIT_USAGE, MedimgError
+from medimg.errors import EXIT_USAGE, MedimgError
 
 
 def _cmd_datasets(args) -> int:
-    from .data.summary import dataset_table
+    from medimg.data.summary import dataset_table
 
     rows = dataset_table()
     if args.json:
@@ -30,8 +30,8 @@ def _cmd_datasets(args) -> int:
 
 
 def _cmd_describe(args) -> int:
-    from .data import DataConfig, describe, format_description, prepare
-    from .record_options import from_args
+    from medimg.data import DataConfig, describe, format_description, prepare
+    from medimg.record_options import from_args
 
     config = from_args(DataConfig, args)
     info = describe(prepare(config, progress=not args.json and sys.stderr.isatty()))
@@ -40,16 +40,16 @@ def _cmd_describe(args) -> int:
 
 
 def _trainer_settings(args):
-    from .configs import TrainerSettings
-    from .record_options import from_args
+    from medimg.finetune.trainer import TrainerSettings
+    from medimg.record_options import from_args
 
     return from_args(TrainerSettings, args)
 
 
 def _cmd_finetune(args) -> int:
-    from .configs import FinetuneConfig
-    from .record_options import from_args
-    from .train import finetune
+    from medimg.finetune.config import FinetuneConfig
+    from medimg.record_options import from_args
+    from medimg.finetune.train import finetune
 
     config = from_args(FinetuneConfig, args)
     metrics = finetune(config, Path(args.out), settings=_trainer_settings(args), resume=args.resume, force=args.force)
@@ -63,13 +63,13 @@ def _cmd_finetune(args) -> int:
 
 
 def _cmd_pretrain_ssl(args) -> int:
-    from .configs import SSLConfig
-    from .distributed import is_main_process
-    from .record_options import from_args
-    from .ssl import pretrain_ssl
+    from medimg.ssl.config import SSLConfig
+    from medimg.atomic import is_main_process
+    from medimg.record_options import from_args
+    from medimg.ssl.run import pretrain_ssl
 
     if args.profile:
-        from .ssl.stage import run_stage
+        from medimg.study.pretraining import run_stage
 
         for path in run_stage(args.profile, pools=args.pool, inits=args.init_of_stage, methods=args.method_of_stage,
                               resume=args.resume, force=args.force):
@@ -87,7 +87,7 @@ def _cmd_pretrain_ssl(args) -> int:
 
 
 def _cmd_weights_import(args) -> int:
-    from .models.tflite_import import import_mobilenet_v2_tflite
+    from medimg.models.tflite_import import import_mobilenet_v2_tflite
 
     out = import_mobilenet_v2_tflite(Path(args.file), Path(args.out), force=args.force)
     print(f"wrote {out} (timm mobilenetv2_100, 1001 classes, inputs scaled to [-1, 1])")
@@ -95,7 +95,7 @@ def _cmd_weights_import(args) -> int:
 
 
 def _cmd_evaluate(args) -> int:
-    from .evaluate.report import EVALUATION_FILE, evaluate_run
+    from medimg.compare.report import EVALUATION_FILE, evaluate_run
 
     result = evaluate_run(args.run_dir, n_boot=args.n_boot, level=args.level, random_state=args.seed, force=args.force)
     pct = int(round(args.level * 100))
@@ -107,7 +107,7 @@ def _cmd_evaluate(args) -> int:
 
 
 def _cmd_compare(args) -> int:
-    from .evaluate.compare import compare_runs, write_comparison
+    from medimg.compare.comparison import compare_runs, write_comparison
 
     comparison = compare_runs(args.run_dirs, by=args.by, metric=args.metric, level=args.level, alpha=args.alpha)
     out = write_comparison(comparison, Path(args.out), force=args.force)
@@ -122,7 +122,7 @@ def _cmd_compare(args) -> int:
 
 
 def _cmd_gradcam(args) -> int:
-    from .explain import explain_run
+    from medimg.explain.gradcam import explain_run
 
     result = explain_run(Path(args.run_dir), n=args.n, seed=args.seed, out=Path(args.out), force=args.force)
     s = result.summary()
@@ -133,7 +133,7 @@ def _cmd_gradcam(args) -> int:
 
 
 def _cmd_study(args) -> int:
-    from .study import run_study
+    from medimg.study.schedule import run_study
 
     if args.jobs < 1:
         print(f"medimg: error: --jobs {args.jobs} is out of range: use 1 or more", file=sys.stderr)
@@ -143,8 +143,8 @@ def _cmd_study(args) -> int:
               f"benchmarks/bench_train_step.py measured", file=sys.stderr)
         return 2
     if args.plan:
-        from .profiles import load_profile, study_root, STUDY_FILE
-        from .study_cost import plan_text
+        from medimg.study.profiles import load_profile, study_root, STUDY_FILE
+        from medimg.study.cost import plan_text
 
         print(plan_text(load_profile(args.profile, study_root() / STUDY_FILE), args.img_per_s, args.only))
         return 0
@@ -160,8 +160,8 @@ def _cmd_study(args) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from .data.pipeline import DataConfig
-    from .record_options import add_options
+    from medimg.data.pipeline import DataConfig
+    from medimg.record_options import add_options
 
     parser = argparse.ArgumentParser(prog="medimg", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -176,7 +176,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print JSON")
     p.set_defaults(func=_cmd_describe)
 
-    from .configs import PRETRAINING_METHODS, FinetuneConfig, SSLConfig, TrainerSettings
+    from medimg.ssl.config import PRETRAINING_METHODS, SSLConfig
+    from medimg.finetune.config import FinetuneConfig
+    from medimg.finetune.trainer import TrainerSettings
 
     hardware = "hardware (one code path: CPU, a GPU, or DDP over several)"
     p = sub.add_parser("finetune", help="fine-tune one arm (tl, ssl, tl+ssl, scratch) on one dataset into RUN_DIR")
@@ -212,7 +214,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--force", action="store_true", help="recompute an existing evaluation.json")
     p.set_defaults(func=_cmd_evaluate)
 
-    from .evaluate.compare import ALPHA, HEADLINE
+    from medimg.compare.comparison import ALPHA, HEADLINE
 
     p = sub.add_parser("compare", help="compare arms on the same test images: tables, tests and figures")
     p.add_argument("run_dirs", nargs="+", help="finished run directories (several datasets and seeds welcome)")
@@ -260,7 +262,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _show_medimg_warnings_as_lines(warnings) -> None:
     """Print medimg's own warnings as one ``medimg: warning: ...`` line each; others as Python does."""
-    from .errors import MedimgWarning
+    from medimg.errors import MedimgWarning
 
     default = warnings.showwarning
 
@@ -281,7 +283,7 @@ def main(argv: list[str] | None = None) -> int:
     _show_medimg_warnings_as_lines(warnings)
     args = build_parser().parse_args(argv)
     try:
-        from .profiles import register_study_datasets_here
+        from medimg.study.profiles import register_study_datasets_here
 
         register_study_datasets_here()  # the short names of study.yml's own folders, for every command
         return args.func(args)

@@ -4,7 +4,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from .errors import MedimgError
+from medimg.errors import MedimgError
 
 DATA_DIR_ENV = "MEDIMG_DATA_DIR"
 CACHE_DIR_ENV = "MEDIMG_CACHE_DIR"

@@ -1,5 +1,8 @@
-"""The data layer: registry -> source -> decoded cache -> split -> torch datasets.
+"""The data stage: registry -> source -> decoded cache -> leakage-aware split -> torch datasets.
 
+A dataset is a name (MedMNIST, a staged folder, a generated set) or a folder of images; what comes out is a
+:class:`~medimg.data.pipeline.PreparedData` whose splits never share an image. May import only the shared
+modules (errors, paths, atomic writes, record options): it knows nothing of models, training or the study.
 Names are imported on first use, so ``medimg datasets`` does not pay for importing torch.
 """
 from importlib import import_module

@@ -9,7 +9,7 @@ from typing import Literal
 
 import numpy as np
 
-from ..errors import MedimgError
+from medimg.errors import MedimgError
 
 BalanceMode = Literal["none", "down", "over"]
 

@@ -28,13 +28,13 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageOps
 
-from ..errors import MedimgError
-from ..paths import cache_dir
-from . import intensity as intensity_rules
-from .intensity import HIGH_DEPTH_MODES, IntensityMapping
-from .medmnist_files import read_medmnist_images
-from .records import DatasetSource, ImageRecord
-from .synthetic import synthetic_images
+from medimg.errors import MedimgError
+from medimg.paths import cache_dir
+from medimg.data import intensity as intensity_rules
+from medimg.data.intensity import HIGH_DEPTH_MODES, IntensityMapping
+from medimg.data.medmnist_files import read_medmnist_images
+from medimg.data.records import DatasetSource, ImageRecord
+from medimg.data.synthetic import synthetic_images
 
 CACHE_VERSION = 2  # bump when decoding changes, so old entries are not reused (2: EXIF, intensity, dhash)
 GREY_TOLERANCE = 3  # max channel difference still counted as grey (JPEG chroma noise)

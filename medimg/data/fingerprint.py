@@ -6,7 +6,7 @@ A fingerprint is what a run records of the data it saw (``config.json``: ``data.
 image and feature caches are keyed by it. Hashing reads every file once per process (SHA-256, about 0.05 s for
 BUSI's 40 MB here), so a fresh clone beside a fresh copy of the data reuses what the committed runs recorded.
 Runs written before fingerprints covered content recorded one of paths, sizes and modification times, which a
-copy changes: :meth:`medimg.runs.RunResult.prepared_data` checks those by their split and test predictions.
+copy changes: :meth:`medimg.finetune.runs.RunResult.prepared_data` checks those by their split and test predictions.
 """
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ FINGERPRINT_OF = "content"  # recorded beside each fingerprint: what it covers
 
 def file_sha256(path: Path) -> str:
     """SHA-256 of one file's bytes, hex, read in 1 MiB blocks (also how weight files are identified:
-    :mod:`medimg.models.backbones`, :mod:`medimg.features`)."""
+    :mod:`medimg.models.backbones`, :mod:`medimg.probe.features`)."""
     h = hashlib.sha256()
     with open(path, "rb") as fh:
         while chunk := fh.read(1 << 20):

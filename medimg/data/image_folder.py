@@ -13,10 +13,10 @@ import os
 import unicodedata
 from pathlib import Path
 
-from ..errors import MedimgError, warn
-from .fingerprint import content_fingerprint
-from .records import DatasetSource, ImageRecord
-from .registry import DatasetSpec
+from medimg.errors import MedimgError, warn
+from medimg.data.fingerprint import content_fingerprint
+from medimg.data.records import DatasetSource, ImageRecord
+from medimg.data.registry import DatasetSpec
 
 SHOWN_NAMES = 5  # how many file names a warning about skipped files lists
 

@@ -30,7 +30,7 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from ..errors import MedimgError
+from medimg.errors import MedimgError
 
 HIGH_DEPTH_MODES = ("I", "I;16", "I;16B", "I;16L", "I;16N", "I;16S", "F")
 BIT_DEPTHS = (8, 10, 12, 14, 16)

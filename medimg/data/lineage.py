@@ -9,8 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from itertools import combinations
 
-from ..errors import MedimgError
-from .records import DatasetSource
+from medimg.errors import MedimgError
+from medimg.data.records import DatasetSource
 
 
 @dataclass(frozen=True)

@@ -9,12 +9,12 @@ from pathlib import Path
 
 import numpy as np
 
-from ..atomic import atomic_path
-from ..errors import MedimgError
-from ..paths import offline
-from .fingerprint import content_fingerprint
-from .records import SPLITS, DatasetSource, ImageRecord
-from .registry import MEDMNIST_SIZES, DatasetSpec
+from medimg.atomic import atomic_path
+from medimg.errors import MedimgError
+from medimg.paths import offline
+from medimg.data.fingerprint import content_fingerprint
+from medimg.data.records import SPLITS, DatasetSource, ImageRecord
+from medimg.data.registry import MEDMNIST_SIZES, DatasetSpec
 
 
 def open_medmnist(spec: DatasetSpec, base: Path, *, size: int = 28, download: bool = True) -> DatasetSource:

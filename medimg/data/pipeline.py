@@ -6,14 +6,14 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from ..record_options import setting
-from .cache import DecodedImages, load_images
-from .intensity import CHOICES as INTENSITY_CHOICES
-from .intensity import parse as parse_intensity
-from .records import DatasetSource
-from .registry import MEDMNIST_SIZES
-from .sources import open_dataset
-from .splits import DEFAULT_NEAR_DUPLICATE_DISTANCE, DEFAULT_RATIOS, Split, check_near_duplicate_distance, make_split
+from medimg.record_options import setting
+from medimg.data.cache import DecodedImages, load_images
+from medimg.data.intensity import CHOICES as INTENSITY_CHOICES
+from medimg.data.intensity import parse as parse_intensity
+from medimg.data.records import DatasetSource
+from medimg.data.registry import MEDMNIST_SIZES
+from medimg.data.sources import open_dataset
+from medimg.data.splits import DEFAULT_NEAR_DUPLICATE_DISTANCE, DEFAULT_RATIOS, Split, check_near_duplicate_distance, make_split
 
 INTENSITY_HELP = (f"how images stored beyond 8 bits become pixels, one rule for the whole dataset: "
                   f"{', '.join(INTENSITY_CHOICES)} (auto: the registered dataset's choice, else the bit depth for "

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .registry import DatasetSpec
+from medimg.data.registry import DatasetSpec
 
 SPLITS = ("train", "val", "test")
 

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
-from ..errors import MedimgError
+from medimg.errors import MedimgError
 
 Modality = Literal["grey", "colour"]
 Task = Literal["multiclass", "binary", "ordinal", "multilabel"]

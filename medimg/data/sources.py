@@ -11,13 +11,13 @@ import hashlib
 import os
 from pathlib import Path
 
-from ..errors import MedimgError
-from ..paths import check_readable_dir, data_dir
-from .image_folder import open_image_folder
-from .medmnist_files import open_medmnist
-from .records import DatasetSource
-from .registry import REGISTRY, DatasetSpec, Lineage, get_spec
-from .synthetic import synthetic_source
+from medimg.errors import MedimgError
+from medimg.paths import check_readable_dir, data_dir
+from medimg.data.image_folder import open_image_folder
+from medimg.data.medmnist_files import open_medmnist
+from medimg.data.records import DatasetSource
+from medimg.data.registry import REGISTRY, DatasetSpec, Lineage, get_spec
+from medimg.data.synthetic import synthetic_source
 
 
 def open_dataset(name_or_path: str | os.PathLike, *, data_dir_override: str | os.PathLike | None = None,

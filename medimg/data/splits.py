@@ -20,11 +20,11 @@ from pathlib import Path
 
 import numpy as np
 
-from ..atomic import write_text
-from ..errors import MedimgError, warn
-from ..paths import cache_dir
-from .cache import HASH_IMAGE_SIZE, HASH_SIZE, DecodedImages
-from .records import SPLITS, DatasetSource
+from medimg.atomic import write_text
+from medimg.errors import MedimgError, warn
+from medimg.paths import cache_dir
+from medimg.data.cache import HASH_IMAGE_SIZE, HASH_SIZE, DecodedImages
+from medimg.data.records import SPLITS, DatasetSource
 
 DEFAULT_RATIOS = (0.7, 0.1, 0.2)  # MedMNIST's proportions
 # Hamming distance (of 256 bits) up to which two images count as near-duplicates; None: exact duplicates only

@@ -4,14 +4,14 @@ from __future__ import annotations
 from collections import Counter
 from pathlib import Path
 
-from ..errors import MedimgError
-from ..paths import data_dir
-from .pipeline import PreparedData
-from .registry import MEDMNIST_SIZES, REGISTRY, DatasetSpec
-from .records import SPLITS
-from .intensity import IntensityMapping
-from .medmnist_files import find_medmnist_file
-from .splits import duplicate_groups, near_duplicate_report
+from medimg.errors import MedimgError
+from medimg.paths import data_dir
+from medimg.data.pipeline import PreparedData
+from medimg.data.registry import MEDMNIST_SIZES, REGISTRY, DatasetSpec
+from medimg.data.records import SPLITS
+from medimg.data.intensity import IntensityMapping
+from medimg.data.medmnist_files import find_medmnist_file
+from medimg.data.splits import duplicate_groups, near_duplicate_report
 
 
 def describe(data: PreparedData) -> dict:

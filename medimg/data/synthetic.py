@@ -11,8 +11,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .registry import DatasetSpec
-from .records import DatasetSource, ImageRecord
+from medimg.data.registry import DatasetSpec
+from medimg.data.records import DatasetSource, ImageRecord
 
 SHAPES = ("disc", "square", "cross")
 _WRITABLE_MODES = {"png": {"L", "I;16", "P", "RGB", "RGBA"}, "jpg": {"L", "RGB", "CMYK"},

@@ -15,7 +15,7 @@ import numpy as np
 import torch
 from torchvision.transforms import InterpolationMode, v2
 
-from ..errors import MedimgError
+from medimg.errors import MedimgError
 
 GreyAs = Literal["single", "replicate"]
 
@@ -160,9 +160,11 @@ class EpochSampler(torch.utils.data.Sampler):
     def _shard(self) -> tuple[int, int]:
         if self.world_size is not None:
             return self.rank or 0, self.world_size
-        from ..distributed import shard
+        import torch.distributed as dist
 
-        return shard()
+        if dist.is_available() and dist.is_initialized():  # the running DDP process group
+            return dist.get_rank(), dist.get_world_size()
+        return 0, 1
 
     def __len__(self) -> int:
         _, world = self._shard()

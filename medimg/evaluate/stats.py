@@ -9,7 +9,7 @@ from typing import Callable
 import numpy as np
 from scipy import special, stats
 
-from .metrics import metric_range
+from medimg.evaluate.metrics import metric_range
 
 LEVEL = 0.95
 N_BOOT = 2000

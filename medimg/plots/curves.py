@@ -6,7 +6,7 @@ import pandas as pd
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
-from .results import arm_palette
+from medimg.plots.results import arm_palette
 
 
 def learning_curves(histories: dict[str, list[pd.DataFrame]], *, title: str = "Learning curves") -> Figure:

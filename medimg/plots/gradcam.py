@@ -4,15 +4,15 @@ from __future__ import annotations
 import numpy as np
 from matplotlib.figure import Figure
 
-from ..errors import MedimgError
+from medimg.errors import MedimgError
 
 
 def gradcam_grid(results: list, titles: list[str] | None = None, *, alpha: float = 0.45,
                  cell_inches: float = 1.9) -> Figure:
     """One row per image: the image, then its Grad-CAM overlay for each arm.
 
-    ``results`` are :class:`medimg.explain.Explanation` objects on the same ids (use
-    :func:`medimg.explain.common_gallery`); ``titles`` name the arms (default: method and arch).
+    ``results`` are :class:`medimg.explain.gradcam.Explanation` objects on the same ids (use
+    :func:`medimg.explain.gradcam.common_gallery`); ``titles`` name the arms (default: method and arch).
     Each overlay is captioned with the true and predicted class.
     """
     if not results:
@@ -20,7 +20,7 @@ def gradcam_grid(results: list, titles: list[str] | None = None, *, alpha: float
     ids = list(results[0].ids)
     if any(list(r.ids) != ids for r in results[1:]):
         raise MedimgError("the Grad-CAM results show different images: explain every run with the same "
-                          "ids (medimg.explain.common_gallery)")
+                          "ids (medimg.explain.gradcam.common_gallery)")
     titles = list(titles) if titles is not None else [f"{r.method} {r.arch}" for r in results]
     if len(titles) != len(results):
         raise MedimgError(f"{len(titles)} titles for {len(results)} results: give one title per result")

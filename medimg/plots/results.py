@@ -31,7 +31,7 @@ def metric_bars(summary: pd.DataFrame, metric: str = "accuracy", *, arms=None, t
     """Bars of ``metric`` per dataset and arm with their intervals; a dashed line marks the majority class.
 
     ``summary`` has one row per (dataset, arm) with columns ``{metric}``, ``{metric}_low``,
-    ``{metric}_high`` and optionally ``majority_accuracy`` (see :func:`medimg.evaluate.compare.compare_runs`).
+    ``{metric}_high`` and optionally ``majority_accuracy`` (see :func:`medimg.compare.comparison.compare_runs`).
     One panel per dataset, ``per_row`` to a row, so the labels stay readable at a page's width
     however many datasets there are.
     """
@@ -73,7 +73,7 @@ def grey_vs_colour(tests: pd.DataFrame, *, pair: tuple[str, str], metric: str = 
     """The paper's central claim in one picture: ``pair[0] - pair[1]`` per dataset, grey above colour.
 
     ``tests`` has one row per (dataset, arm pair) with ``mean_difference``, ``low``, ``high``,
-    ``modality`` and ``significant`` (see :func:`medimg.evaluate.compare.compare_runs`). A filled
+    ``modality`` and ``significant`` (see :func:`medimg.compare.comparison.compare_runs`). A filled
     marker is significant after Holm's correction, an open one is not.
     """
     a, b = pair
@@ -144,7 +144,7 @@ def reliability_diagrams(curves: dict[str, dict], *, title: str = "Reliability")
 
 def ssl_check_bars(check) -> Figure:
     """The linear probe's validation accuracy on a SimCLR checkpoint's features beside random-init features, one
-    bar per seed (:class:`medimg.ssl_check.SSLCheck`)."""
+    bar per seed (:class:`medimg.ssl.check.SSLCheck`)."""
     labels = ["SimCLR checkpoint"] + [f"random init, seed {s}" for s in check.seeds]
     values = [check.val_accuracy, *check.random_val_accuracy]
     fig = Figure(figsize=(5.5, 0.45 * len(labels) + 1.2), layout="constrained")
@@ -161,7 +161,7 @@ def ssl_check_bars(check) -> Figure:
 
 
 def study_time_bars(timing: dict) -> Figure:
-    """Where the study's chapter time went (:func:`medimg.evaluate.reproducibility.study_time`): one stacked bar
+    """Where the study's chapter time went (:func:`medimg.compare.reproducibility.study_time`): one stacked bar
     of minutes, fine-tuning, SimCLR and feature extraction, then the overhead inside chapters and idle slots."""
     parts = list(timing["compute_seconds"].items())
     parts += [("inside chapters, not work", timing["chapter_overhead_seconds"]), ("idle slots", timing["idle_seconds"])]

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from torch.utils.data import Sampler
 
-from ..data import EpochSampler
+from medimg.data import EpochSampler
 
 
 class StepBatches(Sampler):

@@ -1,7 +1,7 @@
 """The learning curve of self-supervised pretraining, measured online: how good are the features after N steps?
 
 Every ``every`` optimiser steps (and at step 0 and at the end), the current backbone's frozen features of
-each *curve target* are read by the two MedMNIST+ probes of :mod:`medimg.probes` (a linear probe and kNN),
+each *curve target* are read by the two MedMNIST+ probes of :mod:`medimg.probe.linear_knn` (a linear probe and kNN),
 fitted on the target's training split and scored on its **validation** split (never test). Before the
 first step, the same probes read the reference networks: the same architecture at random initialisation
 (one per reference seed: the scratch arms' networks) and with ImageNet weights. Rows go to ``curve.csv``
@@ -23,9 +23,9 @@ import numpy as np
 import pandas as pd
 import pytorch_lightning as pl
 
-from ..atomic import write_text
-from ..configs import SSLConfig
-from ..data import Preprocess
+from medimg.atomic import write_text
+from medimg.ssl.config import SSLConfig
+from medimg.data import Preprocess
 
 COLUMNS = ("kind", "step", "pairs", "train_seconds", "target", "protocol", "val_accuracy", "val_log_loss", "setting",
            "seed")
@@ -55,16 +55,16 @@ class Prober:
     """The probes of one backbone's features on the curve targets (data prepared once)."""
 
     def __init__(self, config: SSLConfig, targets: list[CurveTarget], *, in_chans: int, progress: bool = False):
-        from ..data import prepare
-        from .pool import data_config
+        from medimg.data import prepare
+        from medimg.ssl.pool import data_config
 
         self.config, self.targets, self.in_chans = config, targets, in_chans
         self.data = {t.dataset: prepare(data_config(config, t.dataset), progress=progress) for t in targets}
 
     def rows(self, backbone, **fields) -> list[dict]:
         """One row per target and protocol for ``backbone`` (``(B, C, H, W)`` in, pooled features out)."""
-        from ..features import FrozenFeatures, model_features
-        from ..probes import KNNProbe, LinearProbe
+        from medimg.probe.features import FrozenFeatures, model_features
+        from medimg.probe.linear_knn import KNNProbe, LinearProbe
 
         out = []
         for target in self.targets:
@@ -90,11 +90,11 @@ def reference_rows(prober: Prober, arch: str, *, seeds, imagenet_weights: str | 
     """The reference lines: ``arch`` at random initialisation (seed by seed) and with ImageNet weights."""
     import torch
 
-    from ..models.backbones import create_backbone
+    from medimg.models.backbones import create_backbone
 
     rows = []
     for seed in seeds:
-        torch.manual_seed(seed)  # as the scratch arm's network of this seed (medimg.features)
+        torch.manual_seed(seed)  # as the scratch arm's network of this seed (medimg.probe.features)
         model, _ = create_backbone(arch, num_classes=0, in_chans=prober.in_chans, weights="random")
         rows += prober.rows(model, kind="random", seed=seed)
     if imagenet_weights:
@@ -202,9 +202,9 @@ def budget_answer(found: pd.DataFrame) -> str:
     random-initialised checkpoints and protocol, on how many targets the last point beats the best random
     initialisation, and the budget that was spent; with several methods, the same count for the checkpoint each
     target's SSL arm fine-tunes from (the best last linear-probe point on validation,
-    :func:`medimg.ssl.stage.arm_checkpoint`); for ImageNet-initialised checkpoints (TL+SSL's start), on how many
+    :func:`medimg.study.pretraining.arm_checkpoint`); for ImageNet-initialised checkpoints (TL+SSL's start), on how many
     targets they beat ImageNet's own features."""
-    from .methods import METHODS
+    from medimg.ssl.methods import METHODS
 
     if found.empty:
         return "No checkpoint of this profile's pretraining stage is finished yet, so nothing can be read off a curve."

@@ -4,7 +4,7 @@ Each entry builds the Lightning module that trains a backbone on two views of ea
 differ only in their projection head and loss (:meth:`TwoViews.head_and_loss`). SimCLR (Chen et al. 2020) with
 lightly's ``SimCLRProjectionHead`` and ``NTXentLoss`` is the paper's method; VICReg (Bardes et al. 2022) with
 lightly's ``VICRegProjectionHead`` and ``VICRegLoss`` needs no negatives, so no large batch. Another method from
-lightly (BYOL, DINO) joins by adding its module here and its name to :data:`medimg.configs.PRETRAINING_METHODS`.
+lightly (BYOL, DINO) joins by adding its module here and its name to :data:`medimg.ssl.config.PRETRAINING_METHODS`.
 
 The module keeps what a resumed run needs beyond Lightning's own checkpoint (optimiser, scheduler, step,
 loops): the loss of every step, the seconds spent training and evaluating, and the state of Python's,
@@ -20,7 +20,7 @@ import pytorch_lightning as pl
 import torch
 from torch import nn
 
-from ..configs import PRETRAINING_METHODS, SSLConfig
+from medimg.ssl.config import PRETRAINING_METHODS, SSLConfig
 
 SCHEDULE = "linear warm-up over 10% of steps, then cosine to 0, per step"
 
@@ -127,4 +127,4 @@ class VICReg(TwoViews):
 
 METHODS = {"simclr": dict(module=SimCLR, name="SimCLR", loss="NT-Xent", paper="Chen et al. 2020, SimCLR"),
            "vicreg": dict(module=VICReg, name="VICReg", loss="VICReg", paper="Bardes et al. 2022, VICReg")}
-assert tuple(METHODS) == PRETRAINING_METHODS, "medimg.configs.PRETRAINING_METHODS names the methods of this table"
+assert tuple(METHODS) == PRETRAINING_METHODS, "medimg.ssl.config.PRETRAINING_METHODS names the methods of this table"

@@ -13,10 +13,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..configs import SSLConfig
-from ..data import DataConfig, LineageCheck, check_lineage, load_images, open_dataset, prepare
-from ..data.records import DatasetSource
-from ..errors import MedimgError
+from medimg.ssl.config import SSLConfig
+from medimg.data import DataConfig, LineageCheck, check_lineage, load_images, open_dataset, prepare
+from medimg.data.records import DatasetSource
+from medimg.errors import MedimgError
 
 
 @dataclass(frozen=True)

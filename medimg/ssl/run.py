@@ -32,18 +32,18 @@ import pytorch_lightning as pl
 import torch
 from torch.utils.data import DataLoader
 
-from ..atomic import atomic_path
-from ..configs import INITS, SSLConfig, TrainerSettings
-from ..data import Preprocess
-from ..errors import MedimgError
-from ..models.backbones import WeightSource, create_backbone, save_ssl_backbone
-from ..provenance import provenance
-from .batches import StepBatches
-from .curve import CurveTarget, LearningCurve, Prober, curve_path, reference_rows
-from .methods import METHODS, SCHEDULE
-from .pool import check_targets, pool_images
-from .progress import StepProgress
-from .views import SimCLRViews, simclr_transform, view_settings
+from medimg.ssl.config import INITS, SSLConfig
+from medimg.finetune.trainer import TrainerSettings
+from medimg.data import Preprocess
+from medimg.errors import MedimgError
+from medimg.models.backbones import WeightSource, create_backbone, save_ssl_backbone
+from medimg.identity import provenance
+from medimg.ssl.batches import StepBatches
+from medimg.ssl.curve import CurveTarget, LearningCurve, Prober, curve_path, reference_rows
+from medimg.ssl.methods import METHODS, SCHEDULE
+from medimg.ssl.pool import check_targets, pool_images
+from medimg.ssl.progress import StepProgress
+from medimg.ssl.views import SimCLRViews, simclr_transform, view_settings
 
 
 def state_dir(out) -> Path:
@@ -101,7 +101,7 @@ def pretrain_ssl(config: SSLConfig, out: Path, *, trainer: TrainerSettings = Tra
     if it exists (and returns at once when ``out`` is already finished). Raises :class:`MedimgError` (nothing
     written) for an existing ``out`` without ``force`` or ``resume``, a refused pool, or a diverged loss.
     """
-    from ..train import quiet_lightning
+    from medimg.finetune.train import quiet_lightning
 
     quiet_lightning()
     out = Path(out)
@@ -202,6 +202,6 @@ def _pass_means(losses: list[float], per_pass: int) -> list[float]:
 
 def _timm_kwargs(source: WeightSource) -> dict:
     """Architecture options beyond the defaults that the initial weights were created with."""
-    from ..models.tflite_import import TIMM_KWARGS
+    from medimg.models.tflite_import import TIMM_KWARGS
 
     return dict(TIMM_KWARGS) if source.kind == "tflite-import" else {}

@@ -13,7 +13,7 @@ import torch
 from PIL import Image
 from torch.utils.data import Dataset
 
-from ..data.transforms import mix_seed
+from medimg.data.transforms import mix_seed
 
 
 def view_settings(size: int, *, colour: bool, mean, std, min_scale: float = 0.4, intensity_jitter: float = 0.4) -> dict:

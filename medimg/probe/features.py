@@ -1,0 +1,136 @@
+"""Frozen features: one forward pass of an initialised backbone over a dataset's splits, cached.
+
+The probes of :mod:`medimg.probe.linear_knn` (linear probe, k-nearest neighbours) read these. They compare
+initialisations without fine-tuning, as MedMNIST+ does (Doerrich et al., "Rethinking model prototyping
+through the MedMNIST+ dataset collection", Scientific Reports 2025): what a network's weights already
+separate before any training on the target.
+
+Features are the backbone's pooled output (timm ``num_classes=0``: ``(N, D)`` float32, D = 1280 for
+MobileNetV2, 512 for ResNet-18), computed on the evaluation transform (no augmentation) from the
+model's ``pretrained_cfg`` normalisation. They depend on the architecture, the weights (a keyword, or
+a file by its SHA-256), the seed where the weights are random, the image size, how grey images feed
+the model, and the data settings; the cache key holds all of them, and an entry is reused on any
+later call (``$MEDIMG_CACHE_DIR/features``; deleting it is always safe).
+"""
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from medimg.atomic import atomic_path, write_text
+from medimg.data.records import SPLITS
+from medimg.identity import identity
+from medimg.paths import cache_dir
+
+if TYPE_CHECKING:  # a fine-tuning config names the network whose features are taken; read, never imported
+    from medimg.finetune.config import FinetuneConfig
+
+FEATURES_VERSION = 1
+
+
+@dataclass(frozen=True)
+class FrozenFeatures:
+    """Features and labels of each split: ``x[split]`` is ``(N, D)`` float32, ``y[split]`` ``(N,)`` int64."""
+
+    x: dict
+    y: dict
+    classes: tuple[str, ...]
+    key: dict = field(default_factory=dict)  # what decided them (see feature_key)
+    seconds: float = 0.0  # extraction time (0 when read from the cache)
+
+    @property
+    def dim(self) -> int:
+        return int(self.x["train"].shape[1])
+
+
+def weights_identity(config: FinetuneConfig) -> dict:
+    """The weights as part of the features' identity: a keyword, or a file by content; a random init by its seed."""
+    from medimg.data.fingerprint import file_sha256
+
+    if config.weight_spec == "random":
+        return dict(weights="random", init_seed=config.seed)
+    if config.weight_file is not None:
+        return dict(weights="file", sha256=file_sha256(config.weight_file))
+    return dict(weights=config.weight_spec)
+
+
+def feature_key(config: FinetuneConfig, fingerprint: str) -> dict:
+    """Everything that decides the features of ``config``'s initial network on its dataset."""
+    return dict(version=FEATURES_VERSION, arch=config.arch, size=config.size, grey_as=config.grey_as,
+                data=config.data_config().to_dict(), fingerprint=fingerprint, **weights_identity(config))
+
+
+def feature_cache_path(config: FinetuneConfig, key: dict) -> Path:
+    """Where the features of ``config``'s network with :func:`feature_key` ``key`` are cached:
+    ``CACHE/features/DATASET-<16 hex digits of the key's identity>.npz``."""
+    return cache_dir() / "features" / f"{config.dataset}-{identity(key, digits=16)}.npz"
+
+
+def extract_features(config: FinetuneConfig, *, data=None, batch_size: int = 256, use_cache: bool = True,
+                     progress: bool = False) -> FrozenFeatures:
+    """The frozen features of ``config``'s initial network (its arch, weights and, if random, seed) on every
+    split of ``config.dataset`` at ``config.size``; read from the cache when they were extracted before.
+
+    ``data`` is the prepared dataset, if the caller has it. Raises :class:`~medimg.errors.MedimgError` for
+    weights that cannot be had (see :func:`medimg.models.backbones.create_backbone`).
+    """
+    from medimg.data import prepare
+
+    data = data or prepare(config.data_config(), progress=progress)
+    key = feature_key(config, data.source.fingerprint)
+    entry = feature_cache_path(config, key)
+    if use_cache and entry.is_file():
+        with np.load(entry) as stored:
+            return FrozenFeatures(x={s: stored[f"x_{s}"] for s in SPLITS}, y={s: stored[f"y_{s}"] for s in SPLITS},
+                                  classes=tuple(data.classes), key=key)
+    start = time.perf_counter()
+    x, y = _forward(config, data, batch_size)
+    seconds = time.perf_counter() - start
+    if use_cache:
+        entry.parent.mkdir(parents=True, exist_ok=True)
+        with atomic_path(entry) as tmp, open(tmp, "wb") as fh:
+            np.savez(fh, **{f"x_{s}": x[s] for s in SPLITS}, **{f"y_{s}": y[s] for s in SPLITS})
+        write_text(entry.with_suffix(".json"), json.dumps(dict(key, seconds=seconds), indent=1, sort_keys=True))
+    return FrozenFeatures(x=x, y=y, classes=tuple(data.classes), key=key, seconds=seconds)
+
+
+def _forward(config: FinetuneConfig, data, batch_size: int) -> tuple[dict, dict]:
+    import torch
+
+    from medimg.models.backbones import model_preprocess
+    from medimg.models.backbones import create_backbone
+
+    torch.manual_seed(config.seed)  # a random init is the seed's (the scratch arm's network)
+    model, _ = create_backbone(config.arch, num_classes=0, in_chans=config.in_chans(data.decoded.channels),
+                               weights=config.weight_spec)
+    return model_features(model, data, model_preprocess(model, data.decoded.channels, size=config.size, grey_as=config.grey_as), batch_size=batch_size)
+
+
+def model_features(model, data, preprocess, *, splits=SPLITS, batch_size: int = 256) -> tuple[dict, dict]:
+    """``(x, y)``: the pooled features (``model.forward_features`` then ``forward_head(pre_logits=True)``, the
+    classifier's input) and labels of each of ``splits`` of prepared ``data``, in eval mode. The model's
+    train/eval mode is restored afterwards."""
+    import torch
+    from torch.utils.data import DataLoader
+
+    from medimg.data import ImageDataset
+
+    was_training = model.training
+    model.eval()
+    x, y = {}, {}
+    try:
+        with torch.inference_mode():
+            for split in splits:
+                images, labels, _ = data.part(split)
+                loader = DataLoader(ImageDataset(images, labels, preprocess), batch_size=batch_size, shuffle=False)
+                x[split] = np.concatenate([model.forward_head(model.forward_features(batch), pre_logits=True)
+                                           .float().numpy() for batch, _ in loader]).astype(np.float32)
+                y[split] = labels.astype(np.int64)
+    finally:
+        model.train(was_training)
+    return x, y

@@ -1,0 +1,11 @@
+"""The study: study.yml's profiles -> the arms and chapters of the book -> papermill -> jupyter-book.
+
+In the order a chapter is made: :mod:`.profiles` (study.yml read), :mod:`.pretraining` (the profile's
+self-supervised pretraining stage and the checkpoint each arm takes), :mod:`.arm` (one arm,
+:func:`~medimg.study.arm.profile_arm`), :mod:`.chapter_arms` (which arms each chapter runs), :mod:`.arm_runs` (an
+arm's runs, probes and checks, found or made), :mod:`.parameters` (each template's parameters, stated once),
+:mod:`.plan` (the chapters and what each waits for), :mod:`.cost` (what a plan costs), :mod:`.execute` (one
+chapter through papermill), :mod:`.book` (toc and build) and :mod:`.schedule` (every chapter, ``--jobs`` at once).
+
+The top stage: may import every other; only it knows about papermill, the book and how chapters are scheduled.
+"""

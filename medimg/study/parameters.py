@@ -1,0 +1,58 @@
+"""What each template takes, stated once: :data:`TEMPLATE_PARAMETERS` names every template's flat parameters,
+shared by the templates' parameter cells (a test reads them), the study's plan (:func:`medimg.study.plan.plan`
+passes nothing else) and each chapter's "Rerun this chapter" box (:func:`rerun_markdown`).
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+
+# the settings of one arm a fine-tuning chapter may change from its profile (an ablation's variant): what
+# medimg.study.plan passes, what the finetune template takes and hands to profile_arm
+ARM_PARAMETERS = ("seeds", "size", "epochs", "arch", "tl_weights", "augment", "balance", "intermediate",
+                  "intermediate_epochs", "intermediate_max_train_images")
+# every template's parameters, in its parameters cell's order; each template also takes chapter_title and
+# chapter_path (where the study driver writes it), which are not the chapter's settings
+TEMPLATE_PARAMETERS = {
+    "dataset_card": ("profile", "dataset", "size"),
+    "ssl_budget": ("profile",),
+    "ssl_pretraining": ("profile", "dataset", "method", "arch"),
+    "finetune": ("profile", "dataset", "method", *ARM_PARAMETERS),
+    "comparison": ("profile", "datasets", "methods", "ablation", "seeds", "size", "epochs"),
+    "summary": ("profile",),
+    "reproducibility": ("profile",),
+}
+CHAPTER_PARAMETERS = ("chapter_title", "chapter_path")
+
+
+def template_parameters(template: str, namespace: dict) -> dict:
+    """Template ``template``'s parameters as they are in ``namespace`` (a kernel's ``globals()``), in its order:
+    ``profile_arm(**template_parameters("finetune", globals()))``."""
+    return {name: namespace[name] for name in TEMPLATE_PARAMETERS[template]}
+
+
+def rerun_markdown(template: str, namespace: dict, chapter_path: str | None = None) -> str:
+    """A chapter's "Rerun this chapter" commands, as Markdown: papermill with the chapter's own parameters (those of
+    :data:`TEMPLATE_PARAMETERS` found in ``namespace``, a kernel's ``globals()``; None ones left to the template),
+    and, for a chapter of the book, ``medimg study`` re-executing it."""
+    import shlex
+
+    parameters = template_parameters(template, namespace)
+    args = []
+    for key, value in parameters.items():
+        if value is None:
+            continue
+        if isinstance(value, (list, tuple)):  # read back by the templates: "0,1" is seeds [0, 1]
+            value = ",".join(map(str, value))
+        args.append(f"-p {key} {shlex.quote(str(value))}")
+    # book/quick/busi_256/tl.ipynb -> busi_256-tl.ipynb, beside the book rather than in it
+    out = "-".join(Path(chapter_path).with_suffix("").parts[2:]) + ".ipynb" if chapter_path else f"{template}-out.ipynb"
+    # three parameters to a line, so the command fits the page and still pastes as one
+    rows = [f"papermill notebooks/{template}.ipynb {out}"] + ["    " + " ".join(args[i:i + 3])
+                                                               for i in range(0, len(args), 3)]
+    lines = ["```bash", " \\\n".join(rows)]
+    if chapter_path and parameters.get("profile"):
+        lines.append(f"medimg study --profile {parameters['profile']} --force --only {chapter_path}")
+    return "\n".join(lines + ["```"])
+
+

@@ -1,0 +1,223 @@
+"""The study's plan: study.yml's profile -> the chapters of its book, in reading order, each with the parameters
+papermill passes and what they resolve to, and the chapters each one waits for (:func:`dependencies`).
+
+A chapter is a notebook template from ``notebooks/`` executed with explicit parameters (everything that
+decides its runs), so a committed chapter can be checked against the study file. Planning imports no
+papermill and trains nothing: ``medimg study --plan`` prices it (:mod:`medimg.study.cost`), and
+:mod:`medimg.study.schedule` runs it.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from medimg.errors import MedimgError
+from medimg.finetune.arms import arm_kind
+from medimg.study.arm import Arm, profile_arm
+from medimg.study.chapter_arms import ABLATION_BY, ablation_arms, double_groups, main_arms
+from medimg.study.parameters import ARM_PARAMETERS
+from medimg.study.profiles import available, ssl_pool, targets
+
+
+TEMPLATES = ("dataset_card", "ssl_budget", "ssl_pretraining", "finetune", "comparison", "summary", "reproducibility")
+
+
+@dataclass(frozen=True)
+class Chapter:
+    """One executed notebook of the book.
+
+    ``parameters`` are what papermill passes and a person types (``profile``, ``dataset``, ``method``,
+    a variant's settings); ``resolved`` is what they mean through study.yml (the arms, or the data, the
+    chapter runs), recorded in the notebook so that a change of the study file makes it stale.
+    """
+
+    path: str  # relative to the study root, e.g. book/quick/breastmnist/tl.ipynb
+    template: str
+    title: str
+    parameters: dict
+    resolved: dict
+    sections: tuple["Chapter", ...] = ()
+    part: str = ""
+
+
+def _dicts(arms: list[Arm]) -> list[dict]:
+    return [a.to_dict() for a in arms]
+
+
+def _variant(p: dict, arm: Arm) -> dict:
+    """The fine-tuning settings (and TL weights) in which ``arm`` differs from the profile's plain arm (an
+    ablation's setting)."""
+    plain = profile_arm(p, arm.dataset, arm.method)
+    weights = ({"tl_weights": arm.tl_weights} if arm_kind(arm.method).imagenet and arm.tl_weights != plain.tl_weights
+               else {})
+    variant = {k: v for k, v in arm.finetune.items() if plain.finetune.get(k) != v} | weights
+    unknown = sorted(set(variant) - set(ARM_PARAMETERS))
+    if unknown:  # a template could not be given them: the chapter would run another arm than planned
+        raise MedimgError(f"the {arm.dataset} {arm.method} arm of profile {p['name']} differs from the plain arm in "
+                         f"{', '.join(unknown)}, which the finetune template takes no parameter for: add it to "
+                         f"medimg.study.parameters.ARM_PARAMETERS and the template")
+    return variant
+
+
+def _finetune_chapter(p: dict, path: str, title: str, arm: Arm) -> Chapter:
+    return Chapter(path, "finetune", title, dict(profile=p["name"], dataset=arm.dataset, method=arm.method,
+                                                 **_variant(p, arm)), dict(arm=arm.to_dict()))
+
+
+def plan(p: dict, *, every_dataset: bool = False) -> tuple[list[Chapter], list[str]]:
+    """The chapters of profile ``p`` in reading (and execution) order, and the targets skipped as missing
+    (``every_dataset``: none skipped, as if every dataset were here: what ``medimg study --plan`` shows)."""
+    book, name = f"book/{p['name']}", p["name"]
+    skipped = [] if every_dataset else [d for _, d in targets(p) if not available(d)]
+    present = [(m, d) for m, d in targets(p) if d not in skipped]
+    names = [d for _, d in present]
+    ablations = _ablations(p, book, names, every_dataset) if present else []
+    chapters = _budget(p, book) + _pretraining(p, book, main_arms(p, names) + [Arm.from_dict(a) for c in ablations
+                                                                             for a in c.resolved["arms"]])
+    for modality, dataset in present:
+        arms = main_arms(p, [dataset])
+        sections = [_finetune_chapter(p, f"{book}/{dataset}/{a.slug}.ipynb", f"{dataset}: {a.method}", a) for a in arms]
+        sections.append(Chapter(f"{book}/{dataset}/comparison.ipynb", "comparison", f"{dataset}: comparison",
+                                dict(profile=name, datasets=[dataset]),
+                                dict(arms=_dicts(arms), by="method", gallery=list(p.get("gallery", [])),
+                                     title=f"{dataset}: TL vs SSL vs scratch")))
+        chapters.append(Chapter(f"{book}/{dataset}/card.ipynb", "dataset_card", dataset, dict(profile=name, dataset=dataset),
+                                dict(dataset=dataset, size=p["finetune"]["size"],
+                                     medmnist_size=p["finetune"].get("medmnist_size", 28)),
+                                tuple(sections), part=f"{modality.capitalize()} datasets"))
+    if not present:  # nothing to study here: the book is the datasets page, saying how to get them
+        return chapters, skipped
+    chapters += ablations
+    main = _dicts(main_arms(p, names))
+    doubles = double_groups(p, names, every_dataset=every_dataset)
+    chapters.append(Chapter(f"{book}/summary.ipynb", "summary", "Summary: the paper's claims", dict(profile=name),
+                            dict(arms=main, double=[_dicts(g) for g in doubles], skipped=skipped),
+                            part="Conclusions"))
+    chapters.append(Chapter(f"{book}/reproducibility.ipynb", "reproducibility", "Reproducibility", dict(profile=name),
+                            dict(arms=main, profile=name), part="Appendix"))
+    return chapters, skipped
+
+
+def _pretraining(p: dict, book: str, arms: list[Arm]) -> list[Chapter]:
+    """One notebook per distinct SimCLR checkpoint the arms need, in a part before the runs."""
+    pretraining, seen_pools = [], set()
+    for arm in arms:
+        if arm.uses_ssl and not arm.ssl_checkpoint:  # the stage's checkpoints are the budget chapter's
+            key = _pool_key(arm)
+            if key not in seen_pools:
+                seen_pools.add(key)
+                # another network than the profile's SimCLR one (the architecture ablation) is named in the path
+                arch = {"arch": arm.ssl["arch"]} if arm.ssl["arch"] != p["ssl"].get("arch") else {}
+                suffix = f"-{arch['arch']}" if arch else ""
+                pretraining.append(Chapter(f"{book}/ssl/{arm.slug}-{arm.dataset}{suffix}.ipynb", "ssl_pretraining",
+                                           f"SimCLR pool for {arm.dataset} ({arm.method}{suffix.replace('-', ', ')})",
+                                           dict(profile=p["name"], dataset=arm.dataset, method=arm.method, **arch),
+                                           dict(arm=arm.to_dict())))
+    if not pretraining:
+        return []
+    first = pretraining[0]
+    return [Chapter(f"{book}/ssl/index.ipynb", "ssl_pretraining", "SimCLR pretraining", first.parameters,
+                    first.resolved, tuple(pretraining[1:]), part="Pretraining")]
+
+
+def _budget(p: dict, book: str) -> list[Chapter]:
+    """The chapter that reads the pretraining stage's committed learning curves (profiles with a ``pretraining``
+    section): it trains nothing, so it waits for no other chapter."""
+    from medimg.study.pretraining import pretraining_runs
+
+    if not p.get("pretraining"):
+        return []
+    # the finished checkpoints are part of what it shows: one that lands later makes the chapter stale
+    finished = [r.path.name for r in pretraining_runs(p) if r.path.is_file()]
+    return [Chapter(f"{book}/ssl/budget.ipynb", "ssl_budget", "How much pretraining does self-supervision need?",
+                    dict(profile=p["name"]), dict(pretraining=p["pretraining"], finished=finished),
+                    part="Pretraining")]
+
+
+def _pool_key(arm: Arm) -> tuple:
+    """What makes two arms' SimCLR checkpoints one: the initialisation, the settings and the pool."""
+    if arm.ssl_checkpoint:  # the pretraining stage's: made before the study, by no chapter
+        return arm.method, arm.ssl_checkpoint
+    return arm.method, tuple(sorted(arm.ssl.items(), key=str)), tuple(ssl_pool(arm.dataset, list(arm.ssl_candidates)))
+
+
+ABLATION_TITLES = {"augmentation": "Ablation: augmentation", "balance": "Ablation: balance",
+                   "imagenet_then_simclr": "Ablation: SimCLR after ImageNet (TL+SSL)",
+                   "double": "Ablation: double fine-tuning", "architecture": "Ablation: the network"}
+
+
+def _ablations(p: dict, book: str, names: list[str], every_dataset: bool = False) -> list[Chapter]:
+    """One comparison chapter per ablation of the profile on the targets here, with a fine-tuning section for
+    each arm no earlier chapter runs."""
+    chapters = []
+    for key, title in ABLATION_TITLES.items():
+        spec = p.get("ablations", {}).get(key)
+        if not spec:
+            continue
+        arms = ablation_arms(p, key, names, every_dataset=every_dataset)
+        if not arms:
+            continue
+        new = [a for a in arms if _variant(p, a) or a.method not in p["methods"]]
+        sections = tuple(_finetune_chapter(p, f"{book}/ablations/{key}/{a.dataset}-{a.slug}.ipynb",
+                                           f"{a.dataset}: {_label(key, a)}", a) for a in new)
+        chapters.append(Chapter(f"{book}/ablations/{key}.ipynb", "comparison", title,
+                                dict(profile=p["name"], ablation=key),
+                                dict(arms=_dicts(arms), by=ABLATION_BY[key], gallery=[], title=title),
+                                sections, part="Ablations"))
+    return chapters
+
+
+def _label(key: str, arm: Arm) -> str:
+    if key == "double":
+        return f"{arm.method} after {arm.finetune['intermediate']}"
+    if key == "architecture":
+        return f"{arm.method} on {arm.finetune['arch']}"
+    return arm.method if key == "imagenet_then_simclr" else f"{arm.method} with {key}"
+
+
+def profile_datasets(p: dict) -> list[str]:
+    """Every dataset a profile reads: targets, SimCLR candidates and intermediates, in that order."""
+    names = [d for m in ("grey", "colour") for d in p["targets"].get(m, [])]
+    names += [d for m in ("grey", "colour") for d in p.get("ssl_candidates", {}).get(m, [])]
+    names += [s["intermediate"] for s in p.get("ablations", {}).get("double", [])]
+    return list(dict.fromkeys(names))
+
+
+def flatten(chapters: list[Chapter]) -> list[Chapter]:
+    return [c for chapter in chapters for c in (chapter, *chapter.sections)]
+
+
+def dependencies(chapters: list[Chapter]) -> dict[str, tuple[str, ...]]:
+    """Every chapter's path -> the chapters it must wait for: what ``--jobs`` schedules by.
+
+    A chapter starts as soon as what it reads is finished, not when a whole stage is (the waves of
+    earlier versions left slots idle). A SimCLR chapter and a dataset card wait for nothing; a fine-tuning
+    chapter waits for its dataset's card (which prepares the data) and, for an SSL arm, the chapter that
+    pretrains its checkpoint; a dataset's comparison waits for its card and its arms; an ablation waits for
+    its own new arms and for the comparison of every dataset whose arms it reads (that chapter extracts
+    their probe features); the summary waits for every other chapter, and the reproducibility appendix
+    for the summary too. So no two chapters running at once write the same run, checkpoint or feature file.
+    """
+    everything = flatten(chapters)
+    ssl = {_pool_key(Arm.from_dict(c.resolved["arm"])): c.path for c in everything if c.template == "ssl_pretraining"}
+    cards = {c.parameters["dataset"]: c.path for c in everything if c.template == "dataset_card"}
+    comparisons = {c.resolved["arms"][0]["dataset"]: c.path for chapter in chapters if chapter.template == "dataset_card"
+                   for c in chapter.sections if c.template == "comparison"}
+    deps: dict[str, tuple[str, ...]] = {}
+    for chapter in chapters:
+        for c in (chapter, *chapter.sections):
+            if c.template == "finetune":
+                arm = Arm.from_dict(c.resolved["arm"])
+                wait = [cards.get(arm.dataset)] + ([ssl.get(_pool_key(arm))] if arm.uses_ssl else [])
+            elif c.template == "comparison" and chapter.template == "dataset_card":
+                wait = [chapter.path] + [s.path for s in chapter.sections if s.template == "finetune"]
+            elif c.template == "comparison":  # an ablation
+                wait = [s.path for s in chapter.sections] + [comparisons.get(a["dataset"]) for a in c.resolved["arms"]]
+            elif c.template in ("summary", "reproducibility"):
+                wait = [x.path for x in everything if x.template not in ("summary", "reproducibility")]
+                wait += [x.path for x in everything if c.template == "reproducibility" and x.template == "summary"]
+            else:  # SimCLR chapters, dataset cards
+                wait = []
+            deps[c.path] = tuple(dict.fromkeys(w for w in wait if w and w != c.path))
+    return deps
+
+

@@ -1,0 +1,69 @@
+"""Every committed product is still found under the name its record gives it (one identity function names runs,
+probe runs and self-supervised checkpoints): the quick book's runs, its probe runs and its pretraining stage, read
+from results/quick and never trained here."""
+from __future__ import annotations
+
+import pytest
+
+from conftest import REPO
+
+
+@pytest.fixture(scope="module")
+def quick():
+    from medimg.study.chapter_arms import book_arms
+    from medimg.study.profiles import available, load_profile, targets
+
+    p = load_profile("quick", REPO / "study.yml")
+    here = [d for _, d in targets(p) if available(d)]
+    if not here:
+        pytest.skip("no quick target's data here (MEDIMG_DATA_DIR)")
+    return p, [arm for _, arm in book_arms(p, here)]
+
+
+def _committed(kind: str) -> set:
+    return {d for d in (REPO / "results" / "quick" / kind).glob("*/*/*") if (d / "metrics.json").is_file()}
+
+
+def test_every_committed_run_is_found_under_its_name(quick, monkeypatch):
+    from medimg.study.arm_runs import finished_arm_runs
+
+    monkeypatch.setenv("MEDIMG_STUDY_ROOT", str(REPO))
+    _, arms = quick
+    found = {d.resolve() for arm in arms for d in finished_arm_runs(arm)}  # a run not found is an error here
+    assert found and found <= {d.resolve() for d in _committed("runs")}
+    assert {d.resolve() for d in _committed("runs")} - found == set(), "committed runs no arm of the book names"
+
+
+def test_every_committed_probe_run_is_found_under_its_name(quick, monkeypatch):
+    from medimg.finetune.probe_runs import probe_name
+    from medimg.finetune.arms import arm_kind
+    from medimg.study.arm_runs import arm_ssl_checkpoint
+
+    monkeypatch.setenv("MEDIMG_STUDY_ROOT", str(REPO))
+    p, arms = quick
+    named = set()
+    for arm in arms:
+        weights = str(arm_ssl_checkpoint(arm, create=False)) if arm_kind(arm.method).needs_checkpoint else None
+        for seed in arm.seeds:
+            for protocol in ("linear", "knn"):
+                named.add((REPO / p["results_dir"] / "probes" / arm.dataset / arm.slug
+                           / probe_name(arm.finetune_config(seed, weights), protocol)).resolve())
+    committed = {d.resolve() for d in _committed("probes")}
+    assert committed and committed <= named, sorted(str(d.relative_to(REPO)) for d in committed - named)[:5]
+
+
+def test_every_pretraining_checkpoint_is_found_under_its_name(quick, monkeypatch):
+    from medimg.finetune.arms import arm_kind
+    from medimg.study.arm_runs import arm_ssl_checkpoint
+    from medimg.study.pretraining import pretraining_runs
+
+    monkeypatch.setenv("MEDIMG_STUDY_ROOT", str(REPO))
+    p, arms = quick
+    stage = [r.path for r in pretraining_runs(p)]
+    assert stage and all(path.is_file() for path in stage), [str(s) for s in stage if not s.is_file()]
+    # every committed checkpoint with its learning curve beside it is one the stage names
+    curves = {c.name.removesuffix(".curve.csv") + ".safetensors" for c in (REPO / "results/quick/ssl").glob("*.curve.csv")}
+    assert {path.name for path in stage} == curves
+    for arm in arms:
+        if arm_kind(arm.method).needs_checkpoint:
+            assert arm_ssl_checkpoint(arm, create=False) in stage
