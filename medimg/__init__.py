@@ -5,8 +5,8 @@ The path data takes, stage by stage (each package imports only those above it in
 1. :mod:`medimg.data` — a dataset's name or folder -> decoded images -> a split that keeps duplicates together.
 2. :mod:`medimg.models` — timm backbones with offline ImageNet weights or a self-supervised checkpoint.
 3. :mod:`medimg.plots` — figures from arrays; :mod:`medimg.evaluate` — metrics and statistics from arrays.
-4. :mod:`medimg.finetune` — the arms and recipes tables; a network fine-tuned into a run directory.
-5. :mod:`medimg.probe` — frozen features -> linear probe and kNN, as probe runs.
+4. :mod:`medimg.probe` — a network's frozen features -> linear probe and kNN (LP-FT's first step uses them).
+5. :mod:`medimg.finetune` — the arms and recipes tables; a network fine-tuned (or probed) into a run directory.
 6. :mod:`medimg.ssl` — self-supervised pretraining (SimCLR, VICReg): pools, views, resumable runs, learning curves.
 7. :mod:`medimg.compare` — finished runs read: arms compared, the paper's claims; :mod:`medimg.explain` — Grad-CAM.
 8. :mod:`medimg.study` — study.yml's profiles -> arms -> chapters executed by papermill -> the book.

@@ -12,6 +12,11 @@ import pandas as pd
 
 from medimg.compare.comparison import Comparison
 from medimg.evaluate.tables import interval_cell, markdown_table
+from medimg.finetune.arms import paper_pair, random_init_arm
+
+TL, SSL = paper_pair()  # the two arms the paper's claims set against each other (medimg.finetune.arms)
+SCRATCH = random_init_arm()
+PAPER_ARMS = (TL, SSL, SCRATCH)
 
 
 def _pair_rows(tests: pd.DataFrame, a: str, b: str) -> pd.DataFrame:
@@ -40,7 +45,7 @@ def _verdict(rows: pd.DataFrame, winner: str, loser: str) -> tuple[str, str]:
     return "not decided", evidence
 
 
-def modality_claims(main: Comparison, tl: str = "tl", ssl: str = "ssl") -> list[dict]:
+def modality_claims(main: Comparison, tl: str = TL, ssl: str = SSL) -> list[dict]:
     """Claims 1 and 2 from a comparison by method over grey and colour datasets."""
     out = []
     for claim, modality, winner, loser in (("TL wins on colour images", "colour", tl, ssl),
@@ -52,7 +57,7 @@ def modality_claims(main: Comparison, tl: str = "tl", ssl: str = "ssl") -> list[
     return out
 
 
-def double_claim(double: Comparison | None, tl: str = "tl", ssl: str = "ssl") -> dict:
+def double_claim(double: Comparison | None, tl: str = TL, ssl: str = SSL) -> dict:
     """Claim 3 from a comparison by ``method,double``: the gain of double over single fine-tuning, per arm."""
     claim = "Double fine-tuning helps TL most on small data"
     if double is None or double.tests.empty:
@@ -105,7 +110,7 @@ def above_chance(main: Comparison) -> dict[str, list[str]]:
     return {dataset: list(arms) for dataset, arms in _above_chance(main).items()}
 
 
-def grey_colour_table(main: Comparison, arms=("tl", "ssl", "scratch")) -> pd.DataFrame:
+def grey_colour_table(main: Comparison, arms=PAPER_ARMS) -> pd.DataFrame:
     """One row per dataset: each arm's mean accuracy with its interval, the majority class's accuracy,
     the arms above chance, TL minus SSL with its Holm p, the ``verdict`` in words and the significant winner
     (``wins``: the arm, or "none").
@@ -127,7 +132,7 @@ def grey_colour_table(main: Comparison, arms=("tl", "ssl", "scratch")) -> pd.Dat
         above = [a if by_interval else f"{a} (1 seed: no interval)" for a, by_interval in learned[dataset].items()]
         row.update(majority=round(float(group["majority_accuracy"].iloc[0]), 3),
                    above_chance=", ".join(above) or "none")
-        pair = _pair_rows(main.tests, "tl", "ssl") if not main.tests.empty else pd.DataFrame()
+        pair = _pair_rows(main.tests, TL, SSL) if not main.tests.empty else pd.DataFrame()
         pair = pair[pair["dataset"] == dataset] if not pair.empty else pair
         if len(pair):
             t = pair.iloc[0]
@@ -139,7 +144,7 @@ def grey_colour_table(main: Comparison, arms=("tl", "ssl", "scratch")) -> pd.Dat
     return out.sort_values("modality", key=lambda m: m.map({"grey": 0, "colour": 1}), kind="stable")
 
 
-def grey_colour_markdown(main: Comparison, arms=("tl", "ssl", "scratch")) -> str:
+def grey_colour_markdown(main: Comparison, arms=PAPER_ARMS) -> str:
     """:func:`grey_colour_table` narrowed to fit a book page: the modality joins the dataset's name, the seeds
     and the arms above chance are left to the prose, and the verdict becomes the significant winner ("none")."""
     table = grey_colour_table(main, arms)
@@ -152,8 +157,8 @@ def grey_colour_markdown(main: Comparison, arms=("tl", "ssl", "scratch")) -> str
 CURVES_CHAPTER = "How much pretraining does self-supervision need?"  # the chapter with the learning curves
 
 
-def modality_claims_checked(main: Comparison, checks: dict, budgets: dict | None = None, tl: str = "tl",
-                            ssl: str = "ssl") -> list[dict]:
+def modality_claims_checked(main: Comparison, checks: dict, budgets: dict | None = None, tl: str = TL,
+                            ssl: str = SSL) -> list[dict]:
     """Claims 1 and 2 as :func:`modality_claims` decides them (holds / contradicted / not decided), their
     evidence followed by the self-supervised pretraining budget of the modality's SSL arms (``budgets``:
     ``{dataset: phrase}``, e.g. :func:`medimg.study.pretraining.budget_phrase`) and, where a target's checkpoint does
@@ -208,7 +213,7 @@ def agreement_markdown(table: pd.DataFrame) -> str:
     return "\n".join(lines)
 
 
-def architecture_table(c: Comparison, pairs=(("tl", "ssl"), ("tl", "scratch"), ("ssl", "scratch"))) -> pd.DataFrame:
+def architecture_table(c: Comparison, pairs=((TL, SSL), (TL, SCRATCH), (SSL, SCRATCH))) -> pd.DataFrame:
     """Whether a verdict depends on the network, from a comparison by ``method,arch`` (the architecture ablation).
 
     One row per dataset and pair of methods: for each network, the first method minus the second (mean accuracy
@@ -245,7 +250,7 @@ def architecture_markdown(c: Comparison) -> str:
     return markdown_table(table.to_dict("records")) + "\n\n" + sentence + "\n"
 
 
-def paper_numbers_table(main: Comparison, arms=("tl", "ssl", "scratch")) -> pd.DataFrame:
+def paper_numbers_table(main: Comparison, arms=PAPER_ARMS) -> pd.DataFrame:
     """The book's numbers beside the paper's, for every dataset of ``main`` that is (a subset of) one of the
     paper's datasets with reported results (the registry's ``paper_dataset`` and ``paper_reported``): one row per
     such dataset with the paper's TL and SSL test accuracy, this book's mean test accuracy and 95% interval over
@@ -261,7 +266,7 @@ def paper_numbers_table(main: Comparison, arms=("tl", "ssl", "scratch")) -> pd.D
         if not reported:
             continue
         row = dict(dataset=dataset, paper_dataset=paper)
-        row.update({f"paper {m.upper()}": reported.get(m) for m in ("tl", "ssl")})
+        row.update({f"paper {m.upper()}": reported.get(m) for m in (TL, SSL)})
         by_arm = group.set_index("arm")
         for arm in arms:
             if arm in by_arm.index:

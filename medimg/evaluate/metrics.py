@@ -1,7 +1,7 @@
 """Classification metrics of one run's predictions (arrays in, plain numbers out).
 
 Everything is computed from the confusion matrix and the class probabilities with numpy, so a
-bootstrap can call :func:`scalar_metrics` thousands of times; ``tests/test_metrics.py`` checks
+bootstrap can call :func:`scalar_metrics` thousands of times; ``tests/evaluate/test_metrics.py`` checks
 each number against scikit-learn to 1e-9 (with ``zero_division=np.nan`` where a ratio can be 0/0).
 
 A metric with no value on the given images is *undefined*: NaN here, ``null`` in metrics.json,

@@ -1,4 +1,6 @@
-"""Statistics the paper lacks: bootstrap intervals, summaries over seeds, paired tests, Holm.
+"""Statistics the paper lacks: bootstrap intervals, summaries over seeds, paired tests (paired t over seeds, exact
+McNemar on one test set), Holm's adjustment. Which test a comparison uses, and over which family Holm adjusts, is
+:func:`medimg.compare.comparison.compare_runs`.
 
 Functions take arrays and return plain numbers, so each is tested without any model.
 """

@@ -7,8 +7,9 @@
   Lightning trainer settings (CPU, GPU, DDP);
 - :mod:`.loaders`, :mod:`.classifier` (the LightningModule), :mod:`.train` (single and double fine-tuning);
 - :mod:`.runs` — run directories, named by :func:`medimg.identity.identity`, written and read back;
+  :mod:`.probe_runs` — an initial network read by the linear probe and kNN, written as the same kind of run;
   :mod:`.run_model` — a finished run's model and inputs.
 
-May import the shared modules, :mod:`medimg.data`, :mod:`medimg.models`, :mod:`medimg.plots` and
-:mod:`medimg.evaluate`; nothing of probes, self-supervision, comparisons or the study.
+May import the shared modules, :mod:`medimg.data`, :mod:`medimg.models`, :mod:`medimg.plots`,
+:mod:`medimg.evaluate` and :mod:`medimg.probe`; nothing of self-supervised pretraining, comparisons or the study.
 """

@@ -4,7 +4,9 @@ One code path runs on a CPU, a GPU with mixed precision, or several GPUs and nod
 :class:`~medimg.finetune.trainer.TrainerSettings` chooses. A run is described completely by a
 :class:`~medimg.finetune.config.FinetuneConfig` and writes a run directory (:mod:`medimg.finetune.runs`). The
 LightningModule is :class:`medimg.finetune.classifier.Classifier`; the loaders come from :mod:`medimg.finetune.loaders`.
-Early stopping and the kept checkpoint both follow the validation loss; the test set is only ever predicted.
+When training stops and which weights are kept follow the run's recipe (:mod:`medimg.finetune.recipes`: early
+stopping on the validation loss keeping the best, or LP-FT's fixed schedule keeping the last); the test set is only
+ever predicted.
 """
 from __future__ import annotations
 

@@ -1,4 +1,17 @@
-"""The self-supervised methods, one table: a method is a setting of the pretraining stage, not a code path.
+"""The self-supervised methods, one table (:data:`METHODS`): a method is a setting of the pretraining stage, not a
+code path. The recipe of each, and where its parts are:
+
+=========  ===========================================  ==================  =====================================
+method     projection head and loss (here)              views               optimiser and schedule
+=========  ===========================================  ==================  =====================================
+simclr     lightly's ``SimCLRProjectionHead``,          :mod:`.views`       AdamW, linear warm-up over 10% of the
+           ``NTXentLoss`` (temperature 0.1)             (lightly's          steps then cosine to 0, per step
+vicreg     lightly's ``VICRegProjectionHead``,          ``SimCLRTransform``  (:data:`SCHEDULE`, here)
+           ``VICRegLoss``                               settings)
+=========  ===========================================  ==================  =====================================
+
+The numbers (batch 128, lr 1e-3, temperature, projection size, crop scale, jitter) are the fields of
+:class:`~medimg.ssl.config.SSLConfig`, each with its default and help.
 
 Each entry builds the Lightning module that trains a backbone on two views of each pooled image; the methods
 differ only in their projection head and loss (:meth:`TwoViews.head_and_loss`). SimCLR (Chen et al. 2020) with

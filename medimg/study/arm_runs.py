@@ -87,7 +87,7 @@ def arm_ssl_checkpoint(arm: Arm | dict, *, create: bool = True) -> Path:
     # named by the pool and settings, not the target: targets with the same pool share it
     config = arm.ssl_config(pool)
     key = identity(config.identity())
-    path = study_root() / arm.results_dir / "ssl" / f"simclr-{config.init}-{key}.safetensors"
+    path = study_root() / arm.results_dir / "ssl" / f"{config.method}-{config.init}-{key}.safetensors"
     if create and not path.is_file():
         from medimg.ssl.run import pretrain_ssl
 

@@ -99,7 +99,7 @@ def test_committed_chapters_match_the_study_file():
 @pytest.mark.slow
 def test_driver_runs_a_profile_end_to_end(tmp_path, monkeypatch, capfd):
     """The smoke profile in a copy of the repository: chapters, toc, book; reuse; a failing chapter reported."""
-    from medimg import study
+    from medimg.study.schedule import run_study
 
     root = tmp_path / "study"
     root.mkdir()
@@ -116,7 +116,7 @@ def test_driver_runs_a_profile_end_to_end(tmp_path, monkeypatch, capfd):
         smoke, smoke.replace("      grey: [synthetic_grey]\n", "      grey: [synthetic_grey, my_scans]\n")))
     monkeypatch.setenv("MEDIMG_STUDY_ROOT", str(root))
     here = Path.cwd()
-    report = study.run_study("smoke", jobs=2)  # independent chapters two at a time
+    report = run_study("smoke", jobs=2)  # independent chapters two at a time
     assert report.failed == {}, report.failed
     # a quiet console: one line per chapter and the book's one line; no kernel's log lines, no TCP warning
     out, err = capfd.readouterr()
@@ -124,7 +124,7 @@ def test_driver_runs_a_profile_end_to_end(tmp_path, monkeypatch, capfd):
     lines = [x for x in out.splitlines() if x.startswith("executed ")]
     assert len(lines) == len(report.executed) and out.count("book built: ") == 1 and "WARNING" not in out
     assert Path.cwd() == here  # concurrent chapters leave the process where it was
-    chapters, _ = study.plan(study.load_profile("smoke", root / "study.yml"))
+    chapters, _ = plan(load_profile("smoke", root / "study.yml"))
     # the study's time, kept for the reproducibility chapter: every chapter, and the real work within the wall time
     timing = json.loads((root / "results" / "smoke" / "study_time.json").read_text())
     assert timing["jobs"] == 2 and set(timing["chapters"]) == {c.path for c in flatten(chapters)}
@@ -160,7 +160,7 @@ def test_driver_runs_a_profile_end_to_end(tmp_path, monkeypatch, capfd):
         assert page["first_section"] in ("what-it-found", "what-it-holds") and page["visible_code"] == 0, (c.path, page)
     assert committed_parameter_mismatches("smoke", root) == []
 
-    again = study.run_study("smoke", build=False)
+    again = run_study("smoke", build=False)
     assert again.executed == [] and len(again.reused) == len(flatten(chapters))
 
     # a chapter whose parameters changed in the study file is executed again, not reused
@@ -168,7 +168,7 @@ def test_driver_runs_a_profile_end_to_end(tmp_path, monkeypatch, capfd):
     assert text.count("    gallery: [tl, ssl]\n    ablations: {}\n") == 1
     (root / "study.yml").write_text(text.replace("    gallery: [tl, ssl]\n    ablations: {}\n",
                                                  "    gallery: [tl]\n    ablations: {}\n"))
-    changed = study.run_study("smoke", build=False, only="comparison")
+    changed = run_study("smoke", build=False, only="comparison")
     assert changed.failed == {} and len(changed.executed) == 3 and changed.stale == changed.executed
     assert committed_parameter_mismatches("smoke", root) == []
 
@@ -178,7 +178,7 @@ def test_driver_runs_a_profile_end_to_end(tmp_path, monkeypatch, capfd):
     broken = smoke.replace("      grey: [breastmnist]\n", "      grey: [synthetic_grey]\n")  # a pool with only the target
     assert broken != smoke
     (root / "study.yml").write_text(text.replace(smoke, broken))
-    report = study.run_study("smoke", force=True, build=False, only="ssl")
+    report = run_study("smoke", force=True, build=False, only="ssl")
     assert report.failed and all("cell" in why and "no SimCLR data for synthetic_grey" in why
                                  for why in report.failed.values())
     assert any("synthetic_colour" in path for path in report.executed)
