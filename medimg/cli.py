@@ -1,11 +1,14 @@
 """The ``medimg`` command: thin wrappers over the package's functions.
 
-Every :class:`MedimgError` becomes one line on stderr and exit code 2.
+Every :class:`MedimgError` becomes one line on stderr and exit code 2; every path a command is given is checked
+first (:data:`PATH_OPTIONS`), so a wrong one is refused before anything is read or written. Anything else that
+escapes is a bug: one line naming it and the file with the whole traceback, exit code 1.
 """
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -159,11 +162,46 @@ def _cmd_study(args) -> int:
     return 1 if report.failed else 0
 
 
+# every option (or positional argument) of every command that names a path, and what it must be
+# (medimg.paths.check_path); a new command's paths join this table, and tests/cli/test_paths.py tries each
+PATH_OPTIONS: dict[str, dict[str, str]] = {
+    "describe": {"dataset": "input-dir-or-name"},
+    "finetune": {"dataset": "input-dir-or-name", "intermediate": "input-dir-or-name", "out": "output-dir"},
+    "pretrain-ssl": {"datasets": "input-dir-or-name", "out": "output-file"},
+    "evaluate": {"run_dir": "input-dir"},
+    "compare": {"run_dirs": "input-dir", "out": "output-dir"},
+    "gradcam": {"run_dir": "input-dir", "out": "output-dir"},
+    "weights import-tflite": {"file": "input-file", "out": "output-file"},
+}
+
+
+def command_name(args) -> str:
+    return " ".join(n for n in (args.command, getattr(args, "weights_command", None)) if n)
+
+
+def check_paths(args) -> None:
+    """Every path of the command ``args`` holds, checked as :data:`PATH_OPTIONS` says (one line on the first bad one)."""
+    from medimg.paths import check_path
+
+    for dest, kind in PATH_OPTIONS.get(command_name(args), {}).items():
+        values = getattr(args, dest, None)
+        option = dest if dest in ("dataset", "run_dir", "run_dirs", "file") else f"--{dest.replace('_', '-')}"
+        for value in values if isinstance(values, (list, tuple)) else [values]:
+            if value is not None:
+                check_path(value, kind, option)
+    weights = getattr(args, "weights", None)  # a weights file, or a keyword (auto, timm, tflite, ...)
+    if weights and (os.sep in weights or weights.endswith((".pth", ".pt", ".safetensors", ".bin"))):
+        check_path(weights, "input-file", "--weights")
+
+
 def build_parser() -> argparse.ArgumentParser:
     from medimg.data.pipeline import DataConfig
     from medimg.record_options import add_options
 
     parser = argparse.ArgumentParser(prog="medimg", description=__doc__.splitlines()[0])
+    parser.add_argument("--max-image-pixels", type=int, default=None, metavar="N",
+                        help="refuse images larger than N pixels (default Pillow's 89,478,485; "
+                             "also $MEDIMG_MAX_IMAGE_PIXELS): raise it for a large image you trust")
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("datasets", help="list the registered datasets and whether they are available here")
@@ -282,7 +320,10 @@ def main(argv: list[str] | None = None) -> int:
     warnings.filterwarnings("ignore", message=".*isinstance.treespec, LeafSpec.*")
     _show_medimg_warnings_as_lines(warnings)
     args = build_parser().parse_args(argv)
+    if args.max_image_pixels is not None:
+        os.environ["MEDIMG_MAX_IMAGE_PIXELS"] = str(args.max_image_pixels)
     try:
+        check_paths(args)
         from medimg.study.profiles import register_study_datasets_here
 
         register_study_datasets_here()  # the short names of study.yml's own folders, for every command
@@ -290,6 +331,29 @@ def main(argv: list[str] | None = None) -> int:
     except MedimgError as err:
         print(f"medimg: error: {err}", file=sys.stderr)
         return EXIT_USAGE
+    except Exception as err:  # a bug, not bad input: one line, and the traceback in a file to report
+        return report_bug(err, argv if argv is not None else sys.argv[1:])
+
+
+def report_bug(err: BaseException, argv: list[str]) -> int:
+    """An unexpected exception: the whole traceback into ``medimg-bug-<time>.log`` in the system's temporary folder,
+    one line naming it on stderr; exit code 1."""
+    import tempfile
+    import time
+    import traceback
+
+    log = Path(tempfile.gettempdir()) / f"medimg-bug-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}.log"
+    frame = traceback.extract_tb(err.__traceback__)[-1] if err.__traceback__ else None
+    where = f" at {Path(frame.filename).name}:{frame.lineno}" if frame else ""
+    try:
+        log.write_text(f"medimg {' '.join(argv)}\n\n" + "".join(traceback.format_exception(err)))
+        kept = f"the traceback is in {log}"
+    except OSError:
+        kept = "the traceback could not be saved"
+    message = " ".join(f"{type(err).__name__}: {err}".split())[:300]
+    print(f"medimg: internal error (a bug in medimg, not in your input): {message}{where}; {kept}: please report it "
+          f"with the command you ran", file=sys.stderr)
+    return 1
 
 
 if __name__ == "__main__":

@@ -39,7 +39,8 @@ def check_readable_dir(path: Path, what: str, *, fix: str) -> None:
     if not path.is_dir():
         raise MedimgError(f"{what} is not a directory: {fix}")
     try:
-        next(os.scandir(path), None)
+        with os.scandir(path) as entries:
+            next(entries, None)
     except OSError as err:
         raise MedimgError(f"{what} cannot be read ({err.strerror}): {fix}") from None
 
@@ -57,3 +58,69 @@ def runs_dir() -> Path:
 def offline() -> bool:
     """True when downloads must not be tried (``MEDIMG_OFFLINE=1`` or ``HF_HUB_OFFLINE=1``)."""
     return any(os.environ.get(v, "").lower() in ("1", "true", "yes") for v in ("MEDIMG_OFFLINE", "HF_HUB_OFFLINE"))
+
+
+# --- the paths a command is given, checked before it reads or writes anything -------------------
+
+PATH_KINDS = ("input-dir", "input-file", "input-dir-or-name", "output-dir", "output-file")
+
+
+def check_path(path: str | os.PathLike, kind: str, option: str) -> None:
+    """Refuse a path that cannot serve as ``kind`` for ``option`` (e.g. ``--out``), in one line naming the path and
+    the fix, before anything is read or written.
+
+    ``input-dir`` / ``input-file``: must exist and be a folder / a file. ``input-dir-or-name``: a registered name
+    passes; a path (it holds a separator or exists) must be a folder. ``output-dir`` / ``output-file``: may exist
+    (as a folder / a file) or not; what lies above it must be folders, the nearest existing one writable (tried by
+    making and removing a temporary folder there: nothing is left behind).
+    """
+    p = Path(path).expanduser()
+    shown = f"{option} {path}"
+    if kind == "input-dir-or-name":
+        if not (os.sep in str(path) or p.exists()):
+            return  # a registered name: the registry checks it
+        kind = "input-dir"
+    if kind in ("input-dir", "input-file"):
+        want_dir = kind == "input-dir"
+        if not p.exists():
+            _below_a_file(p, shown)
+            raise MedimgError(f"{shown} does not exist: give an existing {'folder' if want_dir else 'file'}")
+        if want_dir and not p.is_dir():
+            raise MedimgError(f"{shown} is a file, not a folder: give the folder that holds it ({p.parent})")
+        if not want_dir and p.is_dir():
+            raise MedimgError(f"{shown} is a folder, not a file: give the file itself")
+        try:
+            if want_dir:
+                with os.scandir(p) as entries:
+                    next(entries, None)
+            else:
+                open(p, "rb").close()
+        except OSError as err:
+            raise MedimgError(f"{shown} cannot be read ({err.strerror}): make it readable") from None
+        return
+    if kind not in ("output-dir", "output-file"):
+        raise ValueError(f"unknown path kind {kind!r}: one of {PATH_KINDS}")
+    if kind == "output-dir" and p.exists() and not p.is_dir():
+        raise MedimgError(f"{shown} is an existing file, not a folder: choose a folder to write into")
+    if kind == "output-file" and p.is_dir():
+        raise MedimgError(f"{shown} is a folder: give the file to write, e.g. {p / 'out'}")
+    _below_a_file(p, shown)
+    existing = next(a for a in (p, *p.absolute().parents) if a.exists())
+    if existing == p and kind == "output-file":
+        existing = p.absolute().parent
+    try:
+        import tempfile
+
+        os.rmdir(tempfile.mkdtemp(prefix=".medimg-write-check-", dir=existing))
+    except OSError as err:
+        raise MedimgError(f"{shown} cannot be written: {existing} is not writable ({err.strerror}); choose another "
+                          f"place or make it writable") from None
+
+
+def _below_a_file(p: Path, shown: str) -> None:
+    """Refuse a path some part of which above it is a file (``results.csv/run1``)."""
+    for above in p.absolute().parents:
+        if above.exists():
+            if not above.is_dir():
+                raise MedimgError(f"{shown} lies below {above}, which is a file: choose a path below a folder")
+            return

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import math
 from typing import Any
 
 _MISSING = dataclasses.MISSING
@@ -75,3 +76,54 @@ def from_args(record: type, args: argparse.Namespace, **extra):
     """``record(**options)`` from parsed arguments: every option field present in ``args``, then ``extra``."""
     values = {f.name: getattr(args, f.name) for f in option_fields(record) if hasattr(args, f.name)}
     return record(**{**values, **extra})
+
+
+TRUE_WORDS, FALSE_WORDS = ("true", "yes", "1", "on"), ("false", "no", "0", "off")
+
+
+def coerce(record: type, name: str, value: Any, *, how: str = "-p {name} {example}") -> Any:
+    """``value`` as the type of ``record``'s field ``name`` (as a person or papermill hands it over: the text
+    ``"false"``, the number 64), or :class:`~medimg.errors.MedimgError` naming the parameter and the values it
+    takes. None stays None (the default). Booleans read true/false, yes/no, 1/0, on/off; whole numbers refuse
+    fractions; a field with choices refuses any other value. ``how`` shows how to give a value (papermill's
+    ``-p`` by default)."""
+    from medimg.errors import MedimgError
+
+    f = {f.name: f for f in dataclasses.fields(record)}[name]
+    if value is None:
+        return None
+    kind = str(f.type).replace(" ", "").split("|")[0]
+    choices = f.metadata.get("choices")
+
+    def refuse(what: str, example) -> MedimgError:
+        return MedimgError(f"parameter {name}={value!r} is not {what}: give " + how.format(name=name, example=example))
+
+    if kind == "bool":
+        if isinstance(value, bool):
+            return value
+        word = str(value).strip().lower()
+        if word in TRUE_WORDS or word in FALSE_WORDS:
+            return word in TRUE_WORDS
+        raise refuse("true or false", "true")
+    if kind == "int":
+        if isinstance(value, bool):
+            raise refuse("a whole number", f.default if isinstance(f.default, int) else 1)
+        try:
+            number = float(str(value).strip())
+        except ValueError:
+            number = None
+        if number is None or not math.isfinite(number) or number != int(number):
+            raise refuse("a whole number", f.default if isinstance(f.default, int) else 1)
+        value = int(number)
+    elif kind == "float":
+        try:
+            value = float(str(value).strip())
+        except ValueError:
+            raise refuse("a number", f.default if isinstance(f.default, float) else 0.1) from None
+    elif kind == "str":
+        value = str(value).strip()
+    if choices and value not in choices:
+        allowed = ", ".join(str(c) for c in choices if c is not None)
+        raise MedimgError(f"parameter {name}={value!r} is not one of {allowed}: give "
+                          + how.format(name=name, example=next(c for c in choices if c is not None)))
+    return value

@@ -15,23 +15,23 @@ the whole dataset (:mod:`medimg.data.intensity`), never a per-image stretch unle
 from __future__ import annotations
 
 import hashlib
-import io
 import json
 import os
 import re
 import shutil
 import tempfile
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageOps
 
-from medimg.errors import MedimgError
+from medimg.errors import MedimgError, warn
 from medimg.paths import cache_dir
 from medimg.data import intensity as intensity_rules
 from medimg.data.intensity import HIGH_DEPTH_MODES, IntensityMapping
+from medimg.data.image_file import read_image
 from medimg.data.medmnist_files import read_medmnist_images
 from medimg.data.records import DatasetSource, ImageRecord
 from medimg.data.synthetic import synthetic_images
@@ -103,12 +103,19 @@ def load_images(source: DatasetSource, size: int, *, intensity: str = "auto", us
     if use_cache and (entry / "meta.json").is_file():
         cached = _read_entry(entry)
         if cached.ids == tuple(r.id for r in source.records):
-            return _check_declared_modality(source, cached)
+            return _said(_check_declared_modality(source, cached))
     decoded = _check_declared_modality(source, _decode_all(source, size, intensity, workers=workers, progress=progress))
     if not use_cache:
-        return decoded
+        return _said(decoded)
     _write_entry(entry, decoded)
-    return _read_entry(entry)
+    return _said(_read_entry(entry))
+
+
+def _said(decoded: DecodedImages) -> DecodedImages:
+    """``decoded``, its intensity mapping's warning (if any) issued: on every read, not only the first decoding."""
+    if (decoded.intensity or {}).get("warning"):
+        warn(decoded.intensity["warning"])
+    return decoded
 
 
 def _check_declared_modality(source: DatasetSource, decoded: DecodedImages) -> DecodedImages:
@@ -175,13 +182,19 @@ def _decode_folder(source: DatasetSource, size: int, intensity: str, *, workers:
                    progress: bool) -> DecodedImages:
     records = source.records
     # one mapping for the whole dataset, from the stored range of every image beyond 8 bits
-    extrema = [e for e in _pool_map(_stored_extrema, records, workers, f"scan {source.name}", progress) if e]
+    voi = str(intensity).strip() == "auto"  # a DICOM file's own window is what --intensity auto shows
+    extrema = [e for e in _pool_map(lambda r: _stored_extrema(r, voi), records, workers, f"scan {source.name}",
+                                    progress) if e]
     mapping = intensity_rules.resolve(intensity, extrema, where=str(source.root))
     # A registered dataset's modality is known; a user's folder is grey only if every image is.
     target = None if source.spec.extra.get("modality_from_images") else ("L" if source.spec.modality == "grey" else "RGB")
     decoded = _pool_map(lambda r: decode_file(r, size, target, mapping), records, workers,
                         f"decode {source.name} @{size}px", progress)
     arrays = [d.array for d in decoded]
+    saturated = mapping.saturation_warning([a for a, d in zip(arrays, decoded) if d.mode in HIGH_DEPTH_MODES],
+                                           str(source.root))
+    if saturated:  # kept with the entry: said again whenever it is read
+        mapping = replace(mapping, warning=saturated)
     if target is None:
         all_grey = all(a.ndim == 2 for a in arrays)
         arrays = [a if all_grey or a.ndim == 3 else np.repeat(a[..., None], 3, axis=2) for a in arrays]
@@ -208,29 +221,13 @@ class DecodedFile:
     dhash: str  # difference_hash of the displayed image
 
 
-def _open(path: Path, *, load: bool = True) -> tuple[bytes, Image.Image]:
-    """The file's bytes and the image (pixels loaded, or only the header read); a one-line error naming the file otherwise."""
-    try:
-        data = path.read_bytes() if load else b""
-    except OSError as err:
-        raise MedimgError(f"cannot read {path} ({err.strerror}): make the file readable") from None
-    try:
-        im = Image.open(io.BytesIO(data) if load else path)
-        if load:
-            im.load()
-    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as err:
-        raise MedimgError(f"cannot decode {path} ({err}): replace the file with a valid image or remove it"
-                          f"{' and its labels.csv row' if (path.parent.parent / 'labels.csv').exists() else ''}") from None
-    return data, im
-
-
-def _stored_extrema(record: ImageRecord) -> tuple[float, float, bool] | None:
+def _stored_extrema(record: ImageRecord, voi: bool = True) -> tuple[float, float, bool] | None:
     """(min, max, is_integer) of an image stored beyond 8 bits; None for an 8-bit one."""
-    _, im = _open(record.path, load=False)  # the header says the mode
-    if im.mode not in HIGH_DEPTH_MODES:
-        im.close()
+    _, header = read_image(record.path, load=False, voi=voi)  # the header says the mode
+    header.close()
+    if header.mode not in HIGH_DEPTH_MODES:
         return None
-    _, im = _open(record.path)
+    _, im = read_image(record.path, voi=voi)
     low, high = im.getextrema()
     return float(low), float(high), im.mode != "F"
 
@@ -243,7 +240,7 @@ def decode_file(record: ImageRecord, size: int, target_mode: str | None,
     dataset's, from :func:`medimg.data.intensity.resolve`; None: each image's own range).
     ``target_mode`` is ``"L"``, ``"RGB"`` or ``None`` (keep grey images grey and colour ones colour).
     """
-    data, im = _open(record.path)
+    data, im = read_image(record.path, voi=mapping is None or mapping.requested == "auto")
     original_mode = im.mode
     orientation = int(im.getexif().get(EXIF_ORIENTATION, 1) or 1)
     im = ImageOps.exif_transpose(im)

@@ -30,8 +30,11 @@ def image_suffixes() -> frozenset[str]:
 
 
 def is_image_file(path: Path) -> bool:
-    """Whether Pillow can open ``path``: by its suffix, else by reading its header."""
-    if path.suffix.lower() in image_suffixes():
+    """Whether medimg can read ``path``: a DICOM file (:mod:`medimg.data.image_file`), or one Pillow opens, by its
+    suffix, else by reading its header."""
+    from medimg.data.image_file import is_dicom
+
+    if path.suffix.lower() in image_suffixes() or is_dicom(path):
         return True
     from PIL import Image, UnidentifiedImageError
 
@@ -43,14 +46,34 @@ def is_image_file(path: Path) -> bool:
 
 
 def _walk_files(top: Path) -> tuple[list[Path], list[Path]]:
-    """(image files, other files) below ``top`` in sorted order; hidden folders are skipped."""
+    """(image files, other files) below ``top`` in sorted order; hidden folders are skipped. Links to folders are
+    followed (a class folder may be a link to where the images lie), each real folder once: a link back up the
+    tree (a loop) is refused. A name that is not valid UTF-8 is refused, naming the file."""
     images, others = [], []
-    for dirpath, dirnames, filenames in os.walk(top, onerror=_raise_walk_error):
+    seen: dict[str, Path] = {}
+    for dirpath, dirnames, filenames in os.walk(top, onerror=_raise_walk_error, followlinks=True):
+        real = os.path.realpath(dirpath)
+        if real in seen:
+            raise MedimgError(f"{dirpath} is the folder {seen[real]} again, reached through a link (a loop, or two "
+                              f"links to one folder), so its images would be read twice: remove the link")
+        seen[real] = Path(dirpath)
         dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
         for f in sorted(filenames):
             path = Path(dirpath) / f
+            _check_utf8_name(path)
             (images if is_image_file(path) else others).append(path)
     return images, others
+
+
+def _check_utf8_name(path: Path) -> None:
+    """Refuse a file name the file system holds in another encoding than UTF-8 (Python keeps its bytes as
+    surrogates, which no CSV, JSON or book can write)."""
+    try:
+        str(path).encode("utf-8")
+    except UnicodeEncodeError:
+        shown = os.fsencode(path).decode("utf-8", errors="backslashreplace")
+        raise MedimgError(f"the file name {shown} is not valid UTF-8 (written in another encoding, e.g. Latin-1): "
+                          f"rename it, e.g. with convmv -f latin1 -t utf8 --notest") from None
 
 
 def _raise_walk_error(err: OSError) -> None:
@@ -189,7 +212,7 @@ def _records_from_csv(root: Path, labels_csv: Path, class_dirs: list[Path], spec
     group_col = spec.group_column if spec.group_column in columns else None
     if group_col is None:
         group_col = next((c for c in ("patient_id", "lesion_id") if c in columns), None)
-    records, seen = [], set()
+    records, seen = [], {}
     for line, row in numbered:
         rel = row["path"]
         path = _existing_path(root, rel)
@@ -201,9 +224,12 @@ def _records_from_csv(root: Path, labels_csv: Path, class_dirs: list[Path], spec
             raise MedimgError(f"{where} has the unknown class {row['label']!r} (classes: {', '.join(classes)}): "
                               f"fix the label or add a class folder")
         rel = path.relative_to(root).as_posix()
-        if rel in seen:
-            raise MedimgError(f"{where} lists {rel} a second time: remove the repeated row")
-        seen.add(rel)
+        if rel in seen:  # one file, however its path was spelt (./x, x//y, a/../x): refused, showing both rows
+            first_line, first_label = seen[rel]
+            same = "with the same label" if first_label == row["label"] else \
+                f"with the labels {first_label!r} and {row['label']!r}"
+            raise MedimgError(f"{labels_csv} lines {first_line} and {line} both name {rel} {same}: keep one row")
+        seen[rel] = (line, row["label"])
         dup = row.get("exact_duplicate_of") or None
         group = (row.get(group_col) or None) if group_col else None
         records.append(ImageRecord(id=rel, label=index[row["label"]], path=path, group=group,
@@ -214,8 +240,35 @@ def _records_from_csv(root: Path, labels_csv: Path, class_dirs: list[Path], spec
 
 
 def _existing_path(root: Path, rel: str) -> Path | None:
-    """``root / rel``, also when the file system stores the name decomposed (NFD, as macOS does) or composed."""
-    for form in (rel, unicodedata.normalize("NFD", rel), unicodedata.normalize("NFC", rel)):
-        if (root / form).is_file():
-            return root / form
-    return None
+    """``root / rel`` with its spelling normalised (``./``, repeated ``/``, ``..`` resolved lexically; an absolute
+    path inside ``root`` made relative), also when the file system stores the name decomposed (NFD, as macOS does)
+    or composed; None when there is no such file inside ``root``."""
+    if "\\" in rel and (root / rel).is_file():
+        plain = rel  # a name that holds a backslash (legal on Linux)
+    else:  # Windows' separators, ./, //, and a/../ spelt out
+        plain = os.path.normpath(rel.replace("\\", "/"))
+    if os.path.isabs(plain):
+        try:
+            plain = os.path.relpath(plain, root)
+        except ValueError:
+            return None
+    if plain == ".." or plain.startswith("../"):
+        return None  # outside the dataset's folder
+    if (root / plain).is_file():
+        return root / plain
+    # one name, another Unicode form (macOS writes names decomposed, NFD): matched part by part, as a person reads them
+    here = root
+    for part in Path(plain).parts:
+        if (here / part).exists():
+            here = here / part
+            continue
+        wanted = unicodedata.normalize("NFC", part)
+        try:
+            with os.scandir(here) as entries:
+                match = next((e.name for e in entries if unicodedata.normalize("NFC", e.name) == wanted), None)
+        except OSError:
+            return None
+        if match is None:
+            return None
+        here = here / match
+    return here if here.is_file() else None

@@ -52,6 +52,9 @@ class IntensityMapping:
     high: float | None = None
     bits: int | None = None
     high_depth_images: int = 0  # how many images were stored beyond 8 bits
+    stored_low: float | None = None  # the dataset's smallest and largest stored value (images beyond 8 bits)
+    stored_high: float | None = None
+    warning: str | None = None  # a window that clips most of the dataset (:meth:`saturation_warning`)
 
     def apply(self, a: np.ndarray) -> np.ndarray:
         """A stored high-depth array (H, W) -> uint8 (H, W) under this rule."""
@@ -71,7 +74,28 @@ class IntensityMapping:
         what = {"bit-depth": f"{self.bits}-bit depth", "dataset-range": "the dataset's range",
                 "window": "the window", "per-image": "each image's own range (per-image stretch)"}[self.rule]
         span = "" if self.low is None else f" {self.low:g}..{self.high:g}"
-        return f"{self.high_depth_images} image(s) stored beyond 8 bits mapped by {what}{span} onto 0..255"
+        stored = "" if self.stored_low is None else f" (stored values {self.stored_low:g}..{self.stored_high:g})"
+        return f"{self.high_depth_images} image(s) stored beyond 8 bits{stored} mapped by {what}{span} onto 0..255"
+
+    def saturation_warning(self, mapped: list[np.ndarray], where: str) -> str | None:
+        """A warning when a window clips most of the dataset: ``mapped`` are the dataset's images stored beyond 8 bits
+        after this mapping (uint8). More than half their pixels at white, or nearly all at black, means the window
+        and the stored values are in different units (CT stored as HU + 1024, read with a window in HU)."""
+        if self.rule != "window" or not mapped:
+            return None
+        pixels = sum(a.size for a in mapped)
+        white = sum(int((a == 255).sum()) for a in mapped) / pixels
+        black = sum(int((a == 0).sum()) for a in mapped) / pixels
+        if white <= 0.5 and black <= 0.95:
+            return None
+        side = f"{white:.0%} of their pixels to white" if white > 0.5 else f"{black:.0%} of their pixels to black"
+        level, width = (self.low + self.high) / 2, self.high - self.low
+        hint = ""
+        if self.stored_low is not None and self.stored_low >= 0 and level < self.stored_low + width:
+            hint = (f"; if the files store HU + 1024 (unsigned CT exports do), use --intensity "
+                    f"window:{level + 1024:g},{width:g}")
+        return (f"{where}: the intensity window {self.low:g}..{self.high:g} maps {side} (stored values "
+                f"{self.stored_low:g}..{self.stored_high:g}): windows are in stored units{hint}")
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -116,6 +140,7 @@ def resolve(requested: str, extrema: list[tuple[float, float, bool]], *, where: 
         return IntensityMapping(requested=requested, rule="none")
     low = min(e[0] for e in extrema)
     high = max(e[1] for e in extrema)
+    stored = dict(stored_low=float(low), stored_high=float(high))
     unsigned_int = low >= 0 and all(e[2] for e in extrema)
     if rule == "auto":
         rule = "bit-depth" if unsigned_int else "dataset-range"
@@ -126,10 +151,10 @@ def resolve(requested: str, extrema: list[tuple[float, float, bool]], *, where: 
         bits = next((b for b in BIT_DEPTHS if high <= 2**b - 1), None)
         if bits is None:
             bits = int(math.ceil(math.log2(high + 1)))
-        return IntensityMapping(requested, "bit-depth", 0.0, float(2**bits - 1), bits, n)
+        return IntensityMapping(requested, "bit-depth", 0.0, float(2**bits - 1), bits, n, **stored)
     if rule == "dataset-range":
-        return IntensityMapping(requested, "dataset-range", float(low), float(high), None, n)
+        return IntensityMapping(requested, "dataset-range", float(low), float(high), None, n, **stored)
     if rule == "window":
         level, width = window
-        return IntensityMapping(requested, "window", level - width / 2, level + width / 2, None, n)
-    return IntensityMapping(requested, "per-image", None, None, None, n)
+        return IntensityMapping(requested, "window", level - width / 2, level + width / 2, None, n, **stored)
+    return IntensityMapping(requested, "per-image", None, None, None, n, **stored)

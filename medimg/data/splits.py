@@ -146,11 +146,19 @@ def make_split(source: DatasetSource, decoded: DecodedImages, *, seed: int = 0,
     if source.spec.kind == "synthetic":  # regenerated exactly from its seed; nothing to keep
         split = Split(assignment=_stratified_group_split(source, decoded, seed, ratios, near_duplicate_distance),
                       **common)
-    elif path.is_file():
+    elif path.is_file() and (_same_contents(path, decoded) or (split_file and _recorded_contents(path) is None)):
         split = _read_split(path, set(ids), near_duplicate_distance, common)
-    else:
+    else:  # new, or made from other contents under the same names: split again
         assignment = _stratified_group_split(source, decoded, seed, ratios, near_duplicate_distance)
-        _write_split(path, source, assignment, seed, ratios, near_duplicate_distance)
+        if path.is_file() and not split_file:
+            old = _read_split(path, set(ids), near_duplicate_distance, common).assignment
+            if old != assignment:  # the files changed since (or the split predates the contents check)
+                warn(f"{source.name}: the images under the names in {path} changed since it was made, so the split "
+                     f"was made again from what the files hold now (runs trained on the old split keep their record)")
+        elif path.is_file():
+            raise MedimgError(f"split file {path} was made from other contents of {source.name}'s images than the "
+                              f"files hold now: delete it to split again, or restore the images it was made from")
+        _write_split(path, source, assignment, seed, ratios, near_duplicate_distance, decoded)
         split = Split(assignment=assignment, path=path, **common)
     _warn_missing_classes(source, decoded, split)
     return split
@@ -228,11 +236,32 @@ def _stratified_group_split(source, decoded, seed, ratios, near_duplicate_distan
     return assignment
 
 
+def contents_digest(decoded: DecodedImages) -> str:
+    """What a split was made from: one identity of every image's name and content hash (``sha256`` of its bytes)."""
+    from medimg.identity import identity
+
+    return identity(dict(zip(decoded.ids, decoded.sha256)), digits=16)
+
+
+def _recorded_contents(path: Path) -> str | None:
+    """The contents a split file records it was made from; None for one written before they were recorded."""
+    try:
+        return json.loads(path.read_text()).get("contents")
+    except (OSError, ValueError, AttributeError):
+        return None
+
+
+def _same_contents(path: Path, decoded: DecodedImages) -> bool:
+    """Whether the split file at ``path`` was made from the images ``decoded`` holds (a cached file written before
+    the contents were recorded counts as made from other ones: it is checked by making it again)."""
+    return _recorded_contents(path) == contents_digest(decoded)
+
+
 def _write_split(path: Path, source: DatasetSource, assignment: dict, seed: int, ratios,
-                 near_duplicate_distance: int | None) -> None:
+                 near_duplicate_distance: int | None, decoded: DecodedImages) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     body = dict(dataset=source.name, root=str(source.root), method="stratified-group", seed=seed, ratios=list(ratios),
-                near_duplicates=near_duplicate_setting(near_duplicate_distance),
+                near_duplicates=near_duplicate_setting(near_duplicate_distance), contents=contents_digest(decoded),
                 ids={s: sorted(i for i, v in assignment.items() if v == s) for s in SPLITS})
     write_text(path, json.dumps(body, indent=1))
 

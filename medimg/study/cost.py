@@ -37,6 +37,7 @@ class TrainImages:
 
 def train_images(dataset: str) -> TrainImages:
     """How many training images ``dataset`` has: exact for a MedMNIST file here, else estimated (see module)."""
+    from medimg.data.image_file import DICOM_SUFFIXES
     from medimg.data.image_folder import image_suffixes
     from medimg.data.medmnist_files import find_medmnist_file
     from medimg.paths import data_dir
@@ -55,7 +56,7 @@ def train_images(dataset: str) -> TrainImages:
         return TrainImages(None, True)
     root = base / (spec.location or spec.name) if spec.location else None
     if root is not None and root.is_dir():
-        suffixes = image_suffixes()
+        suffixes = image_suffixes() | set(DICOM_SUFFIXES)
         n = sum(1 for p in root.rglob("*") if p.suffix.lower() in suffixes and "mask" not in p.name)
         return TrainImages(round(n * DEFAULT_RATIOS[0]), True)
     published = spec.extra.get("published_images")

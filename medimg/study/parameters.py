@@ -26,9 +26,53 @@ CHAPTER_PARAMETERS = ("chapter_title", "chapter_path")
 
 
 def template_parameters(template: str, namespace: dict) -> dict:
-    """Template ``template``'s parameters as they are in ``namespace`` (a kernel's ``globals()``), in its order:
-    ``profile_arm(**template_parameters("finetune", globals()))``."""
-    return {name: namespace[name] for name in TEMPLATE_PARAMETERS[template]}
+    """Template ``template``'s parameters as they are in ``namespace`` (a kernel's ``globals()``), in its order, each
+    checked and coerced by the record it feeds (:func:`checked_parameter`):
+    ``profile_arm(**template_parameters("finetune", globals()))``. In a kernel, a :class:`MedimgError` from here on
+    shows as one line, not a traceback (:func:`one_line_errors`)."""
+    one_line_errors()
+    return {name: checked_parameter(template, name, namespace[name]) for name in TEMPLATE_PARAMETERS[template]}
+
+
+def checked_parameter(template: str, name: str, value):
+    """One parameter as papermill hands it over (``-p size 64`` arrives as 64, ``-p augment false`` as the text
+    "false"), as the type of the record field it feeds — the same fields and checks as the command line
+    (:func:`medimg.record_options.coerce`): :class:`~medimg.data.pipeline.DataConfig` for a dataset card,
+    :class:`~medimg.finetune.config.FinetuneConfig` otherwise; ``seeds`` as :func:`medimg.study.arm.parse_seeds` reads
+    them; names and lists of names as text. None keeps the profile's value."""
+    from medimg.data.pipeline import DataConfig
+    from medimg.finetune.config import FinetuneConfig
+    from medimg.record_options import coerce
+    from medimg.study.arm import parse_seeds
+
+    record = DataConfig if template == "dataset_card" else FinetuneConfig
+    if value is None:
+        return None
+    if name == "seeds":
+        return parse_seeds(value)
+    if name in record.__dataclass_fields__ and name != "dataset":
+        return coerce(record, name, value)
+    if isinstance(value, (list, tuple)):
+        return [str(v) for v in value]
+    return str(value)
+
+
+def one_line_errors() -> None:
+    """In an IPython kernel (a chapter run by papermill or Jupyter), show a :class:`MedimgError` as its one line —
+    what is wrong and the fix — instead of a traceback; elsewhere nothing."""
+    try:
+        from IPython import get_ipython
+    except ImportError:
+        return
+    shell = get_ipython()
+    if shell is None:
+        return
+    from medimg.errors import MedimgError
+
+    def show(self, etype, value, tb, tb_offset=None):
+        self._showtraceback(etype, value, [f"medimg: error: {value}"])
+
+    shell.set_custom_exc((MedimgError,), show)
 
 
 def rerun_markdown(template: str, namespace: dict, chapter_path: str | None = None) -> str:
