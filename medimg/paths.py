@@ -122,5 +122,5 @@ def _below_a_file(p: Path, shown: str) -> None:
     for above in p.absolute().parents:
         if above.exists():
             if not above.is_dir():
-                raise MedimgError(f"{shown} lies below {above}, which is a file: choose a path below a folder")
+                raise MedimgError(f"{shown} lies below {above}, which is a file: choose a path that is not inside a file")
             return

@@ -31,12 +31,12 @@ from medimg.errors import MedimgError, warn
 from medimg.paths import cache_dir
 from medimg.data import intensity as intensity_rules
 from medimg.data.intensity import HIGH_DEPTH_MODES, IntensityMapping
-from medimg.data.image_file import read_image
+from medimg.data.image_file import STORED_AS, read_image
 from medimg.data.medmnist_files import read_medmnist_images
 from medimg.data.records import DatasetSource, ImageRecord
 from medimg.data.synthetic import synthetic_images
 
-CACHE_VERSION = 2  # bump when decoding changes, so old entries are not reused (2: EXIF, intensity, dhash)
+CACHE_VERSION = 3  # bump when decoding changes, so old entries are not reused (2: EXIF, intensity, dhash; 3: 16-bit RGB PNG, DICOM)
 GREY_TOLERANCE = 3  # max channel difference still counted as grey (JPEG chroma noise)
 EXIF_ORIENTATION = 0x0112
 # near-duplicate hashing: imagehash's difference hash with 16 x 16 = 256 bits, of the image at 64 px
@@ -191,7 +191,7 @@ def _decode_folder(source: DatasetSource, size: int, intensity: str, *, workers:
     decoded = _pool_map(lambda r: decode_file(r, size, target, mapping), records, workers,
                         f"decode {source.name} @{size}px", progress)
     arrays = [d.array for d in decoded]
-    saturated = mapping.saturation_warning([a for a, d in zip(arrays, decoded) if d.mode in HIGH_DEPTH_MODES],
+    saturated = mapping.saturation_warning([a for a, d in zip(arrays, decoded) if d.mode.split()[0] in HIGH_DEPTH_MODES],
                                            str(source.root))
     if saturated:  # kept with the entry: said again whenever it is read
         mapping = replace(mapping, warning=saturated)
@@ -241,7 +241,7 @@ def decode_file(record: ImageRecord, size: int, target_mode: str | None,
     ``target_mode`` is ``"L"``, ``"RGB"`` or ``None`` (keep grey images grey and colour ones colour).
     """
     data, im = read_image(record.path, voi=mapping is None or mapping.requested == "auto")
-    original_mode = im.mode
+    original_mode = im.info.get(STORED_AS, im.mode)  # e.g. "I;16 (16-bit RGB, channels equal)"
     orientation = int(im.getexif().get(EXIF_ORIENTATION, 1) or 1)
     im = ImageOps.exif_transpose(im)
     displayed_size = im.size

@@ -34,6 +34,7 @@ MAX_PIXELS_ENV = "MEDIMG_MAX_IMAGE_PIXELS"
 DEFAULT_MAX_PIXELS = 89_478_485  # Pillow's Image.MAX_IMAGE_PIXELS
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 DICOM_SUFFIXES = (".dcm", ".dicom")
+STORED_AS = "medimg_stored_as"  # Image.info key: how a file was stored when its pixels were read into another mode
 
 
 def max_pixels() -> int:
@@ -103,7 +104,7 @@ def read_image(path: Path, *, load: bool = True, voi: bool = True) -> tuple[byte
     if frames > 1:
         im.close()
         raise MedimgError(f"{path} holds {frames} pages or frames, and medimg takes one image per file: save each "
-                          f"page as its own file (or keep the one you mean){_labels_hint(path)}")
+                          f"page as its own file, or save only the page you mean in its place{_labels_hint(path)}")
     if head.startswith(PNG_SIGNATURE) and head[24:25] == b"\x10" and head[25:26] in (b"\x02", b"\x06"):
         stored = im
         im = _sixteen_bit_colour_png(path, stored, load=load)
@@ -140,7 +141,9 @@ def _sixteen_bit_colour_png(path: Path, im: Image.Image, *, load: bool) -> Image
         raise MedimgError(f"{path} is a 16-bit colour PNG whose channels differ: medimg maps intensities beyond 8 bits "
                           f"for grey images only; save it as 8-bit RGB (what a viewer shows) or, if it is grey, as a "
                           f"16-bit grey PNG{_labels_hint(path)}")
-    return Image.fromarray(np.ascontiguousarray(rgb[..., 0]))  # mode I;16
+    grey = Image.fromarray(np.ascontiguousarray(rgb[..., 0]))  # mode I;16
+    grey.info[STORED_AS] = "I;16 (16-bit RGB, channels equal)"
+    return grey
 
 
 def _read_dicom(path: Path, data: bytes | None, *, voi: bool) -> Image.Image:
@@ -172,7 +175,7 @@ def _read_dicom(path: Path, data: bytes | None, *, voi: bool) -> Image.Image:
         raise MedimgError(f"cannot decode the pixels of {path} ({type(err).__name__}: {err}): save it uncompressed "
                           f"(e.g. with dcmconv +te) or install the decoder pydicom names") from None
     if colour:
-        return Image.fromarray(np.asarray(pixels, dtype=np.uint8)).convert("RGB")
+        return _stored_as(Image.fromarray(np.asarray(pixels, dtype=np.uint8)).convert("RGB"), photometric)
     values = np.asarray(apply_modality_lut(pixels, ds), dtype=np.float64)  # CT: Hounsfield units
     invert = photometric == "MONOCHROME1"  # higher stored values are darker
     if voi and _has_window(ds):
@@ -186,8 +189,13 @@ def _read_dicom(path: Path, data: bytes | None, *, voi: bool) -> Image.Image:
             shown = np.clip(shown / (2**bits - 1), 0.0, 1.0)
         if invert:
             shown = 1.0 - shown
-        return Image.fromarray(np.round(shown * 255).astype(np.uint8), "L")
-    return Image.fromarray((-values if invert else values).astype(np.float32), "F")
+        return _stored_as(Image.fromarray(np.round(shown * 255).astype(np.uint8), "L"), f"{photometric}, its window")
+    return _stored_as(Image.fromarray((-values if invert else values).astype(np.float32), "F"), photometric)
+
+
+def _stored_as(im: Image.Image, what: str) -> Image.Image:
+    im.info[STORED_AS] = f"{im.mode} (DICOM {what})"
+    return im
 
 
 def _has_window(ds) -> bool:

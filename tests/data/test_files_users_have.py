@@ -49,6 +49,7 @@ def test_a_16_bit_colour_png_with_equal_channels_is_read_at_full_depth(tmp_path)
     info = describe(data)
     assert "8 image(s) stored beyond 8 bits (stored values" in info["intensity"]["text"] and "12-bit" in info["intensity"]["text"]
     assert data.decoded.images.shape[-1] == 1  # one grey channel, as the channels agree
+    assert info["stored_modes"] == {"I;16 (16-bit RGB, channels equal)": 8}
 
 
 def test_a_16_bit_colour_png_whose_channels_differ_is_refused_naming_it(tmp_path, cache_dir):
@@ -178,7 +179,7 @@ def test_dicom_ct_is_read_in_hounsfield_units_through_the_window_given(tmp_path)
     got = data.decoded.images[data.decoded.ids.index("a/0.dcm"), ..., 0].astype(float)
     shown = np.asarray(Image.fromarray(np.round(expected).astype(np.uint8)).resize((32, 32), Image.Resampling.BICUBIC))
     assert np.abs(got - shown).mean() < 2  # the same picture a viewer's soft-tissue window shows
-    assert describe(data)["stored_modes"] == {"F": 6}
+    assert describe(data)["stored_modes"] == {"F (DICOM MONOCHROME2)": 6}
 
 
 def test_dicom_monochrome1_is_inverted_and_the_header_window_used_under_auto(tmp_path):
