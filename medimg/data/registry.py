@@ -29,6 +29,25 @@ MEDMNIST_CITATION = (
     "benchmark for 2D and 3D biomedical image classification. Scientific Data 10, 41 (2023)."
 )
 MEDMNIST_SIZES = (28, 64, 128, 224)
+# the keys in references.bib of each dataset's papers, for {cite} in the book (a MedMNIST set: MedMNIST v2 and its
+# source collection's paper); tests/study/test_references.py checks that each key is in references.bib
+BIBKEYS = {
+    "breastmnist": ("yang2023medmnist", "aldhabyani2020busi"),
+    "pneumoniamnist": ("yang2023medmnist", "kermany2018identifying"),
+    "retinamnist": ("yang2023medmnist", "liu2022deepdrid"),
+    "busi_256": ("aldhabyani2020busi",),
+    "iq_othnccd_lung_ct": ("alyasriy2021iqothnccd", "alyasriy2020lung"),
+    "ham10000_224": ("tschandl2018ham10000",),
+    "ham10000_224_large": ("tschandl2018ham10000",),
+    "eye_diseases_fundus_400": ("doddi2023eyediseases", "odir2019", "cuadros2009eyepacs"),
+    "bccd_wbc_640": ("bccd2017",),
+}
+
+
+def cite_role(name: str) -> str:
+    """`` {cite}`a,b` `` for dataset ``name``'s papers in references.bib (MedMNIST v2 for any MedMNIST set), or ""."""
+    keys = BIBKEYS.get(name) or (("yang2023medmnist",) if name in _MEDMNIST else ())
+    return f" {{cite}}`{','.join(keys)}`" if keys else ""
 
 
 @dataclass(frozen=True)

@@ -7,7 +7,7 @@ from pathlib import Path
 from medimg.errors import MedimgError
 from medimg.paths import data_dir
 from medimg.data.pipeline import PreparedData
-from medimg.data.registry import MEDMNIST_SIZES, REGISTRY, DatasetSpec
+from medimg.data.registry import MEDMNIST_SIZES, REGISTRY, DatasetSpec, cite_role
 from medimg.data.records import SPLITS
 from medimg.data.intensity import IntensityMapping
 from medimg.data.medmnist_files import find_medmnist_file
@@ -125,7 +125,7 @@ def card_markdown(d: dict) -> str:
              f"splits; {len(d['excluded_from_training'])} copies of a later split's image left out of training.",
              f"- **Near-duplicates**: {near_duplicate_line(d['near_duplicates'])}.",
              f"- **Intensity**: {d['intensity']['text']}; EXIF orientation applied to {d['exif_rotated']} image(s).",
-             f"- **Cite**: {d['citation']}", f"- **Licence**: {d['licence']}"]
+             f"- **Cite**: {d['citation']}{cite_role(d['name'])}", f"- **Licence**: {d['licence']}"]
     if d["caveats"]:
         lines += ["", "```{admonition} Caveats", ":class: warning"] + [f"- {c}" for c in d["caveats"]] + ["```"]
     return "\n".join(lines)

@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 from medimg.atomic import write_text
+from medimg.data.registry import cite_role
 from medimg.study.plan import Chapter, profile_datasets
 from medimg.study.profiles import available
 
@@ -23,7 +24,7 @@ def datasets_page(p: dict) -> str:
         spec = get_spec(name)
         here = available(name)
         lines += [f"## {name}", "", f"{spec.description} ({spec.modality}; {spec.task}).", "",
-                  f"- **Cite**: {spec.citation}", f"- **Licence**: {spec.licence}",
+                  f"- **Cite**: {spec.citation}{cite_role(name)}", f"- **Licence**: {spec.licence}",
                   f"- **Here**: {'yes' if here else 'no, skipped: ' + (spec.obtain or 'see medimg describe')}"]
         lines += [f"- **Caveat**: {c}" for c in spec.caveats]
         lines.append("")
@@ -47,6 +48,7 @@ def write_toc(chapters: list[Chapter], root: Path, datasets: str) -> None:
             if sections:
                 lines.append("        sections:")
                 lines += [f"          - file: {s.path.removesuffix('.ipynb')}" for s in sections]
+    lines += ['  - caption: "References"', "    chapters:", "      - file: book/references"]
     write_text(root / "_toc.yml", "\n".join(lines) + "\n")
 
 

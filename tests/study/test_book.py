@@ -46,6 +46,12 @@ def screenshot_targets(root: Path, directory: Path) -> dict[str, Path]:
 def test_committed_book_builds_and_renders(tmp_path):
     require_chromium()
     html = build(REPO, tmp_path / "site")
+    # the References page lists the works cited: the paper (intro), the statistics (comparisons), a dataset's paper
+    # (its card), the methods (the pretraining chapter)
+    references = (html / "book" / "references.html").read_text()
+    for author in ("Zehui Zhao", "Sture Holm", "Quinn McNemar", "Philipp Tschandl", "Walid Al-Dhabyani", "Ting Chen",
+                   "Adrien Bardes", "Ananya Kumar"):
+        assert author in references, author
     shots = screenshot_targets(REPO, SCREENSHOTS)
     assert check_book(REPO, html, shots) == []
     for png in shots.values():
