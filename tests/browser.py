@@ -16,6 +16,11 @@ LAYOUT_JS = """JSON.stringify((() => {
   return {first_section: sections.length ? sections[0].id : null, visible_code: code.length,
           wide_tables: wide.length, tables: article.querySelectorAll('table').length};
 })())"""
+BUTTONS_JS = """JSON.stringify({
+  binder: !!document.querySelector('.dropdown-launch-buttons a[href*="mybinder.org"]'),
+  colab: !!document.querySelector('.dropdown-launch-buttons a[href*="colab.research.google.com"]'),
+  download: !!document.querySelector('.dropdown-download-buttons, .download-button, [class*="btn-download"]')
+})"""
 BROKEN_IMAGES_JS = ("JSON.stringify(Array.from(document.images)"
                     ".filter(i => !i.complete || i.naturalWidth === 0).map(i => i.getAttribute('src')))")
 
@@ -72,6 +77,10 @@ class Browser:
         """The first section's id, how many code inputs are in view, and how many tables are wider than the text."""
         return json.loads(self.evaluate(LAYOUT_JS))
 
+    def buttons(self) -> dict[str, bool]:
+        """Whether the page shows the buttons a reader of a Jupyter Book expects: launch (Binder, Colab) and download."""
+        return json.loads(self.evaluate(BUTTONS_JS))
+
     def screenshot(self, path: Path) -> Path:
         """The whole page, not only the window."""
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -120,6 +129,9 @@ def check_book(root: Path, html: Path, screenshots: dict[str, Path], layouts: di
             layout = browser.layout()
             if layout["wide_tables"]:
                 problems.append(f"{page}: {layout['wide_tables']} table(s) wider than the page")
+            if page.endswith(".ipynb") or (root / f"{page}.ipynb").is_file():  # a chapter: launch and download
+                buttons = browser.buttons()
+                problems += [f"{page}: no {name} button" for name, here in buttons.items() if not here]
             if layouts is not None:
                 layouts[page] = layout
             if page in screenshots:
