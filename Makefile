@@ -6,7 +6,7 @@ export MEDIMG_DATA_DIR
 # this checkout's medimg first, for every process and kernel: the shared venv's editable install names only the
 # checkout that last ran scripts/venv.sh, which is another one when two clones share the venv
 export PYTHONPATH := $(CURDIR)$(if $(PYTHONPATH),:$(PYTHONPATH))
-.PHONY: study test book venv bench pretrain
+.PHONY: study test book venv bench pretrain publish
 
 venv:
 	@scripts/venv.sh >/dev/null
@@ -20,6 +20,14 @@ pretrain:
 
 book:
 	@venv=$$(scripts/venv.sh) && "$$venv/bin/jupyter-book" build --warningiserror --keep-going .
+
+# the book built from the committed chapters (nothing is trained or executed) onto the gh-pages branch of REMOTE
+# (a git remote's name or URL; default origin), with ghp-import; .github/workflows/publish.yml does the same on GitHub
+REMOTE ?= origin
+publish:
+	@venv=$$(scripts/venv.sh) && "$$venv/bin/jupyter-book" build --warningiserror --keep-going . \
+	  && "$$venv/bin/ghp-import" --no-jekyll --force --push --remote "$(REMOTE)" --branch gh-pages \
+	     --message "the book from $$(git rev-parse --short HEAD)" _build/html
 
 # the tests, nbval on the notebook templates at their small defaults, the book build and the browser check
 test:
