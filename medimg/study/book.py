@@ -48,7 +48,8 @@ def write_toc(chapters: list[Chapter], root: Path, datasets: str) -> None:
             if sections:
                 lines.append("        sections:")
                 lines += [f"          - file: {s.path.removesuffix('.ipynb')}" for s in sections]
-    lines += ['  - caption: "References"', "    chapters:", "      - file: book/references"]
+    if (root / "book" / "references.md").is_file():  # the works cited (references.bib), last
+        lines += ['  - caption: "References"', "    chapters:", "      - file: book/references"]
     write_text(root / "_toc.yml", "\n".join(lines) + "\n")
 
 

@@ -24,10 +24,11 @@ def readme_commands() -> list[str]:
 def test_readme_rerun_commands_run_as_written(tmp_path):
     root = tmp_path / "checkout"
     root.mkdir()
-    for name in ("study.yml", "_config.yml", "notebooks"):
+    for name in ("study.yml", "_config.yml", "references.bib", "notebooks"):
         (shutil.copytree if (REPO / name).is_dir() else shutil.copy)(REPO / name, root / name)
     (root / "book").mkdir()
-    shutil.copy(REPO / "book" / "intro.md", root / "book" / "intro.md")
+    for page in ("intro.md", "references.md"):
+        shutil.copy(REPO / "book" / page, root / "book" / page)
     commands = readme_commands()
     # the first line activates the project's environment; this test runs inside it already, so it puts the
     # environment's bin first on PATH instead (the same effect) and runs every other line verbatim

@@ -103,7 +103,7 @@ def test_driver_runs_a_profile_end_to_end(tmp_path, monkeypatch, capfd):
 
     root = tmp_path / "study"
     root.mkdir()
-    for name in ("study.yml", "_config.yml", "_static", "notebooks", "book"):
+    for name in ("study.yml", "_config.yml", "references.bib", "_static", "notebooks", "book"):
         (shutil.copytree if (REPO / name).is_dir() else shutil.copy)(REPO / name, root / name)
     for old in root.glob("book/*/"):
         shutil.rmtree(old)
