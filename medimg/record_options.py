@@ -39,8 +39,13 @@ def _int_or_word(text: str) -> int | str:
     return int(text) if text.lstrip("-").isdigit() else text
 
 
+def _type_text(f: dataclasses.Field) -> str:
+    """A field's annotation as text without spaces (``int|None``): annotations are strings here (PEP 563)."""
+    return str(f.type).replace(" ", "")
+
+
 def _argument(f: dataclasses.Field) -> dict:
-    kind = str(f.type).replace(" ", "")
+    kind = _type_text(f)
     meta = f.metadata
     default = f.default if f.default is not _MISSING else None
     shown = "" if f.default is _MISSING or f.default is None else f" (default {default})"
@@ -92,7 +97,7 @@ def coerce(record: type, name: str, value: Any, *, how: str = "-p {name} {exampl
     f = {f.name: f for f in dataclasses.fields(record)}[name]
     if value is None:
         return None
-    kind = str(f.type).replace(" ", "").split("|")[0]
+    kind = _type_text(f).split("|")[0]
     choices = f.metadata.get("choices")
 
     def refuse(what: str, example) -> MedimgError:

@@ -53,20 +53,33 @@ def max_pixels() -> int:
 
 
 def is_dicom(path: Path, head: bytes | None = None) -> bool:
-    """A DICOM file: by its suffix, or by the ``DICM`` mark after the 128-byte preamble."""
+    """A DICOM file: by its suffix, or by the ``DICM`` mark after the 128-byte preamble (``head``: the file's first
+    132 bytes, if the caller has them; an unreadable file is not DICOM here, and says why when it is read)."""
     if path.suffix.lower() in DICOM_SUFFIXES:
         return True
     if head is None:
         try:
-            with open(path, "rb") as fh:
-                head = fh.read(132)
-        except OSError:
+            head = _head(path)
+        except MedimgError:
             return False
     return len(head) >= 132 and head[128:132] == b"DICM"
 
 
 def _labels_hint(path: Path) -> str:
     return " and its labels.csv row" if (path.parent.parent / "labels.csv").exists() else ""
+
+
+def _too_large(path: Path, size: str, limit: int) -> MedimgError:
+    """The refusal of an image over the pixel limit (``size``: its pixel count and a comma, or "")."""
+    return MedimgError(f"{path} is {size}larger than the limit of {limit:,} pixels (Pillow's guard against "
+                       f"decompression bombs): if you trust the file, raise the limit with medimg --max-image-pixels N "
+                       f"(or ${MAX_PIXELS_ENV}=N), or shrink the image")
+
+
+def _several(path: Path, frames: int, what: str = "pages or frames") -> MedimgError:
+    """The refusal of a file of several pages or frames (multi-page TIFF, animated GIF, multi-frame DICOM)."""
+    return MedimgError(f"{path} holds {frames} {what}, and medimg takes one image per file: save each one as its own "
+                       f"file, or save only the one you mean in its place{_labels_hint(path)}")
 
 
 def read_image(path: Path, *, load: bool = True, voi: bool = True) -> tuple[bytes, Image.Image]:
@@ -93,18 +106,14 @@ def read_image(path: Path, *, load: bool = True, voi: bool = True) -> tuple[byte
             if load:
                 im.load()
     except (Image.DecompressionBombWarning, Image.DecompressionBombError) as err:
-        size = _stated_size(err)
-        raise MedimgError(f"{path} is {size}larger than the limit of {limit:,} pixels (Pillow's guard against "
-                          f"decompression bombs): if you trust the file, raise the limit with medimg "
-                          f"--max-image-pixels N (or ${MAX_PIXELS_ENV}=N), or shrink the image") from None
+        raise _too_large(path, _stated_size(err), limit) from None
     except (OSError, SyntaxError, ValueError) as err:
         raise MedimgError(f"cannot decode {path} ({err}): replace the file with a valid image or remove it"
                           f"{_labels_hint(path)}") from None
     frames = getattr(im, "n_frames", 1)
     if frames > 1:
         im.close()
-        raise MedimgError(f"{path} holds {frames} pages or frames, and medimg takes one image per file: save each "
-                          f"page as its own file, or save only the page you mean in its place{_labels_hint(path)}")
+        raise _several(path, frames)
     if head.startswith(PNG_SIGNATURE) and head[24:25] == b"\x10" and head[25:26] in (b"\x02", b"\x06"):
         stored = im
         im = _sixteen_bit_colour_png(path, stored, load=load)
@@ -159,12 +168,11 @@ def _read_dicom(path: Path, data: bytes | None, *, voi: bool) -> Image.Image:
                           f"{_labels_hint(path)}") from None
     frames = int(ds.get("NumberOfFrames", 1) or 1)
     if frames > 1:
-        raise MedimgError(f"{path} is a DICOM file of {frames} frames, and medimg takes one image per file: save each "
-                          f"frame as its own file (or keep the one you mean){_labels_hint(path)}")
+        raise _several(path, frames, "frames (a multi-frame DICOM file)")
     rows, columns = int(ds.get("Rows", 0)), int(ds.get("Columns", 0))
-    if rows * columns > max_pixels():
-        raise MedimgError(f"{path} is {rows * columns:,} pixels, larger than the limit of {max_pixels():,}: if you "
-                          f"trust the file, raise it with medimg --max-image-pixels N (or ${MAX_PIXELS_ENV}=N)")
+    limit = max_pixels()
+    if rows * columns > limit:
+        raise _too_large(path, f"{rows * columns:,} pixels, ", limit)
     photometric = str(ds.get("PhotometricInterpretation", "MONOCHROME2"))
     colour = not photometric.startswith("MONOCHROME")
     if data is None:  # the header alone: the mode it will have
