@@ -29,9 +29,10 @@ publish:
 	  && "$$venv/bin/ghp-import" --no-jekyll --force --push --remote "$(REMOTE)" --branch gh-pages \
 	     --message "the book from $$(git rev-parse --short HEAD)" _build/html
 
-# the tests, nbval on the notebook templates at their small defaults, the book build and the browser check
+# actionlint on the workflows, then the tests, nbval on the notebook templates at their small defaults, the book
+# build and the browser check
 test:
-	@scripts/system-packages.sh && venv=$$(scripts/venv.sh) && HF_HUB_OFFLINE=1 MEDIMG_OFFLINE=1 \
+	@scripts/system-packages.sh && scripts/actionlint.sh && venv=$$(scripts/venv.sh) && HF_HUB_OFFLINE=1 MEDIMG_OFFLINE=1 \
 	  "$$venv/bin/python" -m pytest tests notebooks --durations=15 --nbval-lax --nbval-current-env --nbval-sanitize-with tests/nbval_sanitize.cfg
 
 bench:

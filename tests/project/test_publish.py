@@ -38,3 +38,27 @@ def test_the_workflow_builds_committed_chapters_only():
     assert workflow[True]["push"]["branches"] == ["main"]  # YAML reads the key `on` as True
     assert "jupyter-book build --warningiserror" in commands and "ghp-import" in commands
     assert "medimg study" not in commands and "papermill" not in commands and "pretrain" not in commands
+
+
+def actionlint(*files):
+    return subprocess.run(["bash", str(REPO / "scripts" / "actionlint.sh"), *map(str, files)], capture_output=True,
+                          text=True, timeout=300)
+
+
+def test_actionlint_passes_the_workflow_and_finds_a_broken_one(tmp_path):
+    """The check `make test` runs first (scripts/actionlint.sh): clean on the committed workflow; a misspelt runner
+    label and an expression reading an undefined context property are each found."""
+    clean = actionlint()
+    assert clean.returncode == 0 and "1 workflow(s) clean" in clean.stdout, clean.stdout + clean.stderr
+    text = (REPO / ".github" / "workflows" / "publish.yml").read_text()
+    assert "runs-on: ubuntu-latest" in text and "${GITHUB_SHA::7}" in text
+    broken = tmp_path / "broken.yml"
+    broken.write_text(text.replace("runs-on: ubuntu-latest", "runs-on: ubuntu-latst").replace(
+        "${GITHUB_SHA::7}", "${{ github.sah }}"))
+    found = actionlint(broken)
+    assert found.returncode == 1, found.stdout + found.stderr
+    lines = [x for x in found.stdout.splitlines() if x.startswith(f"{broken}:")]
+    label = next(i + 1 for i, x in enumerate(broken.read_text().splitlines()) if "ubuntu-latst" in x)
+    assert any(f":{label}:" in x and '"ubuntu-latst" is unknown' in x and "[runner-label]" in x for x in lines), lines
+    # (inside a `run: |` block this build names the block's first line, so only the finding itself is checked)
+    assert any('property "sah" is not defined' in x and "[expression]" in x for x in lines), lines
