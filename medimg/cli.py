@@ -316,8 +316,6 @@ def _show_medimg_warnings_as_lines(warnings) -> None:
 def main(argv: list[str] | None = None) -> int:
     import warnings
 
-    # raised inside pytorch-lightning 2.6 by torch 2.14; nothing a user can act on
-    warnings.filterwarnings("ignore", message=".*isinstance.treespec, LeafSpec.*")
     _show_medimg_warnings_as_lines(warnings)
     args = build_parser().parse_args(argv)
     if args.max_image_pixels is not None:

@@ -41,7 +41,13 @@ class TrainerSettings:
         return self.accelerator in ("gpu", "cuda") or (self.accelerator == "auto" and torch.cuda.is_available())
 
     def build(self, *, max_epochs: int, callbacks=(), logger=False, default_root_dir=None, **kwargs):
+        import warnings
+
         import pytorch_lightning as pl
+
+        # raised inside pytorch-lightning 2.6 by torch 2.14, once per fit; nothing a user can act on (a chapter
+        # that trains in its kernel would show it, and the command line too)
+        warnings.filterwarnings("ignore", message=".*isinstance.treespec, LeafSpec.*")
 
         if self.deterministic:
             os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")  # needed by deterministic cuBLAS

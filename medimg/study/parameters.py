@@ -21,6 +21,7 @@ TEMPLATE_PARAMETERS = {
     "comparison": ("profile", "datasets", "methods", "ablation", "seeds", "size", "epochs"),
     "summary": ("profile",),
     "reproducibility": ("profile",),
+    "workshop": ("profile", "dataset", "seeds", "size", "epochs"),
 }
 CHAPTER_PARAMETERS = ("chapter_title", "chapter_path")
 

@@ -18,7 +18,8 @@ from medimg.study.parameters import ARM_PARAMETERS
 from medimg.study.profiles import available, ssl_pool, targets
 
 
-TEMPLATES = ("dataset_card", "ssl_budget", "ssl_pretraining", "finetune", "comparison", "summary", "reproducibility")
+TEMPLATES = ("dataset_card", "ssl_budget", "ssl_pretraining", "finetune", "comparison", "summary", "reproducibility",
+             "workshop")
 
 
 @dataclass(frozen=True)
@@ -71,7 +72,7 @@ def plan(p: dict, *, every_dataset: bool = False) -> tuple[list[Chapter], list[s
     present = [(m, d) for m, d in targets(p) if d not in skipped]
     names = [d for _, d in present]
     ablations = _ablations(p, book, names, every_dataset) if present else []
-    chapters = _budget(p, book) + _pretraining(p, book, main_arms(p, names) + [Arm.from_dict(a) for c in ablations
+    chapters = _workshop(p, book) + _budget(p, book) + _pretraining(p, book, main_arms(p, names) + [Arm.from_dict(a) for c in ablations
                                                                              for a in c.resolved["arms"]])
     for modality, dataset in present:
         arms = main_arms(p, [dataset])
@@ -117,6 +118,18 @@ def _pretraining(p: dict, book: str, arms: list[Arm]) -> list[Chapter]:
     first = pretraining[0]
     return [Chapter(f"{book}/ssl/index.ipynb", "ssl_pretraining", "SimCLR pretraining", first.parameters,
                     first.resolved, tuple(pretraining[1:]), part="Pretraining")]
+
+
+def _workshop(p: dict, book: str) -> list[Chapter]:
+    """The workshop chapter, first in the book, for a profile with a ``workshop`` section (:mod:`medimg.study.workshop`):
+    its arms are resolved, so a change of the section makes the chapter stale."""
+    from medimg.study.workshop import workshop_arms
+
+    if not p.get("workshop"):
+        return []
+    arms = workshop_arms(p)
+    return [Chapter(f"{book}/workshop.ipynb", "workshop", "Workshop: transfer learning against training from scratch",
+                    dict(profile=p["name"]), dict(arms=_dicts(arms)), part="Workshop")]
 
 
 def _budget(p: dict, book: str) -> list[Chapter]:
@@ -190,7 +203,8 @@ def dependencies(chapters: list[Chapter]) -> dict[str, tuple[str, ...]]:
     """Every chapter's path -> the chapters it must wait for: what ``--jobs`` schedules by.
 
     A chapter starts as soon as what it reads is finished, not when a whole stage is (the waves of
-    earlier versions left slots idle). A SimCLR chapter and a dataset card wait for nothing; a fine-tuning
+    earlier versions left slots idle). A SimCLR chapter and a dataset card wait for nothing; the workshop for
+    its dataset's card, where the book has one (it prepares the same data); a fine-tuning
     chapter waits for its dataset's card (which prepares the data) and, for an SSL arm, the chapter that
     pretrains its checkpoint; a dataset's comparison waits for its card and its arms; an ablation waits for
     its own new arms and for the comparison of every dataset whose arms it reads (that chapter extracts
@@ -208,6 +222,8 @@ def dependencies(chapters: list[Chapter]) -> dict[str, tuple[str, ...]]:
             if c.template == "finetune":
                 arm = Arm.from_dict(c.resolved["arm"])
                 wait = [cards.get(arm.dataset)] + ([ssl.get(_pool_key(arm))] if arm.uses_ssl else [])
+            elif c.template == "workshop":
+                wait = [cards.get(c.resolved["arms"][0]["dataset"])]
             elif c.template == "comparison" and chapter.template == "dataset_card":
                 wait = [chapter.path] + [s.path for s in chapter.sections if s.template == "finetune"]
             elif c.template == "comparison":  # an ablation

@@ -1,0 +1,128 @@
+"""The workshop chapter: ImageNet transfer against training from scratch on one dataset, two seeds, a budget a
+laptop's CPU trains in minutes, read by fine-tuning, a linear probe and Grad-CAM, and the questions a participant
+answers from the chapter's own output.
+
+Its settings are the ``workshop`` section of a profile in study.yml, on top of that profile's own (the recipe, the
+network, the TL weights): ``dataset``, ``seeds``, any fine-tuning setting (``epochs``, ``size``) and
+``results_dir``, where its runs go (the quick profile's: ``results/workshop``, not committed, so a participant's
+clone trains them rather than finding them).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from medimg.errors import MedimgError
+from medimg.finetune.arms import paper_pair, random_init_arm
+from medimg.study.arm import Arm, profile_arm
+from medimg.study.profiles import as_profile
+
+# what the section may set besides fine-tuning settings
+_OWN = ("dataset", "seeds", "results_dir")
+
+
+def workshop_arms(profile: str | dict, dataset: str | None = None, seeds=None, size: int | None = None,
+                  epochs: int | None = None) -> list[Arm]:
+    """The workshop's two arms, ImageNet transfer then scratch (:data:`medimg.finetune.arms.ARMS`), as
+    ``profile``'s ``workshop`` section defines them; an argument that is not None replaces the section's value.
+
+    Raises :class:`MedimgError` when the profile has no ``workshop`` section."""
+    p = as_profile(profile)
+    spec = dict(p.get("workshop") or {})
+    if not spec.get("dataset"):
+        raise MedimgError(f"profile {p['name']!r} has no workshop section with a dataset: add one under the profile "
+                          f"in study.yml, e.g. workshop: {{dataset: breastmnist, seeds: [0, 1], epochs: 3}}")
+    finetune = {k: v for k, v in spec.items() if k not in _OWN}
+    finetune.update({k: v for k, v in dict(size=size, epochs=epochs).items() if v is not None})
+    tl, _ = paper_pair()
+    return [profile_arm(p, dataset or spec["dataset"], method, seeds=seeds if seeds is not None else spec.get("seeds"),
+                        results_dir=spec.get("results_dir"), **finetune)
+            for method in (tl, random_init_arm())]
+
+
+@dataclass
+class Answer:
+    """One workshop question and its answer, read from the chapter's own results."""
+
+    question: str
+    answer: str
+
+
+def _spread(values) -> float:
+    values = np.asarray(values, dtype=float)
+    return float(values.max() - values.min()) if values.size else 0.0
+
+
+def workshop_answers(result, protocols, explanations: dict | None = None) -> list[Answer]:
+    """The questions of the workshop chapter with their answers, each computed from what the chapter shows.
+
+    ``result``: the :class:`~medimg.compare.comparison.Comparison` of the fine-tuned arms (one dataset, by method);
+    ``protocols``: :func:`~medimg.compare.protocols.protocol_table` of fine-tuning, linear probe and kNN;
+    ``explanations``: arm -> :class:`~medimg.explain.gradcam.Explanation` (may be empty). The arms are read in
+    ``result``'s order (the workshop's: ImageNet transfer first, then scratch)."""
+    summary = result.summary.set_index("arm")
+    per_run = result.per_run
+    first, second = list(summary.index)[:2]
+    a, b = summary.loc[first], summary.loc[second]
+    gap = float(a["accuracy"] - b["accuracy"])
+    spreads = {arm: _spread(per_run.loc[per_run["arm"] == arm, "accuracy"]) for arm in (first, second)}
+    widest = max(spreads.values())
+    leader, trailer = (first, second) if gap >= 0 else (second, first)
+    if widest == 0:
+        versus = "both seeds of each arm scored the same, so two seeds show no spread at all"
+    else:
+        versus = (f"the two seeds of one arm differ by at most {widest:.3f}, so the gap is "
+                  f"{abs(gap) / widest:.1f} times the seed-to-seed spread")
+    answers = [Answer(
+        "Which start gave the higher mean test accuracy, and by how much? Is that gap larger than the difference "
+        "between two seeds of the same arm?",
+        f"**{leader}**: {summary.loc[leader, 'accuracy']:.3f} against {summary.loc[trailer, 'accuracy']:.3f} for "
+        f"{trailer}, a gap of {abs(gap):.3f}; {versus}. With two seeds the 95% intervals are wide "
+        f"({first}: {a['accuracy_low']:.3f} to {a['accuracy_high']:.3f}), which is why the study runs five.")]
+
+    majority = float(a["majority_accuracy"])
+    beat = [arm for arm in (first, second) if summary.loc[arm, "balanced_accuracy"] > 0.5]
+    answers.append(Answer(
+        "Always answering the largest class scores the *majority accuracy*. What is it here, and what does the "
+        "balanced accuracy (the mean of the per-class sensitivities) add?",
+        f"{majority:.3f}: a network that never finds the smaller class already reaches it. Balanced accuracy scores "
+        f"that network 0.5; here {first} reaches {a['balanced_accuracy']:.3f} and {second} "
+        f"{b['balanced_accuracy']:.3f}, so "
+        + (f"{' and '.join(beat)} {'do' if len(beat) > 1 else 'does'} find the smaller class some of the time."
+           if beat else "neither finds the smaller class better than chance.")))
+
+    table = protocols.set_index(["arm", "protocol"])["accuracy"]
+    probe = {arm: float(table.get((arm, "linear probe"), np.nan)) for arm in (first, second)}
+    tuned = {arm: float(table.get((arm, "fine-tuning"), np.nan)) for arm in (first, second)}
+    answers.append(Answer(
+        "The linear probe trains only a logistic regression on the network's frozen features. How close does it "
+        "come to fine-tuning for each start, and what does that say about what the ImageNet weights already know?",
+        f"{first}: linear probe {probe[first]:.3f}, fine-tuned {tuned[first]:.3f}; {second} (random features): "
+        f"linear probe {probe[second]:.3f}, fine-tuned {tuned[second]:.3f}. "
+        + (f"The ImageNet features alone are {probe[first] - probe[second]:+.3f} ahead of random ones: "
+           "what transfers is in the weights before any medical image is seen."
+           if probe[first] > probe[second] else
+           "Here the ImageNet features are no better than random ones under the probe, so what transfer gives is "
+           "in how fine-tuning uses them, not in the frozen features.")))
+
+    if explanations:
+        lines = []
+        for arm, e in explanations.items():
+            s = e.summary()
+            lines.append(f"{arm}: similarity to the randomised network's maps {s['randomisation']['spearman']:.2f} "
+                         f"(Spearman; near 1 would mean the map shows the image, not what the network learnt)")
+        answers.append(Answer(
+            "Grad-CAM: on the images shown, does each arm look at the lesion? Would the map look different if the "
+            "network's weights were random?",
+            "Compare the maps with the lesions in the top row by eye; the check answers the second part: "
+            + "; ".join(lines) + "."))
+    return answers
+
+
+def answers_markdown(answers: list[Answer]) -> str:
+    """The questions as a numbered list, each answer folded in a dropdown (MyST), for the book."""
+    out = []
+    for i, a in enumerate(answers, 1):
+        out.append(f"{i}. {a.question}\n\n   :::{{dropdown}} Answer (from this chapter's output)\n   {a.answer}\n   :::\n")
+    return "\n".join(out)
