@@ -54,6 +54,15 @@ def _spread(values) -> float:
     return float(values.max() - values.min()) if values.size else 0.0
 
 
+def _test(result, first: str, second: str) -> dict | None:
+    """The row of ``result.tests`` comparing the two arms, or None (one seed: no test)."""
+    tests = getattr(result, "tests", None)
+    if tests is None or tests.empty:
+        return None
+    rows = [r for r in tests.to_dict("records") if {r["arm_a"], r["arm_b"]} == {first, second}]
+    return rows[0] if rows else None
+
+
 def workshop_answers(result, protocols, explanations: dict | None = None) -> list[Answer]:
     """The questions of the workshop chapter with their answers, each computed from what the chapter shows.
 
@@ -74,12 +83,23 @@ def workshop_answers(result, protocols, explanations: dict | None = None) -> lis
     else:
         versus = (f"the two seeds of one arm differ by at most {widest:.3f}, so the gap is "
                   f"{abs(gap) / widest:.1f} times the seed-to-seed spread")
+    test = _test(result, first, second)
+    if test is None:
+        verdict = "No test compares them here (one seed per arm)."
+    else:
+        sign = 1 if test["arm_a"] == first else -1  # the difference as first minus second
+        low, high = sorted((sign * test["low"], sign * test["high"]))
+        verdict = (f"The 95% interval of the difference ({first} minus {second}) runs from {low:+.3f} to {high:+.3f} "
+                   f"({test['test']}, p = {test['p']:.3g}): "
+                   + ("it excludes 0, so even two seeds tell the starts apart."
+                      if test["significant"] else
+                      "it includes 0, so two seeds cannot tell the starts apart, however large the gap looks; "
+                      "the study runs five."))
     answers = [Answer(
         "Which start gave the higher mean test accuracy, and by how much? Is that gap larger than the difference "
-        "between two seeds of the same arm?",
+        "between two seeds of the same arm, and is it significant?",
         f"**{leader}**: {summary.loc[leader, 'accuracy']:.3f} against {summary.loc[trailer, 'accuracy']:.3f} for "
-        f"{trailer}, a gap of {abs(gap):.3f}; {versus}. With two seeds the 95% intervals are wide "
-        f"({first}: {a['accuracy_low']:.3f} to {a['accuracy_high']:.3f}), which is why the study runs five.")]
+        f"{trailer}, a gap of {abs(gap):.3f}; {versus}. {verdict}")]
 
     majority = float(a["majority_accuracy"])
     beat = [arm for arm in (first, second) if summary.loc[arm, "balanced_accuracy"] > 0.5]
@@ -107,16 +127,14 @@ def workshop_answers(result, protocols, explanations: dict | None = None) -> lis
            "in how fine-tuning uses them, not in the frozen features.")))
 
     if explanations:
-        lines = []
-        for arm, e in explanations.items():
-            s = e.summary()
-            lines.append(f"{arm}: similarity to the randomised network's maps {s['randomisation']['spearman']:.2f} "
-                         f"(Spearman; near 1 would mean the map shows the image, not what the network learnt)")
+        similarity = ", ".join(f"{arm} {e.summary()['randomisation']['spearman']:.2f}" for arm, e in explanations.items())
         answers.append(Answer(
             "Grad-CAM: on the images shown, does each arm look at the lesion? Would the map look different if the "
             "network's weights were random?",
-            "Compare the maps with the lesions in the top row by eye; the check answers the second part: "
-            + "; ".join(lines) + "."))
+            "Compare the maps with the lesions in the top row by eye; the sanity check answers the second part. "
+            f"The Spearman similarity of each arm's maps to those of the same network with randomised weights: "
+            f"{similarity}. Near 1 would mean the map shows the image's edges, not what the network learnt; near 0, "
+            "that the maps depend on the trained weights."))
     return answers
 
 

@@ -83,6 +83,10 @@ def test_the_answers_are_the_chapters_own_numbers():
     first = answers[0].answer
     assert first.startswith(f"**tl**: {s.loc['tl', 'accuracy']:.3f} against {s.loc['scratch', 'accuracy']:.3f}")
     assert f"a gap of {gap:.3f}" in first and f"{gap / spread:.1f} times" in first
+    test = result.tests.iloc[0]
+    assert (test.arm_a, test.arm_b) == ("tl", "scratch")
+    assert f"(tl minus scratch) runs from {test.low:+.3f} to {test.high:+.3f} (paired t, p = {test.p:.3g})" in first
+    assert ("excludes 0" in first) == bool(test.significant)
     assert f"{s.loc['tl', 'majority_accuracy']:.3f}:" in answers[1].answer
     probe = protocols.set_index(["arm", "protocol"])["accuracy"]
     assert f"tl: linear probe {probe['tl', 'linear probe']:.3f}, fine-tuned {probe['tl', 'fine-tuning']:.3f}" in (
@@ -105,8 +109,14 @@ def test_the_answers_follow_the_numbers_when_scratch_wins_and_seeds_agree():
 
     result = Result()
     result.summary, result.per_run = summary, per_run
+    # the test's arms the other way round: the interval is turned to read first (tl) minus second (scratch)
+    result.tests = pd.DataFrame([dict(arm_a="scratch", arm_b="tl", mean_difference=0.1, low=-0.05, high=0.25,
+                                      p=0.2, significant=False, test="paired t")])
     first, second, third = workshop_answers(result, protocols)
     assert first.answer.startswith("**scratch**: 0.800 against 0.700 for tl, a gap of 0.100")
     assert "scored the same" in first.answer
+    assert "(tl minus scratch) runs from -0.250 to +0.050 (paired t, p = 0.2): it includes 0" in first.answer
+    result.tests = pd.DataFrame()
+    assert "No test compares them here" in workshop_answers(result, protocols)[0].answer
     assert "scratch does find the smaller class" in second.answer
     assert "no better than random ones" in third.answer
