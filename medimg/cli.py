@@ -135,28 +135,62 @@ def _cmd_gradcam(args) -> int:
     return 0
 
 
+def _study_option_error(args) -> str | None:
+    """The one-line error for options of ``medimg study`` that do not go together, or None."""
+    if args.jobs < 1:
+        return f"--jobs {args.jobs} is out of range: use 1 or more"
+    if args.img_per_s is not None and args.img_per_s <= 0:
+        return (f"--img-per-s {args.img_per_s} is out of range: give the positive figure benchmarks/bench_train_step.py "
+                f"measured")
+    slurm_only = [name for name, value in (("--partition", args.partition), ("--account", args.account),
+                                           ("--wait", args.wait)) if value]
+    if slurm_only and args.executor != "slurm":
+        return (f"{', '.join(slurm_only)} {'is' if len(slurm_only) == 1 else 'are'} for --executor slurm (the other "
+                f"executors run here and always wait): add --executor slurm, or drop {' and '.join(slurm_only)}")
+    if args.executor == "slurm" and args.jobs != 1:
+        return ("--jobs is for --executor local or submitit-local: on SLURM every chapter is a job and the cluster "
+                "decides how many run at once; drop --jobs")
+    return None
+
+
 def _cmd_study(args) -> int:
     from medimg.study.schedule import run_study
 
-    if args.jobs < 1:
-        print(f"medimg: error: --jobs {args.jobs} is out of range: use 1 or more", file=sys.stderr)
-        return 2
-    if args.img_per_s is not None and args.img_per_s <= 0:
-        print(f"medimg: error: --img-per-s {args.img_per_s} is out of range: give the positive figure "
-              f"benchmarks/bench_train_step.py measured", file=sys.stderr)
+    error = _study_option_error(args)
+    if error:
+        print(f"medimg: error: {error}", file=sys.stderr)
         return 2
     if args.plan:
         from medimg.study.profiles import load_profile, study_root, STUDY_FILE
         from medimg.study.cost import plan_text
 
-        print(plan_text(load_profile(args.profile, study_root() / STUDY_FILE), args.img_per_s, args.only))
+        p = load_profile(args.profile, study_root() / STUDY_FILE)
+        print(plan_text(p, args.img_per_s, args.only))
+        if args.executor == "slurm":
+            from medimg.study.cluster import resources_text
+
+            print("\n" + resources_text(p, args.img_per_s, args.only, args.partition, args.account))
         return 0
-    report = run_study(args.profile, force=args.force, build=not args.no_build, only=args.only, jobs=args.jobs,
-                       benchmark=not args.no_benchmark)
+    if args.executor == "local":
+        report = run_study(args.profile, force=args.force, build=not args.no_build, only=args.only, jobs=args.jobs,
+                           benchmark=not args.no_benchmark)
+        how = f"{args.jobs} job(s)"
+    else:
+        from medimg.study.cluster import run_cluster
+
+        report = run_cluster(args.profile, executor=args.executor, force=args.force, build=not args.no_build,
+                             only=args.only, jobs=args.jobs, benchmark=not args.no_benchmark, partition=args.partition,
+                             account=args.account, wait=args.wait, img_per_s=args.img_per_s)
+        how = f"--executor {args.executor}" + (f", {args.jobs} job(s) at once" if args.executor != "slurm" else "")
     stale = f" ({len(report.stale)} of them because their parameters changed)" if report.stale else ""
     n = len(report.executed)
     print(f"study {args.profile}: {n} chapter{'s' * (n != 1)} executed{stale}, {len(report.reused)} reused, "
-          f"{len(report.failed)} failed in {report.wall_seconds:.0f} s with {args.jobs} job(s)")
+          f"{len(report.failed)} failed in {report.wall_seconds:.0f} s with {how}")
+    running = getattr(report, "running", {})
+    if running:
+        print(f"{len(running)} job(s) queued or running on SLURM ({', '.join(running.values())}), their logs in "
+              f"{report.log_folder}: run the same command again when the jobs are done: finished chapters are skipped "
+              f"and the book is built")
     for path, why in report.failed.items():
         print(f"FAILED {path}: {why}", file=sys.stderr)
     return 1 if report.failed else 0
@@ -286,7 +320,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--plan", action="store_true", help="print every chapter and run with its settings and cost, "
                    "and train nothing")
     p.add_argument("--img-per-s", type=float, help="with --plan: training images per second measured on the machine "
-                   "that will run it (benchmarks/bench_train_step.py), for hours")
+                   "that will run it (benchmarks/bench_train_step.py), for hours; with --executor slurm also the speed "
+                   "the jobs' time limits assume (default: the profile's slurm table)")
+    from medimg.study.cluster import ACCOUNT_ENV, EXECUTORS, PARTITION_ENV
+
+    p.add_argument("--executor", choices=EXECUTORS, default="local",
+                   help="local (default): the chapters' kernels run here, --jobs at once; slurm: each chapter a SLURM "
+                   "job (submitit), chained by what it reads, with the resources of the profile's slurm table (--plan "
+                   "shows them); submitit-local: the same jobs as subprocesses here")
+    p.add_argument("--partition", help=f"with --executor slurm: the partition (default ${PARTITION_ENV}, else the "
+                   "cluster's default)")
+    p.add_argument("--account", help=f"with --executor slurm: the account (default ${ACCOUNT_ENV}, else the "
+                   "cluster's default)")
+    p.add_argument("--wait", action="store_true", help="with --executor slurm: wait for the jobs, report each and build "
+                   "the book (without it: submit, print the job ids and return; run the same command again when they "
+                   "are done)")
     p.set_defaults(func=_cmd_study)
 
     weights = sub.add_parser("weights", help="weight files").add_subparsers(dest="weights_command", required=True)

@@ -2,8 +2,11 @@
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
+import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -63,3 +66,73 @@ def assert_one_line_error(result: subprocess.CompletedProcess, *must_mention: st
     for text in must_mention:
         assert text in lines[0], lines[0]
     assert "Traceback" not in result.stderr
+
+
+# --- the smoke study, executed once per session: the driver's end-to-end test (tests/study/test_study.py) reads it,
+# and the cluster executor's study is compared with it (tests/study/test_cluster.py) ---------------------------------
+
+STUDY_FILES = ("study.yml", "_config.yml", "references.bib", "_static", "notebooks", "book")
+
+
+def write_user_folder(root: Path) -> None:
+    """Generated grey images in images/<class>/: the synthetic shapes, as a user's PNG files."""
+    from PIL import Image
+
+    from medimg.data.synthetic import SHAPES, make_synthetic
+
+    images, labels = make_synthetic(40, 32, seed=7, colour=False)
+    for i, (image, label) in enumerate(zip(images, labels)):
+        folder = root / "images" / SHAPES[label]
+        folder.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(image[..., 0]).save(folder / f"scan_{i:03d}.png")
+
+
+def smoke_study_copy(base: Path) -> Path:
+    """A copy of the files a study reads at ``base/study`` (no executed books), whose smoke profile has a user's
+    folder among its grey targets, named in the study file by its path. Every copy names the same folder (beside
+    ``base``, written once): one process registers a short name for one folder only. Returns the study root."""
+    root = base / "study"
+    root.mkdir(parents=True)
+    for name in STUDY_FILES:
+        (shutil.copytree if (REPO / name).is_dir() else shutil.copy)(REPO / name, root / name)
+    for old in root.glob("book/*/"):
+        shutil.rmtree(old)
+    scans = base.parent / "smoke-scans"
+    if not scans.is_dir():
+        write_user_folder(scans)
+    text = (root / "study.yml").read_text()
+    smoke = text[text.index("  smoke:"):text.index("  paper:")]
+    assert smoke.count("      grey: [synthetic_grey]\n") == 1
+    (root / "study.yml").write_text(f"datasets:\n  my_scans: {{path: {scans}, modality: grey}}\n" + text.replace(
+        smoke, smoke.replace("      grey: [synthetic_grey]\n", "      grey: [synthetic_grey, my_scans]\n")))
+    return root
+
+
+@dataclass
+class StudyRun:
+    """A smoke study executed by the ``medimg`` command in its own process: where, what it printed, how long."""
+
+    root: Path
+    done: subprocess.CompletedProcess
+    seconds: float
+
+
+def run_smoke_study(tmp_path_factory, name: str, *options: str) -> StudyRun:
+    """``medimg study --profile smoke OPTIONS`` in a fresh copy (:func:`smoke_study_copy`) with a cache of its own."""
+    if not SHARED_DATA.is_dir():
+        pytest.skip("the shared data folder is not here")
+    root = smoke_study_copy(tmp_path_factory.mktemp(name))
+    env = dict(os.environ, MEDIMG_STUDY_ROOT=str(root), MEDIMG_DATA_DIR=str(SHARED_DATA),
+               MEDIMG_CACHE_DIR=str(tmp_path_factory.mktemp(f"{name}-cache")),
+               MEDIMG_RUNS_DIR=str(tmp_path_factory.mktemp(f"{name}-runs")))
+    start = time.perf_counter()
+    done = subprocess.run([sys.executable, "-m", "medimg", "study", "--profile", "smoke", *options],
+                          capture_output=True, text=True, env=env, cwd=root, timeout=1800)
+    return StudyRun(root, done, time.perf_counter() - start)
+
+
+@pytest.fixture(scope="session")
+def smoke_by_jobs_1(tmp_path_factory) -> StudyRun:
+    """The smoke study by ``medimg study --jobs 1`` (the local scheduler, one chapter at a time), book built, no
+    benchmark: once per session."""
+    return run_smoke_study(tmp_path_factory, "smoke-jobs1", "--jobs", "1", "--no-benchmark")

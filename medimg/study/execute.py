@@ -12,7 +12,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from medimg.study.plan import Chapter, flatten, plan
+from medimg.study.chapter import Chapter
 from medimg.study.profiles import STUDY_FILE, load_profile, study_root
 
 
@@ -167,6 +167,8 @@ def _differences(path: Path, chapter: Chapter) -> list[str]:
 
 def committed_parameter_mismatches(profile: str, root: Path | None = None) -> list[str]:
     """Chapters in book/PROFILE whose recorded parameters (or the arms they ran) differ from what study.yml says."""
+    from medimg.study.plan import flatten, plan
+
     root = root or study_root()
     chapters, _ = plan(load_profile(profile, root / STUDY_FILE))
     problems = []

@@ -8,11 +8,10 @@ papermill and trains nothing: ``medimg study --plan`` prices it (:mod:`medimg.st
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 from medimg.errors import MedimgError
 from medimg.finetune.arms import arm_kind
 from medimg.study.arm import Arm, profile_arm
+from medimg.study.chapter import Chapter
 from medimg.study.chapter_arms import ABLATION_BY, ablation_arms, double_groups, main_arms
 from medimg.study.parameters import ARM_PARAMETERS
 from medimg.study.profiles import available, ssl_pool, targets
@@ -20,24 +19,6 @@ from medimg.study.profiles import available, ssl_pool, targets
 
 TEMPLATES = ("dataset_card", "ssl_budget", "ssl_pretraining", "finetune", "comparison", "summary", "reproducibility",
              "workshop")
-
-
-@dataclass(frozen=True)
-class Chapter:
-    """One executed notebook of the book.
-
-    ``parameters`` are what papermill passes and a person types (``profile``, ``dataset``, ``method``,
-    a variant's settings); ``resolved`` is what they mean through study.yml (the arms, or the data, the
-    chapter runs), recorded in the notebook so that a change of the study file makes it stale.
-    """
-
-    path: str  # relative to the study root, e.g. book/quick/breastmnist/tl.ipynb
-    template: str
-    title: str
-    parameters: dict
-    resolved: dict
-    sections: tuple["Chapter", ...] = ()
-    part: str = ""
 
 
 def _dicts(arms: list[Arm]) -> list[dict]:

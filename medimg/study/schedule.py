@@ -137,7 +137,19 @@ def run_study(profile: str, *, force: bool = False, build: bool = True, only: st
     bar.close()
     report.wall_seconds = time.perf_counter() - start
 
-    datasets = f"book/{profile}/datasets"
+    finish_book(p, chapters, skipped, root, report, build=build)
+    return report
+
+
+def finish_book(p: dict, chapters: list[Chapter], skipped: list[str], root: Path, report: StudyReport, *,
+                build: bool) -> None:
+    """What follows the chapters of profile ``p`` (planned as ``chapters``, ``skipped`` the targets missing here),
+    whichever executor ran them: book/PROFILE/datasets.md, ``_toc.yml`` of the chapters executed so far, a line for
+    each skipped target and, with ``build`` and nothing in ``report.failed``, the book built; a build that fails
+    adds ``report.failed["book"]``."""
+    from medimg.atomic import write_text
+
+    datasets = f"book/{p['name']}/datasets"
     write_text(root / f"{datasets}.md", datasets_page(p))
     write_toc(chapters, root, datasets)
     for name in skipped:
@@ -145,4 +157,3 @@ def run_study(profile: str, *, force: bool = False, build: bool = True, only: st
     if build and not report.failed:
         if build_book(root) != 0:
             report.failed["book"] = "jupyter-book build failed (warnings are errors): see its output above"
-    return report

@@ -97,39 +97,24 @@ def test_committed_chapters_match_the_study_file():
 
 
 @pytest.mark.slow
-def test_driver_runs_a_profile_end_to_end(tmp_path, monkeypatch, capfd):
-    """The smoke profile in a copy of the repository: chapters, toc, book; reuse; a failing chapter reported."""
+def test_driver_runs_a_profile_end_to_end(smoke_by_jobs_1, tmp_path, monkeypatch):
+    """The smoke profile, with a user's folder among its targets, by ``medimg study --jobs 1`` in a copy of the
+    repository (the session's run, tests/conftest.py): chapters, toc, book, a quiet console; then, in a copy of that
+    study: reuse, changed chapters executed again (independent ones two at a time), a failing chapter reported."""
     from medimg.study.schedule import run_study
 
-    root = tmp_path / "study"
-    root.mkdir()
-    for name in ("study.yml", "_config.yml", "references.bib", "_static", "notebooks", "book"):
-        (shutil.copytree if (REPO / name).is_dir() else shutil.copy)(REPO / name, root / name)
-    for old in root.glob("book/*/"):
-        shutil.rmtree(old)
-    # a user's own folder, named in the study file by path, joins the smoke profile's grey targets
-    write_user_folder(tmp_path / "scans")
-    text = (root / "study.yml").read_text()
-    smoke = text[text.index("  smoke:"):text.index("  paper:")]
-    assert smoke.count("      grey: [synthetic_grey]\n") == 1
-    (root / "study.yml").write_text("datasets:\n  my_scans: {path: ../scans, modality: grey}\n" + text.replace(
-        smoke, smoke.replace("      grey: [synthetic_grey]\n", "      grey: [synthetic_grey, my_scans]\n")))
-    monkeypatch.setenv("MEDIMG_STUDY_ROOT", str(root))
-    here = Path.cwd()
-    report = run_study("smoke", jobs=2)  # independent chapters two at a time
-    assert report.failed == {}, report.failed
+    root, out, err = smoke_by_jobs_1.root, smoke_by_jobs_1.done.stdout, smoke_by_jobs_1.done.stderr
+    assert smoke_by_jobs_1.done.returncode == 0, out[-3000:] + err[-3000:]
+    chapters, _ = plan(load_profile("smoke", root / "study.yml"))
     # a quiet console: one line per chapter and the book's one line; no kernel's log lines, no TCP warning
-    out, err = capfd.readouterr()
     assert "IPKernelApp" not in out + err and "without encryption" not in out + err
     lines = [x for x in out.splitlines() if x.startswith("executed ")]
-    assert len(lines) == len(report.executed) and out.count("book built: ") == 1 and "WARNING" not in out
-    assert Path.cwd() == here  # concurrent chapters leave the process where it was
-    chapters, _ = plan(load_profile("smoke", root / "study.yml"))
+    assert len(lines) == len(flatten(chapters)) and out.count("book built: ") == 1 and "WARNING" not in out
     # the study's time, kept for the reproducibility chapter: every chapter, and the real work within the wall time
     timing = json.loads((root / "results" / "smoke" / "study_time.json").read_text())
-    assert timing["jobs"] == 2 and set(timing["chapters"]) == {c.path for c in flatten(chapters)}
+    assert timing["jobs"] == 1 and set(timing["chapters"]) == {c.path for c in flatten(chapters)}
     assert 0 < timing["compute_seconds"]["finetune"] < timing["wall_seconds"] and timing["compute_seconds"]["simclr"] > 0
-    assert "of wall time with 2 job(s)" in (root / "_build" / "html" / "book" / "smoke" / "reproducibility.html").read_text()
+    assert "of wall time with 1 job(s)" in (root / "_build" / "html" / "book" / "smoke" / "reproducibility.html").read_text()
     for c in flatten(chapters):
         book = nbformat.read(root / c.path, as_version=4)
         assert book.cells[0].source.startswith(f"# {c.title}")
@@ -160,6 +145,10 @@ def test_driver_runs_a_profile_end_to_end(tmp_path, monkeypatch, capfd):
         assert page["first_section"] in ("what-it-found", "what-it-holds") and page["visible_code"] == 0, (c.path, page)
     assert committed_parameter_mismatches("smoke", root) == []
 
+    # what follows changes the study: in a copy of it (the session's run stays as it was made)
+    shutil.copytree(root.parent, tmp_path / "copy")
+    root = tmp_path / "copy" / "study"
+    monkeypatch.setenv("MEDIMG_STUDY_ROOT", str(root))
     again = run_study("smoke", build=False)
     assert again.executed == [] and len(again.reused) == len(flatten(chapters))
 
@@ -168,8 +157,10 @@ def test_driver_runs_a_profile_end_to_end(tmp_path, monkeypatch, capfd):
     assert text.count("    gallery: [tl, ssl]\n    ablations: {}\n") == 1
     (root / "study.yml").write_text(text.replace("    gallery: [tl, ssl]\n    ablations: {}\n",
                                                  "    gallery: [tl]\n    ablations: {}\n"))
-    changed = run_study("smoke", build=False, only="comparison")
+    here = Path.cwd()
+    changed = run_study("smoke", build=False, only="comparison", jobs=2)  # independent chapters two at a time
     assert changed.failed == {} and len(changed.executed) == 3 and changed.stale == changed.executed
+    assert Path.cwd() == here  # concurrent chapters leave the process where it was
     assert committed_parameter_mismatches("smoke", root) == []
 
     # a broken chapter is reported with its cell, and the others still run
@@ -182,19 +173,6 @@ def test_driver_runs_a_profile_end_to_end(tmp_path, monkeypatch, capfd):
     assert report.failed and all("cell" in why and "no SimCLR data for synthetic_grey" in why
                                  for why in report.failed.values())
     assert any("synthetic_colour" in path for path in report.executed)
-
-
-def write_user_folder(root):
-    """Generated grey images in images/<class>/: the synthetic shapes, as a user's PNG files."""
-    from PIL import Image
-
-    from medimg.data.synthetic import SHAPES, make_synthetic
-
-    images, labels = make_synthetic(40, 32, seed=7, colour=False)
-    for i, (image, label) in enumerate(zip(images, labels)):
-        folder = root / "images" / SHAPES[label]
-        folder.mkdir(parents=True, exist_ok=True)
-        Image.fromarray(image[..., 0]).save(folder / f"scan_{i:03d}.png")
 
 
 def test_paper_profile_here_lists_its_missing_datasets_with_how_to_get_them():
