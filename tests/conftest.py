@@ -115,6 +115,7 @@ class StudyRun:
     root: Path
     done: subprocess.CompletedProcess
     seconds: float
+    cache: Path  # its own MEDIMG_CACHE_DIR (the split files a run names are there)
 
 
 def run_smoke_study(tmp_path_factory, name: str, *options: str) -> StudyRun:
@@ -122,13 +123,13 @@ def run_smoke_study(tmp_path_factory, name: str, *options: str) -> StudyRun:
     if not SHARED_DATA.is_dir():
         pytest.skip("the shared data folder is not here")
     root = smoke_study_copy(tmp_path_factory.mktemp(name))
-    env = dict(os.environ, MEDIMG_STUDY_ROOT=str(root), MEDIMG_DATA_DIR=str(SHARED_DATA),
-               MEDIMG_CACHE_DIR=str(tmp_path_factory.mktemp(f"{name}-cache")),
+    cache = tmp_path_factory.mktemp(f"{name}-cache")
+    env = dict(os.environ, MEDIMG_STUDY_ROOT=str(root), MEDIMG_DATA_DIR=str(SHARED_DATA), MEDIMG_CACHE_DIR=str(cache),
                MEDIMG_RUNS_DIR=str(tmp_path_factory.mktemp(f"{name}-runs")))
     start = time.perf_counter()
     done = subprocess.run([sys.executable, "-m", "medimg", "study", "--profile", "smoke", *options],
                           capture_output=True, text=True, env=env, cwd=root, timeout=1800)
-    return StudyRun(root, done, time.perf_counter() - start)
+    return StudyRun(root, done, time.perf_counter() - start, cache)
 
 
 @pytest.fixture(scope="session")

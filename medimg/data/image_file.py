@@ -82,6 +82,16 @@ def _several(path: Path, frames: int, what: str = "pages or frames") -> MedimgEr
                        f"file, or save only the one you mean in its place{_labels_hint(path)}")
 
 
+def _refuse_decompression_bombs() -> None:
+    """Pillow's warning for an image over the pixel limit raised as an error, process-wide and for good: over the
+    limit is refused, not warned. Set once and never undone, since ``warnings.catch_warnings`` around each read
+    is not thread-safe (images are read by several threads: one thread leaving it restored the filters another
+    was reading under, which then warned instead of refusing)."""
+    if not any(action == "error" and category is Image.DecompressionBombWarning
+               for action, _, category, _, _ in warnings.filters):
+        warnings.filterwarnings("error", category=Image.DecompressionBombWarning)
+
+
 def read_image(path: Path, *, load: bool = True, voi: bool = True) -> tuple[bytes, Image.Image]:
     """The file's bytes (empty unless ``load``) and its image, as a viewer shows it before any resizing.
 
@@ -99,12 +109,11 @@ def read_image(path: Path, *, load: bool = True, voi: bool = True) -> tuple[byte
         return data, _read_dicom(path, data if load else None, voi=voi)
     limit = max_pixels()
     Image.MAX_IMAGE_PIXELS = limit
+    _refuse_decompression_bombs()
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)  # over the limit is refused, not warned
-            im = Image.open(io.BytesIO(data) if load else path)
-            if load:
-                im.load()
+        im = Image.open(io.BytesIO(data) if load else path)
+        if load:
+            im.load()
     except (Image.DecompressionBombWarning, Image.DecompressionBombError) as err:
         raise _too_large(path, _stated_size(err), limit) from None
     except (OSError, SyntaxError, ValueError) as err:

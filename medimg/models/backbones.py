@@ -33,13 +33,13 @@ from torch import nn
 from medimg.atomic import atomic_path
 from medimg.data.fingerprint import file_sha256
 from medimg.errors import MedimgError
+from medimg.models.checkpoint_meta import SSL_FORMAT, _safetensors_metadata, read_ssl_meta  # noqa: F401 (re-exported)
 from medimg.paths import cache_dir, data_dir, offline
 
 ARCHITECTURES = ("legacy_xception", "resnet50", "resnet18", "mobilenetv2_100", "tf_efficientnet_lite0")
 WEIGHT_KEYWORDS = ("auto", "timm", "tflite", "efficientnet-lite0", "random")  # weight sources that are not a file
 OFFLINE_IMAGENET = {"mobilenetv2_100": "tflite", "tf_efficientnet_lite0": "efficientnet-lite0"}
 TFLITE_FILE = Path("imagenet_mobilenet_tflite") / "mobilenet_v2_1.0_224_quant.tflite"
-SSL_FORMAT = "medimg-simclr-backbone-v1"
 
 
 @dataclass(frozen=True)
@@ -206,25 +206,6 @@ def save_ssl_backbone(path: Path, backbone: nn.Module, meta: dict) -> None:
     state = {k: v.detach().contiguous().cpu() for k, v in backbone.state_dict().items()}
     with atomic_path(path) as tmp:
         save_file(state, str(tmp), metadata={"format": "pt", "medimg": json.dumps({"format": SSL_FORMAT, **meta})})
-
-
-def _safetensors_metadata(path: Path) -> dict:
-    if path.suffix != ".safetensors":
-        return {}
-    from safetensors import safe_open
-
-    try:
-        with safe_open(str(path), framework="pt") as fh:
-            return dict(fh.metadata() or {})
-    except Exception as err:  # safetensors raises its own error types for a damaged header
-        raise MedimgError(f"{path} is not a readable safetensors file ({err}): replace it") from None
-
-
-def read_ssl_meta(path) -> dict | None:
-    """The medimg record of a SimCLR checkpoint, or None for any other weights file."""
-    raw = _safetensors_metadata(Path(path)).get("medimg")
-    meta = json.loads(raw) if raw else None
-    return meta if meta and meta.get("format") == SSL_FORMAT else None
 
 
 def load_ssl_backbone(path: Path, meta: dict, opts: dict, arch: str) -> nn.Module:

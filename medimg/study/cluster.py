@@ -170,7 +170,7 @@ def record_time(results: Path, path: str, seconds: float) -> None:
     from datetime import datetime
 
     from medimg.atomic import write_text
-    from medimg.study.schedule import compute_seconds
+    from medimg.study.study_time import compute_seconds
 
     log_path = results / "study_time.json"
     if not log_path.is_file():
@@ -362,7 +362,7 @@ def run_cluster(profile: str, *, executor: str = "submitit-local", force: bool =
     once (each kernel with cores/jobs threads), always waited for. Finished chapters (``force``: none) are reused,
     not submitted; a failure is ``job ID: error; log: PATH`` in ``failed``, and every chapter after it ``not run``.
     ``benchmark``: with submitit-local, the machine's figure recorded as run_study records it (SLURM's machines are
-    not this one). ``poll_s``: seconds between looks at the jobs (default 1 locally, 30 on SLURM).
+    not this one). ``poll_s``: seconds between looks at the jobs (default 0.25 locally, 30 on SLURM: sacct is a query).
     Raises :class:`MedimgError` for an unknown executor, or slurm without SLURM."""
     from datetime import datetime, timezone
 
@@ -431,7 +431,7 @@ def run_cluster(profile: str, *, executor: str = "submitit-local", force: bool =
         write_text(results / "study_time.json", json.dumps(log, indent=1) + "\n")
     with _job_environment(None if slurm else jobs):
         outcome = run_jobs(order, dependencies(chapters), submit, chained=slurm, wait=wait or not slurm,
-                           limit=None if slurm else jobs, adopted=adopted, poll_s=poll_s or (30.0 if slurm else 1.0),
+                           limit=None if slurm else jobs, adopted=adopted, poll_s=poll_s or (30.0 if slurm else 0.25),
                            on_end=on_end)
     report.wall_seconds = time.perf_counter() - start
     report.running = {path: job.job_id for path, job in outcome.running.items()}

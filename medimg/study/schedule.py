@@ -14,6 +14,7 @@ from medimg.study.plan import Chapter
 from medimg.study.execute import StudyReport, _differences, chapter_line, execute
 from medimg.study.plan import dependencies, flatten, plan
 from medimg.study.profiles import STUDY_FILE, load_profile, study_root
+from medimg.study.study_time import compute_seconds  # noqa: F401 (the time record, kept here too)
 
 
 def run_in_order(chapters: list[Chapter], run, jobs: int) -> None:
@@ -57,26 +58,6 @@ def machine_figure(root: Path) -> dict | None:
         return None
     return dict(plain_img_per_s=float(plain[1]), medimg_img_per_s=float(ours[1]), command="python " + " ".join(BENCHMARK),
                 setting=done.stdout.splitlines()[0])
-
-
-def compute_seconds(results: Path, since: float) -> dict:
-    """Seconds of real work in what was written under ``results`` after ``since`` (a ``time.time()``):
-    fine-tuning (each stage's training, evaluation and, for LP-FT, its linear-probe stage, from metrics.json),
-    SimCLR pretraining (from each checkpoint's metadata) and feature extraction of the probes."""
-    parts = dict(finetune=0.0, simclr=0.0, features=0.0)
-    for path in results.glob("runs/*/*/*/metrics.json"):
-        if path.stat().st_mtime >= since:
-            for stage in json.loads(path.read_text()).get("timing", {}).values():
-                parts["finetune"] += sum(stage.get(k, 0.0) for k in ("probe_seconds", "train_seconds", "eval_seconds"))
-    for path in results.glob("probes/*/*/*/metrics.json"):
-        if path.stat().st_mtime >= since:
-            parts["features"] += json.loads(path.read_text()).get("timing", {}).get("feature_seconds", 0.0)
-    from medimg.models.backbones import read_ssl_meta
-
-    for path in results.glob("ssl/*.safetensors"):
-        if path.stat().st_mtime >= since:
-            parts["simclr"] += read_ssl_meta(path).get("timing", {}).get("train_seconds", 0.0)
-    return parts
 
 
 def run_study(profile: str, *, force: bool = False, build: bool = True, only: str | None = None,

@@ -28,8 +28,10 @@ def arms(tmp_path_factory, module_env):
 
 @pytest.fixture(scope="module")
 def tl_run(arms, shared_data):
+    # the quick profile's recipe with the workshop's budget: LP-FT, 3 epochs at lr 3e-5, batch 32, 64 px
     metrics = finetune(FinetuneConfig("breastmnist", "tl", arch="mobilenetv2_100", weights="tflite", size=64,
-                                      epochs=12), arms / "tl", settings=SETTINGS)
+                                      recipe="lp-ft", epochs=3, lr=3e-5, batch_size=32, backbone_lr_scale=1.0),
+                       arms / "tl", settings=SETTINGS)
     return arms / "tl", metrics
 
 

@@ -394,10 +394,10 @@ def by_local_jobs(tmp_path_factory):
 TIMES = re.compile(r"\d+(\.\d+)?\s*(s|seconds?|min|minutes?|hours?|ms|it/s|img/s)\b|\d\d:\d\d(:\d\d)?")
 
 
-def text_outputs(root: Path, path: str) -> list[list[str]]:
+def text_outputs(run, path: str) -> list[list[str]]:
     """The text each code cell of a chapter printed or displayed, with the study root's path and times blanked (an
     output naming seconds, such as a table with a seconds column, has every decimal blanked)."""
-    book = nbformat.read(root / path, as_version=4)
+    book = nbformat.read(run.root / path, as_version=4)
     cells = []
     for cell in book.cells:
         if cell.cell_type != "code":
@@ -410,7 +410,7 @@ def text_outputs(root: Path, path: str) -> list[list[str]]:
                 texts.append(f"{output['ename']}: {output['evalue']}")
             else:
                 texts += [str(v) for k, v in output.get("data", {}).items() if k.startswith("text/")]
-        texts = [t.replace(str(root), "ROOT").replace(str(root.parent), "BASE") for t in texts]
+        texts = [anonymous(t, run) for t in texts]
         cells.append([re.sub(r"\d+\.\d+", "N", t) if "seconds" in t else TIMES.sub("T", t) for t in texts])
     return cells
 
@@ -455,24 +455,28 @@ def same(a, b) -> bool:
     return a == b
 
 
-def result_files(root: Path) -> dict[str, object]:
+def anonymous(text: str, run) -> str:
+    """``text`` with the study root's and the cache's paths (which differ between two studies) replaced."""
+    return text.replace(str(run.root), "ROOT").replace(str(run.cache), "CACHE")
+
+
+def result_files(run) -> dict[str, object]:
     """RESULTS/smoke's files (not the jobs' folder, nor the study's time): JSON without its timing fields, other
     text as it is (the study root's path replaced), weights and arrays by their tensors, figures by size."""
-    results = root / "results" / "smoke"
+    results = run.root / "results" / "smoke"
     out = {}
     for path in sorted(results.rglob("*")):
         name = str(path.relative_to(results))
         if not path.is_file() or name.startswith("jobs/") or name == "study_time.json":
             continue
         if path.suffix == ".json":
-            out[name] = without_timing(json.loads(path.read_text().replace(str(root), "ROOT")
-                                                  .replace(str(root.parent), "BASE")))
+            out[name] = without_timing(json.loads(anonymous(path.read_text(), run)))
         elif path.suffix in (".safetensors", ".ckpt", ".npz"):
             out[name] = tensors(path)
         elif path.suffix == ".png":
             out[name] = path.stat().st_size
         else:
-            out[name] = path.read_text().replace(str(root), "ROOT").replace(str(root.parent), "BASE")
+            out[name] = anonymous(path.read_text(), run)
     return out
 
 
@@ -498,10 +502,10 @@ def test_the_smoke_study_through_local_jobs_makes_the_same_chapters_and_results_
     for path in order:
         if path.endswith("reproducibility.ipynb"):  # the study's time: wall, jobs and overhead differ by nature
             continue
-        assert text_outputs(root1, path) == text_outputs(root2, path), path
+        assert text_outputs(smoke_by_jobs_1, path) == text_outputs(by_local_jobs, path), path
     assert (root1 / "_toc.yml").read_text() == (root2 / "_toc.yml").read_text()
     assert (root1 / BOOK / "datasets.md").read_text() == (root2 / BOOK / "datasets.md").read_text()
-    results1, results2 = result_files(root1), result_files(root2)
+    results1, results2 = result_files(smoke_by_jobs_1), result_files(by_local_jobs)
     assert sorted(results1) == sorted(results2) and any(n.endswith("metrics.json") for n in results1)
     assert [n for n in results1 if not same(results1[n], results2[n])] == []
     # the jobs recorded the study's time as run_study does
