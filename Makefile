@@ -6,7 +6,7 @@ export MEDIMG_DATA_DIR
 # this checkout's medimg first, for every process and kernel: the shared venv's editable install names only the
 # checkout that last ran scripts/venv.sh, which is another one when two clones share the venv
 export PYTHONPATH := $(CURDIR)$(if $(PYTHONPATH),:$(PYTHONPATH))
-.PHONY: study test book venv bench pretrain publish
+.PHONY: study test test-long book venv bench pretrain publish
 
 venv:
 	@scripts/venv.sh >/dev/null
@@ -33,7 +33,12 @@ publish:
 # build and the browser check
 test:
 	@scripts/system-packages.sh && scripts/actionlint.sh && venv=$$(scripts/venv.sh) && HF_HUB_OFFLINE=1 MEDIMG_OFFLINE=1 \
-	  "$$venv/bin/python" -m pytest tests notebooks --durations=15 --nbval-lax --nbval-current-env --nbval-sanitize-with tests/nbval_sanitize.cfg
+	  "$$venv/bin/python" -m pytest tests notebooks -m "not long" --durations=15 --nbval-lax --nbval-current-env \
+	  --nbval-sanitize-with tests/nbval_sanitize.cfg
+
+# the checks marked long (pyproject.toml): real BreastMNIST runs of every arm, DDP kill-and-resume (a few minutes)
+test-long:
+	@venv=$$(scripts/venv.sh) && HF_HUB_OFFLINE=1 MEDIMG_OFFLINE=1 "$$venv/bin/python" -m pytest tests -m long --durations=10
 
 bench:
 	@venv=$$(scripts/venv.sh) && "$$venv/bin/python" benchmarks/bench_cache.py

@@ -88,24 +88,25 @@ def write_user_folder(root: Path) -> None:
 
 
 def smoke_study_copy(base: Path) -> Path:
-    """A copy of the files a study reads at ``base/study`` (no executed books), whose smoke profile has a user's
-    folder among its grey targets, named in the study file by its path. Every copy names the same folder (beside
-    ``base``, written once): one process registers a short name for one folder only. Returns the study root."""
+    """A copy of the files a study reads at ``base/study`` (no executed books). Returns the study root."""
     root = base / "study"
     root.mkdir(parents=True)
     for name in STUDY_FILES:
         (shutil.copytree if (REPO / name).is_dir() else shutil.copy)(REPO / name, root / name)
     for old in root.glob("book/*/"):
         shutil.rmtree(old)
-    scans = base.parent / "smoke-scans"
-    if not scans.is_dir():
-        write_user_folder(scans)
+    return root
+
+
+def add_user_folder(root: Path, scans: Path) -> None:
+    """A user's folder of generated grey images at ``scans``, named in ``root``'s study file by its path as
+    ``my_scans``, among the smoke profile's grey targets."""
+    write_user_folder(scans)
     text = (root / "study.yml").read_text()
     smoke = text[text.index("  smoke:"):text.index("  paper:")]
     assert smoke.count("      grey: [synthetic_grey]\n") == 1
     (root / "study.yml").write_text(f"datasets:\n  my_scans: {{path: {scans}, modality: grey}}\n" + text.replace(
         smoke, smoke.replace("      grey: [synthetic_grey]\n", "      grey: [synthetic_grey, my_scans]\n")))
-    return root
 
 
 @dataclass
@@ -119,7 +120,8 @@ class StudyRun:
 
 
 def run_smoke_study(tmp_path_factory, name: str, *options: str) -> StudyRun:
-    """``medimg study --profile smoke OPTIONS`` in a fresh copy (:func:`smoke_study_copy`) with a cache of its own."""
+    """``medimg study --profile smoke OPTIONS`` in a fresh copy (:func:`smoke_study_copy`) with a cache of its own.
+    (Two at once are no quicker on two cores: each kernel's training threads then fight for them.)"""
     if not SHARED_DATA.is_dir():
         pytest.skip("the shared data folder is not here")
     root = smoke_study_copy(tmp_path_factory.mktemp(name))
@@ -135,5 +137,6 @@ def run_smoke_study(tmp_path_factory, name: str, *options: str) -> StudyRun:
 @pytest.fixture(scope="session")
 def smoke_by_jobs_1(tmp_path_factory) -> StudyRun:
     """The smoke study by ``medimg study --jobs 1`` (the local scheduler, one chapter at a time), book built, no
-    benchmark: once per session."""
+    benchmark: once per session, read by the driver's end-to-end test and compared with the cluster executor's
+    study (tests/study/test_cluster.py)."""
     return run_smoke_study(tmp_path_factory, "smoke-jobs1", "--jobs", "1", "--no-benchmark")

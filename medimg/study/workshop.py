@@ -112,35 +112,51 @@ def workshop_answers(result, protocols, explanations: dict | None = None) -> lis
         + (f"{' and '.join(beat)} {'do' if len(beat) > 1 else 'does'} find the smaller class some of the time."
            if beat else "neither finds the smaller class better than chance.")))
 
-    table = protocols.set_index(["arm", "protocol"])["accuracy"]
+    table = protocols.set_index(["arm", "protocol"])["accuracy"].round(3)  # as the chapter's table shows them
     probe = {arm: float(table.get((arm, "linear probe"), np.nan)) for arm in (first, second)}
     tuned = {arm: float(table.get((arm, "fine-tuning"), np.nan)) for arm in (first, second)}
+    knn = {arm: float(table.get((arm, "kNN"), np.nan)) for arm in (first, second)}
+    ahead = probe[first] - probe[second]
     answers.append(Answer(
         "The linear probe trains only a logistic regression on the network's frozen features. How close does it "
-        "come to fine-tuning for each start, and what does that say about what the ImageNet weights already know?",
+        "come to fine-tuning for each start, and what does that say about what the ImageNet weights already know? "
+        "Does kNN agree?",
         f"{first}: linear probe {probe[first]:.3f}, fine-tuned {tuned[first]:.3f}; {second} (random features): "
         f"linear probe {probe[second]:.3f}, fine-tuned {tuned[second]:.3f}. "
-        + (f"The ImageNet features alone are {probe[first] - probe[second]:+.3f} ahead of random ones: "
-           "what transfers is in the weights before any medical image is seen."
-           if probe[first] > probe[second] else
-           "Here the ImageNet features are no better than random ones under the probe, so what transfer gives is "
-           "in how fine-tuning uses them, not in the frozen features.")))
+        + (f"Under the linear probe the ImageNet features alone are {ahead:+.3f} ahead of random ones: what "
+           "transfers is in the weights before any medical image is seen."
+           if ahead > 0 else
+           "Under the linear probe the ImageNet features are no better than random ones, so what transfer gives is "
+           "in how fine-tuning uses them, not in the frozen features.")
+        + f" Under kNN ({first} {knn[first]:.3f}, {second} {knn[second]:.3f})"
+        + (": it agrees." if (knn[first] > knn[second]) == (ahead > 0) else
+           ": it does not agree. With two seeds neither gap is tested: the study's chapters ask it again "
+           "with five.")))
 
     if explanations:
         similarity = ", ".join(f"{arm} {e.summary()['randomisation']['spearman']:.2f}" for arm, e in explanations.items())
         answers.append(Answer(
-            "Grad-CAM: on the images shown, does each arm look at the lesion? Would the map look different if the "
+            "Grad-CAM: on the images shown, does each arm look at the lesion? Would its maps look the same if the "
             "network's weights were random?",
-            "Compare the maps with the lesions in the top row by eye; the sanity check answers the second part. "
-            f"The Spearman similarity of each arm's maps to those of the same network with randomised weights: "
-            f"{similarity}. Near 1 would mean the map shows the image's edges, not what the network learnt; near 0, "
-            "that the maps depend on the trained weights."))
+            "Compare each overlay with the image in the left column by eye; the sanity check under the figure "
+            f"answers the second part. The Spearman similarity of each arm's maps to those of the same network with "
+            f"randomised weights: {similarity}. Near 1 would mean the map shows the image's edges, not what the "
+            "network learnt; near 0 (or below), that the maps depend on the trained weights."))
     return answers
 
 
 def answers_markdown(answers: list[Answer]) -> str:
-    """The questions as a numbered list, each answer folded in a dropdown (MyST), for the book."""
+    """The questions as a numbered list, each answer folded under it (an HTML ``details`` element, which Jupyter,
+    Colab and the book all show closed until clicked)."""
     out = []
     for i, a in enumerate(answers, 1):
-        out.append(f"{i}. {a.question}\n\n   :::{{dropdown}} Answer (from this chapter's output)\n   {a.answer}\n   :::\n")
+        out.append(f"{i}. {a.question}\n\n   <details><summary>Answer (from this run's output)</summary>\n\n   {a.answer}"
+                   f"\n\n   </details>\n")
     return "\n".join(out)
+
+
+def randomisation_lines(explanations: dict) -> str:
+    """Under the Grad-CAM figure, one Markdown line per arm: the sanity check of :func:`~medimg.explain.gradcam.\
+randomisation_check` (the Spearman similarity of the maps to those of the same network with randomised weights)."""
+    return "\n".join(f"- **{arm}**: similarity to the randomised network's maps (Spearman) "
+                     f"{e.summary()['randomisation']['spearman']:.2f}" for arm, e in explanations.items())

@@ -1,8 +1,9 @@
 """The real-data checks of the training and evaluation issues on BreastMNIST.
 
 Each arm beats the majority class; then the three real runs are compared (tables and figures)
-and explained with Grad-CAM side by side. Slow (minutes on two cores) but run in CI: it is the
-evidence that the arms really learn and that evaluation works on real runs.
+and explained with Grad-CAM side by side: the evidence that the arms really learn and that evaluation
+works on real runs. Long (about 2.5 minutes on two cores): `make test-long` runs it, CI does not; there,
+the workshop template trains TL and scratch on BreastMNIST under nbval, and the smoke study every arm.
 """
 import io
 
@@ -16,7 +17,7 @@ from medimg.finetune.config import FinetuneConfig
 from medimg.finetune.trainer import TrainerSettings
 from medimg.finetune.train import finetune
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.long]
 SETTINGS = TrainerSettings(accelerator="cpu", progress=False)
 MAJORITY = 114 / 156  # 'normal, benign' in the official test split
 

@@ -63,6 +63,7 @@ def reference(tmp_path_factory):
 
 
 @pytest.mark.slow
+@pytest.mark.long  # make test-long: one process's kill-and-resume is in CI (tests/finetune/test_train.py)
 def test_ddp_finetune_resumes_after_both_processes_are_killed(tmp_path, reference):
 
     out = tmp_path / "ddp"
