@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Callable
 
 from medimg.errors import MedimgError
-from medimg.study.execute import StudyReport, _differences, chapter_line, execute, kernel_environment
+from medimg.study.execute import StudyReport, chapter_line, execute, finished, kernel_environment
 from medimg.study.chapter import Chapter
 from medimg.study.profiles import STUDY_FILE, load_profile, study_root
 
@@ -339,12 +339,6 @@ class ClusterReport(StudyReport):
 
     running: dict[str, str] = field(default_factory=dict)
     log_folder: Path | None = None
-
-
-def finished(root: Path, chapter: Chapter) -> bool:
-    """Whether ``chapter`` is executed and current (what :func:`~medimg.study.execute.execute` would reuse)."""
-    path = root / chapter.path
-    return path.is_file() and not _differences(path, chapter)
 
 
 def run_cluster(profile: str, *, executor: str = "submitit-local", force: bool = False, build: bool = True,

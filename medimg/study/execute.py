@@ -147,6 +147,13 @@ def _as_json(value):
     return json.loads(json.dumps(value))
 
 
+def finished(root: Path, chapter: Chapter) -> bool:
+    """Whether ``chapter`` is executed under ``root`` and current: what :func:`execute` reuses, and what the
+    schedulers (:mod:`~medimg.study.schedule`, :mod:`~medimg.study.cluster`) neither benchmark for nor submit."""
+    path = root / chapter.path
+    return path.is_file() and not _differences(path, chapter)
+
+
 def _differences(path: Path, chapter: Chapter) -> list[str]:
     """What differs between the executed chapter at ``path`` and what study.yml now says it should be: the
     names of the parameters (or resolved settings) that changed; empty when it is current."""

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from medimg.study.book import build_book, datasets_page, write_toc
 from medimg.study.plan import Chapter
-from medimg.study.execute import StudyReport, _differences, chapter_line, execute
+from medimg.study.execute import StudyReport, chapter_line, execute, finished
 from medimg.study.plan import dependencies, flatten, plan
 from medimg.study.profiles import STUDY_FILE, load_profile, study_root
 from medimg.study.study_time import compute_seconds  # noqa: F401 (the time record, kept here too)
@@ -88,7 +88,7 @@ def run_study(profile: str, *, force: bool = False, build: bool = True, only: st
     log = dict(profile=profile, jobs=jobs, only=only, started=datetime.now(timezone.utc).isoformat(timespec="seconds"),
                benchmark=None, chapters={})
     pending = [c for c in flatten(chapters) if c.path in selected
-               and (force or not (root / c.path).is_file() or _differences(root / c.path, c))]
+               and (force or not finished(root, c))]
     if benchmark and pending and only is None:  # measured before any chapter runs, so nothing competes with it
         log["benchmark"] = machine_figure(root)
 
