@@ -14,9 +14,11 @@ venv:
 study:
 	@venv=$$(scripts/venv.sh) && "$$venv/bin/medimg" study --profile quick
 
-# the quick profile's self-supervised checkpoints (hours on a CPU; resumable: run it again after an interruption)
+# the quick profile's next self-supervised checkpoints (issue #30: hours on a CPU; resumable: run it again after an
+# interruption, here or in another checkout, which goes on from the state carried beside each checkpoint)
+STAGE ?= pretraining_next
 pretrain:
-	@venv=$$(scripts/venv.sh) && "$$venv/bin/medimg" pretrain-ssl --profile quick --resume
+	@venv=$$(scripts/venv.sh) && HF_HUB_OFFLINE=1 "$$venv/bin/medimg" pretrain-ssl --profile quick --stage $(STAGE) --resume
 
 book:
 	@venv=$$(scripts/venv.sh) && "$$venv/bin/jupyter-book" build --warningiserror --keep-going .

@@ -75,17 +75,25 @@ def _cmd_pretrain_ssl(args) -> int:
         from medimg.study.pretraining import run_stage
 
         for path in run_stage(args.profile, pools=args.pool, inits=args.init_of_stage, methods=args.method_of_stage,
-                              resume=args.resume, force=args.force):
+                              resume=args.resume, force=args.force, stage=args.stage):
             print(f"{path}")
         return 0
     if not args.datasets or not args.out:
         raise MedimgError("pretrain-ssl needs --profile NAME (the profile's pretraining stage), or --datasets NAME "
                           "[NAME ...] and --out CKPT.safetensors")
+    from medimg.ssl.curve import CurveTarget
+    from medimg.ssl.methods import METHODS
+
     config = from_args(SSLConfig, args)
-    out = pretrain_ssl(config, Path(args.out), trainer=_trainer_settings(args), force=args.force, resume=args.resume)
+    out = pretrain_ssl(config, Path(args.out), trainer=_trainer_settings(args), force=args.force, resume=args.resume,
+                       curve_targets=tuple(CurveTarget(d.split(":")[0], int(d.split(":")[1]) if ":" in d else None)
+                                           for d in args.curve_targets or ()),
+                       curve_every=args.curve_every, reference_seeds=tuple(range(args.reference_seeds)),
+                       imagenet_weights=args.imagenet_reference)
     if not is_main_process():  # a DDP process other than the first: the first writes and reports
         return 0
-    print(f"wrote {out}: {config.arch} pretrained with SimCLR from {config.init} weights on {', '.join(config.datasets)}")
+    print(f"wrote {out}: {config.arch} pretrained with {METHODS[config.method]['name']} from {config.init} weights on "
+          f"{', '.join(config.datasets)}")
     return 0
 
 
@@ -265,6 +273,9 @@ def build_parser() -> argparse.ArgumentParser:
                        "(--profile: every checkpoint of a study profile's pretraining stage)")
     p.add_argument("--profile", help="pretrain the checkpoints of this study.yml profile's 'pretraining' section into "
                    "results/PROFILE/ssl/ (finished ones are kept); the SSL options below are then ignored")
+    p.add_argument("--stage", default="pretraining",
+                   help="with --profile: the section of the profile to pretrain (default pretraining, the stage the "
+                        "book reads; quick's pretraining_next is the stage that will replace it)")
     p.add_argument("--pool", nargs="+", help="with --profile: only these pools (e.g. grey)")
     p.add_argument("--init-of-stage", nargs="+", choices=("random", "imagenet"), metavar="INIT",
                    help="with --profile: only these initialisations (random, imagenet)")
@@ -273,6 +284,13 @@ def build_parser() -> argparse.ArgumentParser:
     add_options(p, SSLConfig)
     next(a for a in p._actions if a.dest == "datasets").required = False  # not with --profile
     p.add_argument("--out", help="CKPT.safetensors to write")
+    p.add_argument("--curve-targets", nargs="+", metavar="NAME",
+                   help="measure the learning curve (linear probe and kNN on validation) on these datasets, into "
+                        "CKPT's .curve.csv (NAME:N: the probes train on at most N images, as the arms' cap)")
+    p.add_argument("--curve-every", type=int, default=250, help="steps between points of the curve (default 250)")
+    p.add_argument("--reference-seeds", type=int, default=1,
+                   help="with --curve-targets: random initialisations read as references (default 1)")
+    p.add_argument("--imagenet-reference", help="with --curve-targets: ImageNet weights read as a reference (e.g. tflite)")
     p.add_argument("--resume", action="store_true", help="go on from the saved state of an interrupted run")
     p.add_argument("--force", action="store_true", help="replace an existing CKPT")
     add_options(p, TrainerSettings, title=hardware)

@@ -170,3 +170,37 @@ def holm(pvalues) -> np.ndarray:
     if ok.any():
         out[ok] = multipletests(p[ok], method="holm")[1]
     return out
+
+
+def accuracy_interval(correct, *, n_boot: int = N_BOOT, level: float = LEVEL, random_state: int = 0) -> dict:
+    """Accuracy of a 0/1 vector of correct predictions with its percentile bootstrap interval over the images:
+    ``{"estimate", "low", "high", "n"}``."""
+    correct = np.asarray(correct, dtype=float)
+    rng = np.random.default_rng(random_state)
+    draws = correct[rng.integers(0, len(correct), (n_boot, len(correct)))].mean(1)
+    alpha = (1 - level) / 2
+    low, high = np.quantile(draws, [alpha, 1 - alpha])
+    return dict(estimate=float(correct.mean()), low=float(low), high=float(high), n=int(len(correct)))
+
+
+def beats_references(correct, references, *, n_boot: int = N_BOOT, level: float = LEVEL,
+                     random_state: int = 0) -> dict:
+    """Does a network beat a family of reference networks (the random initialisations of several seeds) on the
+    same images? ``correct`` is ``(N,)`` 0/1 for the network, ``references`` ``(S, N)`` for the S references.
+
+    The statistic is the accuracy difference to the references' mean, ``acc - mean_s acc_s``; its one-sided
+    ``level`` lower bound comes from a paired percentile bootstrap over the images (each resample draws images,
+    and both the network and every reference are scored on the same draw), so the images' sampling noise and the
+    spread of the seeds both enter. The network beats the references when that bound is above 0. Returns
+    ``{"difference", "low", "beats", "n", "references"}``."""
+    correct = np.asarray(correct, dtype=float)
+    references = np.atleast_2d(np.asarray(references, dtype=float))
+    if references.shape[1] != len(correct):
+        raise ValueError(f"references score {references.shape[1]} images, the network {len(correct)}")
+    rng = np.random.default_rng(random_state)
+    idx = rng.integers(0, len(correct), (n_boot, len(correct)))
+    diff = correct[idx].mean(1) - references[:, idx].mean(2).mean(0)
+    low = float(np.quantile(diff, 1 - level))
+    estimate = float(correct.mean() - references.mean())
+    return dict(difference=estimate, low=low, beats=bool(low > 0), n=int(len(correct)),
+                references=int(len(references)))

@@ -60,6 +60,8 @@ class FinetuneConfig:
     intermediate_max_train_images: int | None = setting(None, "the same cap for the --intermediate dataset (default: "
                                                               "its whole training split)")
     batch_size: int = setting(32, "images per batch")
+    allow_size_mismatch: bool = setting(False, "fine-tune a self-supervised checkpoint at another --size than it was "
+                                               "pretrained at (refused otherwise; recorded in the run's name)")
     optimizer: str = setting("adamw", "the optimiser", choices=("adamw", "sgd"))
     lr: float = setting(1e-3, "learning rate of the head")
     backbone_lr_scale: float | None = setting(None, "backbone lr = lr x this (default 1 for scratch, else 0.1)")
@@ -133,8 +135,9 @@ class FinetuneConfig:
 
     def to_dict(self) -> dict:
         d = asdict(self)
-        if d["intermediate_max_train_images"] is None:  # added later: runs named before it keep their names
-            del d["intermediate_max_train_images"]
+        for name in ("intermediate_max_train_images", "allow_size_mismatch"):  # added later: at their defaults,
+            if d[name] in (None, False):                                       # runs named before keep their names
+                del d[name]
         return d
 
     @classmethod

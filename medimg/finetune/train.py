@@ -246,6 +246,10 @@ def _check_weights_match_method(config: FinetuneConfig, weight_file: Path | None
         if meta.get("init") != wanted:
             raise MedimgError(f"{weight_file} was pretrained from {meta.get('init')} weights, but --method "
                               f"{config.method} needs a checkpoint pretrained from {wanted} (--init {wanted})")
+        if meta.get("size") != config.size and not config.allow_size_mismatch:
+            raise MedimgError(f"{weight_file} was pretrained at {meta.get('size')} px but this run reads it at "
+                              f"{config.size} px: fine-tune with --size {meta.get('size')}, pretrain at {config.size} "
+                              f"px, or pass --allow-size-mismatch (recorded in the run's name)")
 
 
 def _stage_record(stage: dict) -> dict:

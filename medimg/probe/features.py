@@ -111,10 +111,11 @@ def _forward(config: FinetuneConfig, data, batch_size: int) -> tuple[dict, dict]
     return model_features(model, data, model_preprocess(model, data.decoded.channels, size=config.size, grey_as=config.grey_as), batch_size=batch_size)
 
 
-def model_features(model, data, preprocess, *, splits=SPLITS, batch_size: int = 256) -> tuple[dict, dict]:
+def model_features(model, data, preprocess, *, splits=SPLITS, batch_size: int = 256, keep=None) -> tuple[dict, dict]:
     """``(x, y)``: the pooled features (``model.forward_features`` then ``forward_head(pre_logits=True)``, the
-    classifier's input) and labels of each of ``splits`` of prepared ``data``, in eval mode. The model's
-    train/eval mode is restored afterwards."""
+    classifier's input) and labels of each of ``splits`` of prepared ``data``, in eval mode. ``keep`` maps a split
+    to the positions within it to read (the rest are not computed). The model's train/eval mode is restored
+    afterwards."""
     import torch
     from torch.utils.data import DataLoader
 
@@ -127,6 +128,8 @@ def model_features(model, data, preprocess, *, splits=SPLITS, batch_size: int = 
         with torch.inference_mode():
             for split in splits:
                 images, labels, _ = data.part(split)
+                if keep and split in keep:
+                    images, labels = images[keep[split]], labels[keep[split]]
                 loader = DataLoader(ImageDataset(images, labels, preprocess), batch_size=batch_size, shuffle=False)
                 x[split] = np.concatenate([model.forward_head(model.forward_features(batch), pre_logits=True)
                                            .float().numpy() for batch, _ in loader]).astype(np.float32)

@@ -53,3 +53,26 @@ class StepBatches(Sampler):
                 self.order.set_epoch(epoch)
                 keys = list(self.order)
             yield keys[b * size:(b + 1) * size]
+
+
+class PoolBatches:
+    """The pooled uint8 images ``(N, H, W, C)`` fetched a batch at a time: ``dataset[keys]`` for a list of
+    ``(position, pass)`` keys from :class:`StepBatches` is one ``(B, H, W, C)`` uint8 tensor (no per-image work:
+    the views are made from it as tensors, :mod:`medimg.ssl.tensor_views`). Use with ``collate_fn=as_batch``."""
+
+    def __init__(self, images):
+        self.images = images
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def __getitems__(self, keys):
+        import numpy as np
+        import torch
+
+        return torch.from_numpy(np.ascontiguousarray(self.images[[k[0] for k in keys]]))
+
+
+def as_batch(batch):
+    """``collate_fn`` for :class:`PoolBatches`: the fetched tensor is already the batch."""
+    return batch

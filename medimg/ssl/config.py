@@ -19,7 +19,10 @@ INITS = {"random": "random", "imagenet": "auto"}  # --init -> create_backbone's 
 PRETRAINING_METHODS = ("simclr", "vicreg")  # self-supervised methods; medimg.ssl.methods.METHODS holds what each one is
 # SSLConfig fields added after checkpoints were named: at these values they stay out of the name, so the names
 # (and the committed checks beside them) of checkpoints made before still match
-SSL_LATER_DEFAULTS = dict(method="simclr", steps=None, min_scale=0.4, intensity_jitter=0.4)
+SSL_LATER_DEFAULTS = dict(method="simclr", steps=None, min_scale=0.4, intensity_jitter=0.4, views="pil",
+                          head_warmup_steps=0, backbone_bn="train", backbone_lr_scale=1.0)
+VIEWS = ("tensor", "pil")  # medimg.ssl.tensor_views (batched, on the step's device) or lightly's PIL SimCLRTransform
+BACKBONE_BN = ("train", "frozen")
 
 
 @dataclass(frozen=True)
@@ -47,6 +50,14 @@ class SSLConfig:
     projection_dim: int = setting(128, "output size of the projection head")
     min_scale: float = setting(0.4, "views: the smallest share of the image a random crop keeps")
     intensity_jitter: float = setting(0.4, "views: brightness and contrast jitter strength (0: none)")
+    views: str = setting("tensor", "how views are made: tensor (batched on the step's device, medimg.ssl.tensor_views) "
+                                   "or pil (lightly's SimCLRTransform, one image at a time; checkpoints before issue #30)",
+                         choices=VIEWS)
+    head_warmup_steps: int = setting(0, "steps at the start that train the projection head alone on the frozen backbone "
+                                        "(as LP-FT warms a classifier's head; for continuing pretrained weights)")
+    backbone_bn: str = setting("train", "the backbone's batch-norm statistics: train (updated on the views) or frozen "
+                                        "(kept as initialised; for continuing pretrained weights)", choices=BACKBONE_BN)
+    backbone_lr_scale: float = setting(1.0, "the backbone's learning rate as a share of --lr (the head's)")
     seed: int = setting(0, "seed of initialisation, order and views")
     split_seed: int = setting(0, "seed of the generated splits")
     max_images: int | None = setting(None, "use a seeded subsample of at most this many pooled images")
@@ -62,7 +73,8 @@ class SSLConfig:
             raise MedimgError(f"datasets {', '.join(datasets)} name one dataset twice: pass each once")
         check_architecture(self.arch)
         for name, value, allowed in (("init", self.init, tuple(INITS)), ("method", self.method, PRETRAINING_METHODS),
-                                     ("grey_as", self.grey_as, (None, "single", "replicate"))):
+                                     ("grey_as", self.grey_as, (None, "single", "replicate")), ("views", self.views, VIEWS),
+                                     ("backbone_bn", self.backbone_bn, BACKBONE_BN)):
             if value not in allowed:
                 raise MedimgError(f"unknown {name} {value!r}: choose one of {', '.join(map(str, allowed))}")
         if min(self.epochs, self.projection_dim) < 1 or self.batch_size < 2 or self.size < 8:
@@ -74,6 +86,12 @@ class SSLConfig:
             raise MedimgError(f"max_images {self.max_images} is too small: use at least 2, or None for every image")
         if self.steps is not None and self.steps < 1:
             raise MedimgError(f"--steps {self.steps} is out of range: use 1 or more (or none for --epochs)")
+        if self.head_warmup_steps < 0 or not 0 < self.backbone_lr_scale <= 1:
+            raise MedimgError(f"--head-warmup-steps {self.head_warmup_steps} must not be negative and "
+                              f"--backbone-lr-scale {self.backbone_lr_scale} must be in (0, 1]")
+        if self.backbone_bn == "frozen" and self.init == "random":
+            raise MedimgError("--backbone-bn frozen keeps a random network's initial statistics (zeros and ones): "
+                              "use it with --init imagenet, or train them (--backbone-bn train)")
         if not 0 < self.min_scale <= 1 or not 0 <= self.intensity_jitter <= 1:
             raise MedimgError(f"--min-scale {self.min_scale} must be in (0, 1] and --intensity-jitter "
                               f"{self.intensity_jitter} in [0, 1]")

@@ -2,14 +2,22 @@
 
 Every ``every`` optimiser steps (and at step 0 and at the end), the current backbone's frozen features of
 each *curve target* are read by the two MedMNIST+ probes of :mod:`medimg.probe.linear_knn` (a linear probe and kNN),
-fitted on the target's training split and scored on its **validation** split (never test). Before the
-first step, the same probes read the reference networks: the same architecture at random initialisation
-(one per reference seed: the scratch arms' networks) and with ImageNet weights. Rows go to ``curve.csv``
-beside the checkpoint, rewritten atomically after every point:
+fitted on the target's training split with their setting (C, k) chosen by stratified cross-validation on it, and
+scored on its **validation** split (never test). Each network is read with the batch-norm statistics of
+:mod:`medimg.probe.batchnorm`'s rule (``bn`` column; the checkpoint's recomputed on clean pool images, as the stage
+stores it). Before the first step, the same probes read the reference networks: the same architecture at random
+initialisation (one per reference seed: the scratch arms' networks) and with ImageNet weights, under the rule and
+under its alternative; the last point is read under both too. Rows go to ``curve.csv`` beside the checkpoint,
+rewritten atomically after every point:
 
 ``kind`` (checkpoint | random | imagenet), ``step``, ``pairs`` (image pairs seen: step x batch x processes),
 ``train_seconds`` (pretraining time so far, evaluation excluded), ``target``, ``protocol`` (linear | knn),
-``val_accuracy``, ``val_log_loss`` (linear probe only), ``setting`` (C or k), ``seed`` (random references).
+``val_accuracy``, ``val_log_loss`` (linear probe only), ``setting`` (C or k), ``seed`` (random references),
+``bn`` (the batch-norm rule), ``val_low`` and ``val_high`` (the accuracy's 95% bootstrap interval over the
+validation images), ``n_val``, ``correct`` (which validation images were right, as hex bits: the paired test against
+the random references, :func:`medimg.evaluate.stats.beats_references`), and the label-free collapse signals of the
+backbone's features of clean pool images, ``rankme`` and ``feature_std`` (:mod:`medimg.probe.collapse`).
+Curves made before issue #30 have only the first ten columns (probes tuned on validation, statistics as carried).
 
 A resumed run keeps the rows up to the step it resumes from and goes on.
 """
@@ -28,7 +36,7 @@ from medimg.ssl.config import SSLConfig
 from medimg.data import Preprocess
 
 COLUMNS = ("kind", "step", "pairs", "train_seconds", "target", "protocol", "val_accuracy", "val_log_loss", "setting",
-           "seed")
+           "seed", "bn", "val_low", "val_high", "n_val", "correct", "rankme", "feature_std")
 
 
 @dataclass(frozen=True)
@@ -52,20 +60,62 @@ def read_curve(checkpoint) -> pd.DataFrame:
 
 
 class Prober:
-    """The probes of one backbone's features on the curve targets (data prepared once)."""
+    """The probes of one backbone's features on the curve targets (data prepared once), and its collapse signals on
+    clean pool images (``pool_images``, ``(N, H, W, C)`` uint8 at the model's channels; also the images the
+    batch-norm statistics are recomputed on)."""
 
-    def __init__(self, config: SSLConfig, targets: list[CurveTarget], *, in_chans: int, progress: bool = False):
+    def __init__(self, config: SSLConfig, targets: list[CurveTarget], *, in_chans: int, pool_images=None,
+                 progress: bool = False):
         from medimg.data import prepare
         from medimg.ssl.pool import data_config
 
         self.config, self.targets, self.in_chans = config, targets, in_chans
+        self.pool_images = pool_images
         self.data = {t.dataset: prepare(data_config(config, t.dataset), progress=progress) for t in targets}
+        self._clean = {}
 
-    def rows(self, backbone, **fields) -> list[dict]:
-        """One row per target and protocol for ``backbone`` (``(B, C, H, W)`` in, pooled features out)."""
+    def clean_images(self, backbone):
+        """The clean pool images through ``backbone``'s preprocessing (cached per normalisation)."""
+        from medimg.probe.batchnorm import clean_pool_batch
+
+        preprocess = Preprocess.from_pretrained_cfg(backbone.pretrained_cfg, image_channels=self.in_chans,
+                                                    grey_as="single" if self.in_chans == 1 else None,
+                                                    size=self.config.size)
+        key = (preprocess.mean, preprocess.std)
+        if key not in self._clean:
+            self._clean[key] = clean_pool_batch(self.pool_images, preprocess, seed=self.config.seed)
+        return self._clean[key]
+
+    def read_as(self, backbone, init: str, rule: str):
+        """``backbone`` as ``rule`` reads a network of ``init`` (random, imagenet, checkpoint)."""
+        from medimg.probe.batchnorm import recompute, with_statistics
+
+        if self.pool_images is None or not recompute(rule, init):
+            return backbone
+        return with_statistics(backbone, self.clean_images(backbone))
+
+    def rows(self, backbone, *, init: str = "checkpoint", rule: str | None = None, **fields) -> list[dict]:
+        """One row per target and protocol for ``backbone`` (``(B, C, H, W)`` in, pooled features out), read under
+        batch-norm ``rule`` (default :data:`medimg.probe.batchnorm.RULE`; none without pool images)."""
+        import torch
+
+        from medimg.evaluate.stats import accuracy_interval
+        from medimg.probe.batchnorm import RULE
+        from medimg.probe.collapse import normalised_std, rankme
         from medimg.probe.features import FrozenFeatures, model_features
         from medimg.probe.linear_knn import KNNProbe, LinearProbe
 
+        rule = rule or (RULE if self.pool_images is not None else None)
+        net = self.read_as(backbone, init, rule) if rule else backbone
+        signals = {}
+        if self.pool_images is not None:
+            was_training = net.training
+            net.eval()
+            with torch.inference_mode():
+                pooled = torch.cat([net(b) for b in self.clean_images(net).split(256)]).float().numpy()
+            net.train(was_training)
+            signals = dict(rankme=round(rankme(pooled), 3), feature_std=round(normalised_std(pooled), 5))
+        select = "cv" if rule else "val"
         out = []
         for target in self.targets:
             data = self.data[target.dataset]
@@ -73,33 +123,60 @@ class Prober:
             grey_as = None if channels == 3 else ("single" if self.in_chans == 1 else "replicate")
             preprocess = Preprocess.from_pretrained_cfg(backbone.pretrained_cfg, image_channels=channels,
                                                         grey_as=grey_as, size=self.config.size)
-            x, y = model_features(backbone, data, preprocess, splits=("train", "val"))
+            keep = None
+            if target.max_train_images:  # the probes' stratified cap (medimg.probe.linear_knn), taken before reading
+                from medimg.data.balance import stratified_subsample
+
+                keep = dict(train=stratified_subsample(data.part("train")[1], target.max_train_images,
+                                                       random_state=self.config.split_seed))
+            x, y = model_features(net, data, preprocess, splits=("train", "val"), keep=keep)
             features = FrozenFeatures(x=x, y=y, classes=tuple(data.classes))
-            cap = dict(max_train_images=target.max_train_images, split_seed=self.config.split_seed)
+            cap = dict(max_train_images=None if keep else target.max_train_images, split_seed=self.config.split_seed,
+                       select=select)
             linear = LinearProbe(random_state=0, **cap).fit(features)
             knn = KNNProbe(**cap).fit(features)
             for protocol, probe, setting in (("linear", linear, linear.C_), ("knn", knn, knn.k_)):
-                accuracy = float(np.mean(probe.predict_proba(x["val"]).argmax(1) == y["val"]))
-                out.append(dict(fields, target=target.dataset, protocol=protocol, val_accuracy=accuracy,
-                                val_log_loss=linear.val_log_loss_[linear.C_] if protocol == "linear" else None,
-                                setting=float(setting)))
+                correct = probe.predict_proba(x["val"]).argmax(1) == y["val"]
+                row = dict(fields, target=target.dataset, protocol=protocol, val_accuracy=float(np.mean(correct)),
+                           val_log_loss=linear.val_log_loss_[linear.C_] if protocol == "linear" else None,
+                           setting=float(setting))
+                if rule:
+                    interval = accuracy_interval(correct)
+                    row.update(bn=rule, val_low=interval["low"], val_high=interval["high"], n_val=len(correct),
+                               correct=pack_bits(correct), **signals)
+                out.append(row)
         return out
 
 
+def pack_bits(correct) -> str:
+    """A 0/1 vector as hex bits (:func:`unpack_bits` reads it back)."""
+    return np.packbits(np.asarray(correct, dtype=bool)).tobytes().hex()
+
+
+def unpack_bits(text: str, n: int) -> np.ndarray:
+    return np.unpackbits(np.frombuffer(bytes.fromhex(text), dtype=np.uint8))[:int(n)].astype(bool)
+
+
 def reference_rows(prober: Prober, arch: str, *, seeds, imagenet_weights: str | None, timm_kwargs: dict) -> list[dict]:
-    """The reference lines: ``arch`` at random initialisation (seed by seed) and with ImageNet weights."""
+    """The reference lines: ``arch`` at random initialisation (seed by seed) and with ImageNet weights, each under
+    the batch-norm rule and the alternative that differs for it (random: as carried; ImageNet: recomputed on the
+    pool)."""
     import torch
 
     from medimg.models.backbones import create_backbone
+    from medimg.probe.batchnorm import RULE
 
+    with_pool = prober.pool_images is not None
     rows = []
     for seed in seeds:
         torch.manual_seed(seed)  # as the scratch arm's network of this seed (medimg.probe.features)
         model, _ = create_backbone(arch, num_classes=0, in_chans=prober.in_chans, weights="random")
-        rows += prober.rows(model, kind="random", seed=seed)
+        for rule in ((RULE, "carried") if with_pool else (None,)):
+            rows += prober.rows(model, init="random", rule=rule, kind="random", seed=seed)
     if imagenet_weights:
         model, _ = create_backbone(arch, num_classes=0, in_chans=prober.in_chans, weights=imagenet_weights)
-        rows += prober.rows(model, kind="imagenet")
+        for rule in ((RULE, "pool") if with_pool else (None,)):
+            rows += prober.rows(model, init="imagenet", rule=rule, kind="imagenet")
     return rows
 
 
@@ -142,6 +219,13 @@ class LearningCurve(pl.Callback):
         done = {r["step"] for r in read_curve_file(self.path) if r["kind"] == "checkpoint"}
         if trainer.global_step not in done:
             self._point(trainer, module)
+        if self.prober.pool_images is not None and trainer.is_global_zero:  # the last point under the alternative
+            rows = [r for r in read_curve_file(self.path)
+                    if not (r["kind"] == "checkpoint" and r["step"] == trainer.global_step and r.get("bn") == "carried")]
+            rows += self.prober.rows(module.backbone, rule="carried", kind="checkpoint", step=trainer.global_step,
+                                     pairs=trainer.global_step * self.batch_size * trainer.world_size,
+                                     train_seconds=round(module.clock["train_seconds"], 1))
+            self._write(rows)
 
 
 def read_curve_file(path: Path) -> list[dict]:

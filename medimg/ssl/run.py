@@ -38,18 +38,33 @@ from medimg.data import Preprocess
 from medimg.errors import MedimgError
 from medimg.models.backbones import WeightSource, create_backbone, save_ssl_backbone
 from medimg.identity import provenance
-from medimg.ssl.batches import StepBatches
+from medimg.ssl.batches import PoolBatches, StepBatches, as_batch
 from medimg.ssl.curve import CurveTarget, LearningCurve, Prober, curve_path, reference_rows
 from medimg.ssl.methods import METHODS, SCHEDULE
 from medimg.ssl.pool import check_targets, pool_images
 from medimg.ssl.progress import StepProgress
+from medimg.ssl.tensor_views import BatchViews
 from medimg.ssl.views import SimCLRViews, simclr_transform, view_settings
 
 
-def state_dir(out) -> Path:
-    """Where the resumable state of the run writing ``out`` lives: ``<out stem>.state/``."""
+def state_dir(out, config: SSLConfig | None = None) -> Path:
+    """Where the resumable state of the run writing ``out`` lives: ``$MEDIMG_CACHE_DIR/ssl-state/<out stem>``, with
+    ``-<identity of config>`` added unless the stem already ends in it (a stage checkpoint's name does), so a fresh
+    checkout of the same study finds the state of a run begun in another."""
+    from medimg.identity import identity
+    from medimg.paths import cache_dir
+
     out = Path(out)
-    return out.with_name(f"{out.stem}.state")
+    key = identity(config.identity()) if config is not None else ""
+    name = out.stem if not key or out.stem.endswith(key) else f"{out.stem}-{key}"
+    return cache_dir() / "ssl-state" / name
+
+
+def carry_path(out) -> Path:
+    """``<out stem>.carry.ckpt`` beside ``out``: the small state a checkout carries between machines (weights, step,
+    losses, clocks and generators; no optimiser moments), written with the full state when ``carry`` is on."""
+    out = Path(out)
+    return out.with_name(f"{out.stem}.carry.ckpt")
 
 
 def snapshot_path(out, step: int) -> Path:
@@ -58,11 +73,12 @@ def snapshot_path(out, step: int) -> Path:
 
 
 class ResumableState(pl.Callback):
-    """Saves the whole training state to ``folder/last.ckpt`` (atomically) after every ``every``-th step; when a
-    run resumes from it, points ``batches`` at the step after the saved one."""
+    """Saves the whole training state to ``folder/last.ckpt`` (atomically) after every ``every``-th step, and, where
+    ``carry`` names a file, the same state without the optimiser's moments there (:func:`carry_path`); when a run
+    resumes from either, points ``batches`` at the step after the saved one."""
 
-    def __init__(self, folder: Path, batches: StepBatches, every: int):
-        self.folder, self.batches, self.every = Path(folder), batches, every
+    def __init__(self, folder: Path, batches: StepBatches, every: int, carry: Path | None = None):
+        self.folder, self.batches, self.every, self.carry = Path(folder), batches, every, carry
 
     def on_train_batch_end(self, trainer, module, *_):
         if trainer.global_step % self.every or trainer.global_step >= trainer.max_steps:
@@ -73,9 +89,25 @@ class ResumableState(pl.Callback):
         trainer.save_checkpoint(tmp, weights_only=False)  # the whole state: optimiser, scheduler, loops
         if trainer.is_global_zero:
             os.replace(tmp, target)
+            if self.carry is not None:
+                write_carry(target, self.carry)
 
     def on_load_checkpoint(self, trainer, module, checkpoint):
         self.batches.start = int(checkpoint["global_step"])
+
+
+def write_carry(state: Path, carry: Path) -> None:
+    """The state at ``state`` without the optimiser's moments (the bulk of it), atomically to ``carry``. A run
+    resumed from it goes on from the same step, weights, schedule and views, with AdamW's moments started afresh
+    (recorded in the checkpoint as ``optimizer_reset_at``)."""
+    from medimg.atomic import atomic_path
+
+    checkpoint = torch.load(state, map_location="cpu", weights_only=False)
+    checkpoint["optimizer_states"] = [dict(state={}, param_groups=o["param_groups"])
+                                      for o in checkpoint["optimizer_states"]]
+    checkpoint["medimg"]["carry"] = True
+    with atomic_path(carry) as tmp:
+        torch.save(checkpoint, tmp)
 
 
 class Snapshots(pl.Callback):
@@ -93,19 +125,21 @@ class Snapshots(pl.Callback):
 def pretrain_ssl(config: SSLConfig, out: Path, *, trainer: TrainerSettings = TrainerSettings(), force: bool = False,
                  resume: bool = False, curve_targets: tuple[CurveTarget, ...] = (), curve_every: int = 250,
                  reference_seeds=(0,), imagenet_weights: str | None = None, snapshots=(),
-                 label: str | None = None, progress_every: int = 10, state_every: int = 50) -> Path:
+                 label: str | None = None, progress_every: int = 10, state_every: int = 50,
+                 carry: bool = False) -> Path:
     """Pretrain a backbone with ``config.method`` on ``config``'s pool and save it to ``out`` (.safetensors).
 
     ``config.target`` and ``curve_targets`` are the datasets the checkpoint will be fine-tuned or probed on:
-    the pool is checked against each (:mod:`medimg.ssl.pool`). ``resume`` continues from ``<out stem>.state/``
-    if it exists (and returns at once when ``out`` is already finished). Raises :class:`MedimgError` (nothing
+    the pool is checked against each (:mod:`medimg.ssl.pool`). ``resume`` continues from the state in
+    :func:`state_dir` if it exists, else from the carried state beside ``out`` (:func:`carry_path`, written while the
+    run goes on when ``carry`` is set), and returns at once when ``out`` is already finished. Raises :class:`MedimgError` (nothing
     written) for an existing ``out`` without ``force`` or ``resume``, a refused pool, or a diverged loss.
     """
     from medimg.finetune.train import quiet_lightning
 
     quiet_lightning()
     out = Path(out)
-    state = state_dir(out)
+    state = state_dir(out, config)
     if out.suffix != ".safetensors":
         raise MedimgError(f"{out} must end in .safetensors: the SimCLR checkpoint is saved in that format")
     if out.exists() and not force:
@@ -118,6 +152,7 @@ def pretrain_ssl(config: SSLConfig, out: Path, *, trainer: TrainerSettings = Tra
     if force and not resume:
         shutil.rmtree(state, ignore_errors=True)
         curve_path(out).unlink(missing_ok=True)
+        carry_path(out).unlink(missing_ok=True)
     targets = tuple(dict.fromkeys(([config.target] if config.target else []) + [t.dataset for t in curve_targets]))
     check_targets(config, targets)  # declared lineage first, so a refusal comes before any decoding
     pool = pool_images(config, progress=trainer.progress)
@@ -132,8 +167,11 @@ def pretrain_ssl(config: SSLConfig, out: Path, *, trainer: TrainerSettings = Tra
                           intensity_jitter=config.intensity_jitter)
     if trainer.channels_last:
         backbone = backbone.to(memory_format=torch.channels_last)
-    module = METHODS[config.method]["module"](backbone, config, channels_last=trainer.channels_last)
-    dataset = SimCLRViews(pool.images, simclr_transform(views), seed=config.seed)
+    if config.views == "tensor":  # uint8 batches in, views made in the step (medimg.ssl.tensor_views)
+        dataset, collate, batch_views = PoolBatches(pool.images), as_batch, BatchViews(views, seed=config.seed)
+    else:  # lightly's PIL transform, one image at a time in the loader
+        dataset, collate, batch_views = SimCLRViews(pool.images, simclr_transform(views), seed=config.seed), None, None
+    module = METHODS[config.method]["module"](backbone, config, channels_last=trainer.channels_last, views=batch_views)
     # the resumable state is ours: Lightning's own checkpointing and logs are off, its root a temporary folder
     scratch = tempfile.TemporaryDirectory(prefix="medimg-ssl-")
     # one progress display: the step lines below, not Lightning's bar; one Lightning epoch of every step
@@ -143,7 +181,7 @@ def pretrain_ssl(config: SSLConfig, out: Path, *, trainer: TrainerSettings = Tra
                           rank=fit.global_rank, world_size=fit.world_size)
     total = batches.steps
     fit.fit_loop.epoch_loop.max_steps = total  # as Lightning's own lr_finder sets it after the Trainer is built
-    loader = DataLoader(dataset, batch_sampler=batches, num_workers=trainer.num_workers,
+    loader = DataLoader(dataset, batch_sampler=batches, num_workers=trainer.num_workers, collate_fn=collate,
                         persistent_workers=trainer.num_workers > 0)
 
     def meta(module, steps: int) -> dict:
@@ -156,12 +194,12 @@ def pretrain_ssl(config: SSLConfig, out: Path, *, trainer: TrainerSettings = Tra
             size=config.size, grey_as=pool.grey_as, epochs=config.epochs, steps=steps, total_steps=total,
             batch_size=config.batch_size, pairs=steps * config.batch_size * fit.world_size, seed=config.seed,
             config=config.to_dict(), lineage=lineage.get(config.target) if config.target else None,
-            lineage_by_target=lineage, transform=views, normalisation=norm.to_dict(),
+            lineage_by_target=lineage, transform=views, views=config.views, normalisation=norm.to_dict(),
             optimizer=dict(name="AdamW", lr=config.lr, weight_decay=config.weight_decay, schedule=SCHEDULE),
             final_loss=module.step_losses[-1] if module.step_losses else None,
             epoch_losses=_pass_means(module.step_losses, batches.per_pass),
             step_losses=[round(x, 5) for x in module.step_losses],
-            resumed_at=module.resumed_at, trainer=trainer.to_dict(),
+            resumed_at=module.resumed_at, optimizer_reset_at=module.optimizer_reset_at, trainer=trainer.to_dict(),
             timing=dict(train_seconds=module.clock["train_seconds"], curve_seconds=module.clock["curve_seconds"],
                         step_seconds=[round(x, 4) for x in module.step_seconds],
                         images_per_second=2 * steps * config.batch_size * fit.world_size
@@ -174,24 +212,37 @@ def pretrain_ssl(config: SSLConfig, out: Path, *, trainer: TrainerSettings = Tra
                               quiet=not trainer.progress),
                  Snapshots(out, [s for s in snapshots if s < total], meta)]
     if curve_targets:
-        prober = Prober(config, list(curve_targets), in_chans=pool.in_chans, progress=trainer.progress)
+        prober = Prober(config, list(curve_targets), in_chans=pool.in_chans, progress=trainer.progress,
+                        pool_images=None if config.views == "pil" else pool.images)  # pil: the curve before #30
         callbacks.append(LearningCurve(curve_path(out), prober, every=curve_every, batch_size=config.batch_size,
                                        references=lambda: reference_rows(
                                            prober, config.arch, seeds=reference_seeds,
                                            imagenet_weights=imagenet_weights, timm_kwargs={})))
     # last: a state saved at a step holds that step's curve point and snapshot
-    callbacks.append(ResumableState(state, batches, every=state_every))
+    callbacks.append(ResumableState(state, batches, every=state_every, carry=carry_path(out) if carry else None))
     fit.callbacks.extend(callbacks)
     with scratch:
-        ckpt = state / "last.ckpt" if resume and (state / "last.ckpt").is_file() else None
+        ckpt = None
+        if resume and (state / "last.ckpt").is_file():
+            ckpt = state / "last.ckpt"
+        elif resume and carry_path(out).is_file():
+            ckpt = carry_path(out)
         fit.fit(module, loader, ckpt_path=ckpt)
     if not fit.is_global_zero:
         return out
     if not all(math.isfinite(x) for x in module.step_losses):
         raise MedimgError(f"{config.method} loss diverged (last {module.step_losses[-3:]}); {out} was not written: "
                           f"lower --lr or raise --temperature")
-    save_ssl_backbone(out, module.backbone, meta(module, fit.global_step))
+    backbone, record = module.backbone, meta(module, fit.global_step)
+    if config.views != "pil":  # the batch-norm rule (medimg.probe.batchnorm): statistics of clean pool images
+        from medimg.probe.batchnorm import POOL_IMAGES, clean_pool_batch, with_statistics
+
+        backbone = with_statistics(backbone, clean_pool_batch(pool.images, norm, seed=config.seed))
+        record["batch_norm"] = (f"statistics recomputed on {min(POOL_IMAGES, len(pool.images))} clean (un-augmented) "
+                                f"pool images after the last step")
+    save_ssl_backbone(out, backbone, record)
     shutil.rmtree(state, ignore_errors=True)
+    carry_path(out).unlink(missing_ok=True)
     return out
 
 

@@ -50,17 +50,28 @@ class PretrainingRun:
         return f"{self.config.method} {self.config.init} {self.pool}"
 
 
-def pretraining_runs(profile: str | dict, *, pools=None, inits=None, methods=None) -> list[PretrainingRun]:
+STAGE = "pretraining"  # the section of a profile whose checkpoints the book reads
+# views of a stage that does not name them: lightly's PIL transform, as every stage before issue #30 made them (so
+# their checkpoints keep their names); a stage written since names `views: tensor`
+STAGE_VIEWS_BEFORE = "pil"
+
+
+def pretraining_runs(profile: str | dict, *, pools=None, inits=None, methods=None, stage: str = STAGE
+                     ) -> list[PretrainingRun]:
     """Every checkpoint of ``profile``'s pretraining section (or only ``pools`` / ``inits`` / ``methods``), in order:
-    methods outermost (the section's ``methods``, default ``[simclr]``), then initialisations, then pools."""
+    methods outermost (the section's ``methods``, default ``[simclr]``), then initialisations, then pools.
+
+    ``stage`` names the section: ``pretraining`` (the default) is the stage the book reads; another section of the
+    same shape (``pretraining_next`` in ``quick``) is a stage being pretrained to replace it, made by
+    ``medimg pretrain-ssl --profile NAME --stage SECTION`` and read by nothing until it is renamed ``pretraining``."""
     from medimg.identity import identity
     from medimg.study.profiles import as_profile, study_root, targets
     from medimg.data.registry import get_spec
 
     p = as_profile(profile)
-    section = p.get("pretraining")
+    section = p.get(stage)
     if not section:
-        raise MedimgError(f"profile {p['name']!r} has no 'pretraining' section in study.yml: add one (pools, ssl "
+        raise MedimgError(f"profile {p['name']!r} has no {stage!r} section in study.yml: add one (pools, ssl "
                           f"settings, inits), or pretrain by hand with --datasets and --out")
     unknown = sorted(set(pools or ()) - set(section["pools"]))
     if unknown:
@@ -84,7 +95,7 @@ def pretraining_runs(profile: str | dict, *, pools=None, inits=None, methods=Non
         settings = {k: v for k, v in pool.items() if k not in ("datasets", "modality", "curve_targets")}
         own = {k: v for k, v in by_init[init].items() if k != "methods"}
         config = SSLConfig(datasets=tuple(pool["datasets"]), init=init, method=method,
-                           **{**section["ssl"], **settings, **own})
+                           **{"views": STAGE_VIEWS_BEFORE, **section["ssl"], **settings, **own})
         modality = pool.get("modality", name)
         served = dict.fromkeys([d for m, d in targets(p) if m == modality] + list(pool.get("curve_targets", [])))
         curve_targets = tuple(CurveTarget(d, caps.get(d) or p["finetune"].get("max_train_images")) for d in served)
@@ -101,7 +112,7 @@ def pretraining_runs(profile: str | dict, *, pools=None, inits=None, methods=Non
     return out
 
 
-def stage_trainer(profile: str | dict):
+def stage_trainer(profile: str | dict, stage: str = STAGE):
     """The :class:`~medimg.finetune.trainer.TrainerSettings` the stage pretrains with: the profile's ``trainer``, updated by
     the pretraining section's own ``trainer`` (e.g. ``num_workers: 1``, which makes the views while the network
     trains and leaves the weights as they are), with the progress lines on."""
@@ -109,7 +120,7 @@ def stage_trainer(profile: str | dict):
     from medimg.study.profiles import as_profile
 
     p = as_profile(profile)
-    return TrainerSettings(**{**p["trainer"], **p.get("pretraining", {}).get("trainer", {}), "progress": True})
+    return TrainerSettings(**{**p["trainer"], **p.get(stage, {}).get("trainer", {}), "progress": True})
 
 
 def stage_inits(section: dict) -> dict[str, dict]:
@@ -133,15 +144,16 @@ def stage_inits(section: dict) -> dict[str, dict]:
 
 
 def run_stage(profile: str | dict, *, pools=None, inits=None, methods=None, resume: bool = False,
-              force: bool = False, trainer=None) -> list[Path]:
-    """Pretrain every checkpoint of the stage that is not finished (``resume``: go on from a saved state)."""
+              force: bool = False, trainer=None, stage: str = STAGE) -> list[Path]:
+    """Pretrain every checkpoint of the stage that is not finished (``resume``: go on from a saved state, or from the
+    state carried beside the checkpoint by a checkout that ran out of time, :func:`medimg.ssl.run.carry_path`)."""
     from medimg.study.profiles import as_profile
     from medimg.ssl.run import pretrain_ssl
 
     p = as_profile(profile)
-    trainer = trainer or stage_trainer(p)
+    trainer = trainer or stage_trainer(p, stage)
     done = []
-    for run in pretraining_runs(p, pools=pools, inits=inits, methods=methods):
+    for run in pretraining_runs(p, pools=pools, inits=inits, methods=methods, stage=stage):
         if run.path.is_file() and not force:
             print(f"{run.label}: {run.path.name} is finished (committed); --force pretrains it again")
             done.append(run.path)
@@ -150,7 +162,7 @@ def run_stage(profile: str | dict, *, pools=None, inits=None, methods=None, resu
         done.append(pretrain_ssl(run.config, run.path, trainer=trainer, force=force, resume=resume,
                                  curve_targets=run.curve_targets, curve_every=run.curve_every,
                                  reference_seeds=run.reference_seeds, imagenet_weights=run.imagenet_weights,
-                                 snapshots=run.snapshots, label=run.label))
+                                 snapshots=run.snapshots, label=run.label, carry=True))
     return done
 
 

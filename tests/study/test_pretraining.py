@@ -58,7 +58,9 @@ def test_sigkill_then_resume_gives_the_uninterrupted_checkpoint_curve_and_snapsh
     lines = finish(pretrain(whole))
 
     process = pretrain(killed)
-    state = killed.with_name("c.state") / "last.ckpt"
+    from medimg.ssl.run import state_dir
+    state = state_dir(killed, SSLConfig(**RUN)) / "last.ckpt"
+    assert state.is_relative_to(os.environ["MEDIMG_CACHE_DIR"])  # a fresh checkout of the study finds it
     deadline = time.monotonic() + 300
     while not state.is_file():  # step 6 has been saved
         assert process.poll() is None and time.monotonic() < deadline, "the run ended before its first state"
@@ -80,7 +82,7 @@ def test_sigkill_then_resume_gives_the_uninterrupted_checkpoint_curve_and_snapsh
     assert meta_b["step_losses"] == meta_a["step_losses"] and len(meta_a["step_losses"]) == 18
     assert meta_a["steps"] == 18 and meta_a["pairs"] == 18 * 8 and meta_a["resumed_at"] == []
     assert meta_b["resumed_at"] == [interrupted_at]
-    assert not killed.with_name("c.state").exists()  # the state goes once the checkpoint is written
+    assert not state.parent.exists()  # the state goes once the checkpoint is written
 
     # the curve: references first, then step 0, 6, 12, 18, each target x protocol; the same after the kill
     curve_a = pd.read_csv(whole.with_name("c.curve.csv"))
@@ -91,8 +93,15 @@ def test_sigkill_then_resume_gives_the_uninterrupted_checkpoint_curve_and_snapsh
     assert (points.pairs == points.step * 8).all() and points.val_accuracy.between(0, 1).all()
     pd.testing.assert_frame_equal(curve_a.drop(columns="train_seconds"), curve_b.drop(columns="train_seconds"))
     # step 0 is the random initialisation of seed 0: the same probe as the random reference of seed 0
-    random0 = curve_a[(curve_a.kind == "random") & (curve_a.seed == 0)].set_index("protocol").val_accuracy
-    assert points[points.step == 0].set_index("protocol").val_accuracy.equals(random0)
+    clean = curve_a[curve_a.bn == "clean"]  # the batch-norm rule (medimg.probe.batchnorm)
+    random0 = clean[(clean.kind == "random") & (clean.seed == 0)].set_index("protocol").val_accuracy
+    assert clean[(clean.kind == "checkpoint") & (clean.step == 0)].set_index("protocol").val_accuracy.equals(random0)
+    # the rule and its alternative: the references and the last point under both, the other points under the rule
+    assert set(curve_a[curve_a.kind == "random"].bn) == {"clean", "carried"}
+    assert set(points[points.step == 18].bn) == {"clean", "carried"} and set(points[points.step == 6].bn) == {"clean"}
+    # every point with its interval, paired bits and collapse signals
+    assert (points.val_low <= points.val_accuracy).all() and (points.val_accuracy <= points.val_high).all()
+    assert points.rankme.gt(1).all() and points.feature_std.gt(0).all() and points.correct.str.len().gt(0).all()
     # the snapshot at step 12 is a loadable backbone of its own step
     snap = whole.with_name("c.step-12.safetensors")
     assert read_ssl_meta(snap)["steps"] == 12
@@ -158,11 +167,15 @@ def test_old_checkpoint_names_are_unchanged_by_the_new_settings():
     """A config with the new fields at their old behaviour hashes as before (the committed checks are found)."""
     from medimg.identity import identity as config_key
 
-    config = SSLConfig(datasets=("pneumoniamnist",), grey_as="replicate", size=64, epochs=4, max_images=1000)
-    before = {k: v for k, v in config.to_dict().items()
-              if k not in ("target", "method", "steps", "min_scale", "intensity_jitter")}
+    config = SSLConfig(datasets=("pneumoniamnist",), grey_as="replicate", size=64, epochs=4, max_images=1000,
+                       views="pil")  # lightly's views, as every checkpoint before issue #30
+    later = ("target", "method", "steps", "min_scale", "intensity_jitter", "views", "head_warmup_steps",
+             "backbone_bn", "backbone_lr_scale")
+    before = {k: v for k, v in config.to_dict().items() if k not in later}
     assert config_key(config.identity()) == config_key(before)
     assert config_key(SSLConfig(**{**config.to_dict(), "steps": 100}).identity()) != config_key(before)
+    # the tensor views (the default since issue #30) are another checkpoint
+    assert config_key(SSLConfig(**{**config.to_dict(), "views": "tensor"}).identity()) != config_key(before)
 
 
 def test_step_batches_are_the_epoch_order_by_step_and_start_anywhere():
@@ -302,3 +315,29 @@ def test_an_ssl_arm_fine_tunes_from_the_stage_checkpoint_with_the_better_validat
                            "targets (breastmnist, busi_256), and the best random initialisation under the linear probe "
                            "on **3 of 4** targets (breastmnist, pneumoniamnist, busi_256) and under the kNN on **3 of "
                            "4** targets (breastmnist, pneumoniamnist, busi_256).")
+
+
+def test_the_next_stage_pretrains_at_the_size_the_arms_read_with_the_views_the_field_gives():
+    """Issue #30: every checkpoint of quick's next stage at the fine-tuning size, with its views budget (steps x
+    batch x 2 views) at least the field's: 2M on the grey pool from random weights, 1M on the colour pool, 0.5M
+    from ImageNet; the stage before it keeps its checkpoints' names (lightly's PIL views)."""
+    from medimg.study.profiles import load_profile
+    from medimg.study.pretraining import pretraining_runs, stage_trainer
+
+    p = load_profile("quick")
+    runs = pretraining_runs("quick", stage="pretraining_next")
+    least = {("random", "grey"): 2_000_000, ("random", "colour"): 1_000_000, ("imagenet", "grey"): 500_000,
+             ("imagenet", "colour"): 500_000}
+    assert {(r.config.init, r.pool) for r in runs} == set(least)
+    for run in runs:
+        c = run.config
+        assert c.size == p["finetune"]["size"] and c.views == "tensor"
+        assert c.steps * c.batch_size * 2 >= least[(c.init, run.pool)]
+        if c.init == "imagenet":  # MICLe's way: the head first, ImageNet's statistics kept, a lower backbone rate
+            assert c.head_warmup_steps > 0 and c.backbone_bn == "frozen" and c.backbone_lr_scale < 1
+    assert not {r.path for r in runs} & {r.path for r in pretraining_runs("quick")}
+    assert all(r.config.views == "pil" for r in pretraining_runs("quick"))
+    assert all(r.path.is_file() for r in pretraining_runs("quick"))  # the book's checkpoints are found by name
+    assert stage_trainer(p, "pretraining_next").num_workers == 0
+    with pytest.raises(MedimgError, match="no 'pretraining_later' section"):
+        pretraining_runs("quick", stage="pretraining_later")

@@ -1,0 +1,118 @@
+"""Continuing ImageNet weights as MICLe does (issue #30): the head warmed up on the frozen backbone, batch-norm
+statistics kept, a lower backbone rate; the state a checkout carries between machines; the size a checkpoint is
+read at."""
+from __future__ import annotations
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from medimg.errors import MedimgError
+from medimg.finetune.trainer import TrainerSettings
+from medimg.models.backbones import create_backbone, read_ssl_meta
+from medimg.ssl.config import SSLConfig
+from medimg.ssl.run import carry_path, pretrain_ssl, state_dir
+
+CPU = TrainerSettings(progress=False, accelerator="cpu")
+# MobileNetV2 (ImageNet weights offline: Google's TFLite file) at 16 px on 32 generated grey images, batch 8
+RUN = dict(datasets=("synthetic_grey",), arch="mobilenetv2_100", size=16, batch_size=8, max_images=32,
+           grey_as="replicate", temperature=0.2)
+
+
+def test_the_head_warm_up_leaves_the_backbone_and_frozen_statistics_keep_imagenets(tmp_path, shared_data):
+    imagenet, _ = create_backbone("mobilenetv2_100", num_classes=0, in_chans=3, weights="auto")
+    start = {k: v.clone() for k, v in imagenet.state_dict().items()}
+    warm = SSLConfig(**RUN, init="imagenet", steps=3, head_warmup_steps=3, backbone_bn="frozen")
+    saved = load_file(str(pretrain_ssl(warm, tmp_path / "warm.safetensors", trainer=CPU)))
+    # three steps of the head alone: every weight as ImageNet's; the stored statistics are the rule's (clean pool)
+    weights = [k for k in start if not k.endswith(("running_mean", "running_var", "num_batches_tracked"))]
+    assert all(torch.equal(saved[k], start[k]) for k in weights)
+    assert not torch.equal(saved["bn1.running_mean"], start["bn1.running_mean"])
+    meta = read_ssl_meta(tmp_path / "warm.safetensors")
+    assert meta["config"]["head_warmup_steps"] == 3 and "clean" in meta["batch_norm"]
+
+    # after the warm-up the backbone trains; with frozen statistics its running statistics never follow the views
+    from medimg.ssl.methods import SimCLR
+    config = SSLConfig(**RUN, init="imagenet", steps=4, head_warmup_steps=1, backbone_bn="frozen",
+                       backbone_lr_scale=0.1)
+    module = SimCLR(create_backbone("mobilenetv2_100", num_classes=0, in_chans=3, weights="auto")[0], config,
+                    channels_last=False)
+    module.on_train_batch_start(None, 0)
+    before = module.backbone.bn1.running_mean.clone()
+    module.train()
+    module.on_train_batch_start(None, 0)
+    module(torch.randn(8, 3, 16, 16))
+    assert torch.equal(module.backbone.bn1.running_mean, before)
+    with pytest.raises(MedimgError, match="random network's initial statistics"):
+        SSLConfig(**RUN, backbone_bn="frozen")
+
+
+def test_the_backbone_rate_starts_after_the_warm_up_and_is_scaled():
+    from medimg.ssl.methods import schedule_factor
+
+    head, backbone = schedule_factor(100), schedule_factor(80, 20)
+    assert [backbone(s) for s in (0, 19)] == [0.0, 0.0] and backbone(20) == pytest.approx(1 / 8)  # 80 steps: 8 warm
+    assert backbone(20 + 50) == pytest.approx(schedule_factor(80)(50)) and head(99) < 0.01
+    old = [min(1.0, (s + 1) / 10) * 0.5 * (1 + __import__("math").cos(__import__("math").pi * s / 100))
+           for s in range(100)]
+    assert [head(s) for s in range(100)] == pytest.approx(old)  # the schedule before issue #30, unchanged
+
+
+def test_a_carried_state_goes_on_where_the_run_stopped_with_fresh_optimiser_moments(tmp_path, shared_data):
+    import shutil
+
+    config = SSLConfig(**RUN, steps=8)
+    whole = pretrain_ssl(config, tmp_path / "whole.safetensors", trainer=CPU, state_every=4)
+    assert not carry_path(whole).exists()  # carrying is the stage's
+
+    # a run that stopped after step 4 on another machine: its checkout holds the carried state, its cache nothing
+    out = tmp_path / "c.safetensors"
+
+    class Stop(Exception):
+        pass
+
+    import pytorch_lightning as pl
+
+    class StopAfter(pl.Callback):
+        def on_train_batch_end(self, trainer, *_):
+            if trainer.global_step == 5:
+                raise Stop
+
+    from medimg.ssl import run as run_module
+    original = run_module.Snapshots.__init__
+
+    def with_stop(self, *a, **k):  # a callback the run builds anyway, made to stop the run after step 5
+        original(self, *a, **k)
+        self.on_train_batch_end = StopAfter().on_train_batch_end
+
+    run_module.Snapshots.__init__ = with_stop
+    try:
+        with pytest.raises(Stop):
+            pretrain_ssl(config, out, trainer=CPU, state_every=4, carry=True)
+    finally:
+        run_module.Snapshots.__init__ = original
+    carried = torch.load(carry_path(out), weights_only=False)
+    assert carried["global_step"] == 4 and carried["optimizer_states"][0]["state"] == {}
+    assert carry_path(out).stat().st_size < 0.6 * (state_dir(out, config) / "last.ckpt").stat().st_size
+    shutil.rmtree(state_dir(out, config))  # the next machine's cache is empty
+
+    pretrain_ssl(config, out, trainer=CPU, state_every=4, carry=True, resume=True)
+    meta, ref = read_ssl_meta(out), read_ssl_meta(whole)
+    assert meta["steps"] == 8 and meta["resumed_at"] == [4] and meta["optimizer_reset_at"] == [4]
+    assert meta["step_losses"][:4] == ref["step_losses"][:4]  # the same views and weights up to the stop
+    assert meta["step_losses"][4:] != ref["step_losses"][4:]  # then Adam starts its moments afresh
+    assert not carry_path(out).exists() and not state_dir(out, config).exists()
+
+
+def test_a_checkpoint_is_read_at_the_size_it_was_pretrained_at(tmp_path, shared_data):
+    from medimg.finetune.config import FinetuneConfig
+    from medimg.finetune.train import finetune
+
+    ckpt = pretrain_ssl(SSLConfig(**RUN, steps=2), tmp_path / "s.safetensors", trainer=CPU)
+    config = FinetuneConfig("synthetic_grey", "ssl", weights=str(ckpt), arch="mobilenetv2_100", size=32, epochs=1, head_epochs=0,
+                            grey_as="replicate")
+    with pytest.raises(MedimgError, match="pretrained at 16 px but this run reads it at 32 px"):
+        finetune(config, tmp_path / "run", settings=CPU)
+    assert not (tmp_path / "run").exists()
+    allowed = FinetuneConfig(**{**config.to_dict(), "allow_size_mismatch": True})
+    assert "allow_size_mismatch" in allowed.to_dict() and "allow_size_mismatch" not in config.to_dict()
