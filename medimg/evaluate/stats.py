@@ -188,19 +188,22 @@ def beats_references(correct, references, *, n_boot: int = N_BOOT, level: float 
     """Does a network beat a family of reference networks (the random initialisations of several seeds) on the
     same images? ``correct`` is ``(N,)`` 0/1 for the network, ``references`` ``(S, N)`` for the S references.
 
-    The statistic is the accuracy difference to the references' mean, ``acc - mean_s acc_s``; its one-sided
-    ``level`` lower bound comes from a paired percentile bootstrap over the images (each resample draws images,
-    and both the network and every reference are scored on the same draw), so the images' sampling noise and the
-    spread of the seeds both enter. The network beats the references when that bound is above 0. Returns
-    ``{"difference", "low", "beats", "n", "references"}``."""
+    The statistic is the accuracy difference to the references' mean, ``acc - mean_s acc_s``. Its one-sided
+    ``level`` lower bound comes from a two-level percentile bootstrap: each resample draws the images (the network
+    and the references scored on the same draw: paired) and the S reference seeds (with replacement), so both the
+    images' sampling noise and the seeds' spread (how well S random networks pin their mean down) enter. The
+    network beats the references when that bound is above 0. With one reference this is the paired
+    bootstrap over images alone. Returns ``{"difference", "low", "beats", "n", "references"}``."""
     correct = np.asarray(correct, dtype=float)
     references = np.atleast_2d(np.asarray(references, dtype=float))
     if references.shape[1] != len(correct):
         raise ValueError(f"references score {references.shape[1]} images, the network {len(correct)}")
     rng = np.random.default_rng(random_state)
-    idx = rng.integers(0, len(correct), (n_boot, len(correct)))
-    diff = correct[idx].mean(1) - references[:, idx].mean(2).mean(0)
+    n, s = len(correct), len(references)
+    idx = rng.integers(0, n, (n_boot, n))
+    seeds = rng.integers(0, s, (n_boot, s)) if s > 1 else np.zeros((n_boot, 1), dtype=int)
+    per_seed = references[:, idx].mean(2)  # (S, n_boot): each reference's accuracy on each image draw
+    diff = correct[idx].mean(1) - np.take_along_axis(per_seed.T, seeds, axis=1).mean(1)
     low = float(np.quantile(diff, 1 - level))
-    estimate = float(correct.mean() - references.mean())
-    return dict(difference=estimate, low=low, beats=bool(low > 0), n=int(len(correct)),
-                references=int(len(references)))
+    return dict(difference=float(correct.mean() - references.mean()), low=low, beats=bool(low > 0), n=int(n),
+                references=int(s))

@@ -199,13 +199,21 @@ def _from_file(arch, path: Path, opts):
 
 # --- SimCLR backbone checkpoints -----------------------------------------------------------------
 
-def save_ssl_backbone(path: Path, backbone: nn.Module, meta: dict) -> None:
-    """Save a pretrained backbone (no head) with its record, atomically, as safetensors."""
+STORAGE = {"float32": torch.float32, "float16": torch.float16}
+
+
+def save_ssl_backbone(path: Path, backbone: nn.Module, meta: dict, *, storage: str = "float32") -> None:
+    """Save a pretrained backbone (no head) with its record, atomically, as safetensors. ``storage`` float16 halves
+    the file (floating-point tensors only; loading casts them back to the model's float32, recorded as
+    ``storage`` in the record)."""
     from safetensors.torch import save_file
 
-    state = {k: v.detach().contiguous().cpu() for k, v in backbone.state_dict().items()}
+    dtype = STORAGE[storage]
+    state = {k: v.detach().to(dtype if v.is_floating_point() else v.dtype).contiguous().cpu()
+             for k, v in backbone.state_dict().items()}
     with atomic_path(path) as tmp:
-        save_file(state, str(tmp), metadata={"format": "pt", "medimg": json.dumps({"format": SSL_FORMAT, **meta})})
+        save_file(state, str(tmp), metadata={"format": "pt", "medimg": json.dumps(
+            {"format": SSL_FORMAT, **meta, **({"storage": storage} if storage != "float32" else {})})})
 
 
 def load_ssl_backbone(path: Path, meta: dict, opts: dict, arch: str) -> nn.Module:

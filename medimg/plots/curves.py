@@ -62,6 +62,10 @@ def pretraining_curves(pools: list[tuple[str, pd.DataFrame, float | None]]) -> F
     with the reference lines of random initialisation (the seeds' range shaded, their best a thin line) and
     ImageNet weights (dotted). ``pools`` holds ``(row title, curve, hours_per_step)``; with ``hours_per_step``
     (CPU core-hours per step) a top axis gives the steps in CPU core-hours."""
+    from medimg.probe.batchnorm import RULE
+
+    # a curve with the batch-norm rule's rows (issue #30) is drawn under the rule, with each point's interval
+    pools = [(t, c[c.bn == RULE] if "bn" in c and c.bn.notna().any() else c, h) for t, c, h in pools]
     names = [list(dict.fromkeys(curve[curve.kind == "checkpoint"].target)) for _, curve, _ in pools]
     width = max([1] + [len(n) for n in names])
     fig = Figure(figsize=(3.2 * width, 3.3 * max(1, len(pools)) + 0.6), layout="constrained")
@@ -78,6 +82,8 @@ def pretraining_curves(pools: list[tuple[str, pd.DataFrame, float | None]]) -> F
                 label = "linear probe" if protocol == "linear" else "kNN"
                 ax.plot(own.step, own.val_accuracy, "-" if protocol == "linear" else "--", marker=".", color=colour,
                         label=f"SSL, {label}")
+                if "val_low" in own and own.val_low.notna().all() and len(own):
+                    ax.fill_between(own.step, own.val_low, own.val_high, color=colour, alpha=0.08, lw=0)
                 random = refs[refs.kind == "random"].val_accuracy
                 if len(random):
                     ax.axhspan(random.min(), random.max(), color=colour, alpha=0.12, lw=0)
@@ -85,7 +91,7 @@ def pretraining_curves(pools: list[tuple[str, pd.DataFrame, float | None]]) -> F
                 imagenet = refs[refs.kind == "imagenet"].val_accuracy
                 if len(imagenet):
                     ax.axhline(imagenet.iloc[0], color=colour, ls=":", lw=1.5, label=f"ImageNet, {label}")
-            ax.set_title(f"{target}\n({title})", fontsize="medium")
+            ax.set_title(target, fontsize="medium", pad=22 if hours_per_step else 6)  # above the top axis
             ax.set_xlabel("pretraining steps")
             ax.xaxis.set_major_locator(MaxNLocator(4, integer=True))
             ax.grid(alpha=0.3)
@@ -93,7 +99,7 @@ def pretraining_curves(pools: list[tuple[str, pd.DataFrame, float | None]]) -> F
                 top = ax.secondary_xaxis("top", functions=(lambda s, h=hours_per_step: s * h,
                                                            lambda c, h=hours_per_step: c / h))
                 top.set_xlabel("CPU core-hours", fontsize="small")
-        grid[row, 0].set_ylabel("validation accuracy")
+        grid[row, 0].set_ylabel(f"{title}\nvalidation accuracy")
     handles, labels = grid[0, 0].get_legend_handles_labels()
     fig.legend(handles, labels, loc="outside lower center", ncol=3, fontsize="small")
     return fig

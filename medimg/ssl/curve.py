@@ -157,10 +157,46 @@ def unpack_bits(text: str, n: int) -> np.ndarray:
     return np.unpackbits(np.frombuffer(bytes.fromhex(text), dtype=np.uint8))[:int(n)].astype(bool)
 
 
+REFERENCES_VERSION = 1  # raise when what a reference row holds or how it is measured changes
+
+
 def reference_rows(prober: Prober, arch: str, *, seeds, imagenet_weights: str | None, timm_kwargs: dict) -> list[dict]:
     """The reference lines: ``arch`` at random initialisation (seed by seed) and with ImageNet weights, each under
     the batch-norm rule and the alternative that differs for it (random: as carried; ImageNet: recomputed on the
-    pool)."""
+    pool). Curves with a pool read the same references whatever the method, steps or recipe, so their rows are kept
+    in ``$MEDIMG_CACHE_DIR/ssl-references/`` by everything that decides them (the targets and their caps, the data
+    settings, the network, the seeds, the ImageNet weights and the pool's images), and read from there."""
+    if prober.pool_images is None:  # a curve before issue #30: measured as it was, never cached
+        return _reference_rows(prober, arch, seeds=seeds, imagenet_weights=imagenet_weights)
+    import json
+
+    from medimg.atomic import write_text
+
+    key, path = reference_cache(prober, arch, seeds=seeds, imagenet_weights=imagenet_weights)
+    if path.is_file():
+        return json.loads(path.read_text())["rows"]
+    rows = _reference_rows(prober, arch, seeds=seeds, imagenet_weights=imagenet_weights)
+    write_text(path, json.dumps(dict(key=key, rows=rows), default=float))
+    return rows
+
+
+def reference_cache(prober: Prober, arch: str, *, seeds, imagenet_weights: str | None) -> tuple[dict, Path]:
+    """What decides a curve's reference rows, and the cache file that keeps them."""
+    import hashlib
+
+    from medimg.identity import identity
+    from medimg.paths import cache_dir
+    from medimg.ssl.pool import data_config
+
+    key = dict(version=REFERENCES_VERSION, arch=arch, in_chans=prober.in_chans, seeds=list(seeds),
+               imagenet_weights=imagenet_weights,
+               targets=[[t.dataset, t.max_train_images, data_config(prober.config, t.dataset).to_dict()]
+                        for t in prober.targets],
+               pool=hashlib.sha256(prober.pool_images.tobytes()).hexdigest(), seed=prober.config.seed)
+    return key, cache_dir() / "ssl-references" / f"{identity(key, digits=16)}.json"
+
+
+def _reference_rows(prober: Prober, arch: str, *, seeds, imagenet_weights: str | None) -> list[dict]:
     import torch
 
     from medimg.models.backbones import create_backbone
@@ -240,30 +276,76 @@ def read_curve_file(path: Path) -> list[dict]:
 
 def crossings(curve: pd.DataFrame) -> pd.DataFrame:
     """Per target and protocol: the references (best and mean random initialisation, ImageNet), the checkpoint's
-    first and last points, its best, and the first step at which it beats the best random initialisation (NaN
-    when it never does within the curve) and stays above it at the last point.
+    first and last points, its best, and the first step at which it beats random features (NaN when it never does
+    within the curve) and whether it does at the last point.
+
+    On a curve with the batch-norm rule's rows (issue #30) only those are read, and "beats random features" is the
+    paired test :func:`medimg.evaluate.stats.beats_references` against the random seeds on the validation images
+    (``rule`` "paired bootstrap"); the last point also gets its difference to ImageNet's features with the lower
+    and upper ends of its 90% paired interval (``imagenet_difference``, ``imagenet_low``, ``imagenet_high``). On an
+    older curve it is the last point above the best random seed (``rule`` "above the best seed").
 
     Columns: target, protocol, random_best, random_mean, imagenet, step0, last_step, last, best, best_step,
-    first_step_above_random, above_random_at_end.
+    first_step_above_random, above_random_at_end, first_step_at_imagenet (the first point at or above ImageNet's
+    accuracy), rule (and the ImageNet columns on a new curve).
     """
+    from medimg.evaluate.stats import beats_references
+    from medimg.probe.batchnorm import RULE
+
+    paired = "correct" in curve and curve["correct"].notna().any()
+    if paired:
+        curve = curve[curve.bn == RULE]
     rows = []
     points = curve[curve.kind == "checkpoint"].sort_values("step", kind="stable")  # targets in curve order
     for (target, protocol), group in points.groupby(["target", "protocol"], sort=False):
         refs = curve[(curve.target == target) & (curve.protocol == protocol)]
-        random = refs[refs.kind == "random"].val_accuracy
-        imagenet = refs[refs.kind == "imagenet"].val_accuracy
-        bar = float(random.max()) if len(random) else np.nan
-        above = group[group.val_accuracy > bar]
+        random = refs[refs.kind == "random"]
+        imagenet = refs[refs.kind == "imagenet"]
+        bar = float(random.val_accuracy.max()) if len(random) else np.nan
+        if paired and len(random):
+            n = int(group.n_val.iloc[0])
+            seeds = np.stack([unpack_bits(c, n) for c in random.correct])
+            beats = [beats_references(unpack_bits(c, n), seeds)["beats"] for c in group.correct]
+        else:
+            beats = list(group.val_accuracy > bar)
+        above = group[beats]
+        reach = group[group.val_accuracy >= float(imagenet.val_accuracy.iloc[0])] if len(imagenet) else group.iloc[0:0]
         best = group.loc[group.val_accuracy.idxmax()]
-        rows.append(dict(target=target, protocol=protocol, random_best=bar,
-                         random_mean=float(random.mean()) if len(random) else np.nan,
-                         imagenet=float(imagenet.iloc[0]) if len(imagenet) else np.nan,
-                         step0=float(group.val_accuracy.iloc[0]), last_step=int(group.step.iloc[-1]),
-                         last=float(group.val_accuracy.iloc[-1]), best=float(best.val_accuracy),
-                         best_step=int(best.step),
-                         first_step_above_random=float(above.step.iloc[0]) if len(above) else np.nan,
-                         above_random_at_end=bool(group.val_accuracy.iloc[-1] > bar)))
+        row = dict(target=target, protocol=protocol, random_best=bar,
+                   random_mean=float(random.val_accuracy.mean()) if len(random) else np.nan,
+                   imagenet=float(imagenet.val_accuracy.iloc[0]) if len(imagenet) else np.nan,
+                   step0=float(group.val_accuracy.iloc[0]), last_step=int(group.step.iloc[-1]),
+                   last=float(group.val_accuracy.iloc[-1]), best=float(best.val_accuracy),
+                   best_step=int(best.step), first_step_above_random=float(above.step.iloc[0]) if len(above) else np.nan,
+                   above_random_at_end=bool(beats[-1]) if beats else False,
+                   first_step_at_imagenet=float(reach.step.iloc[0]) if len(reach) else np.nan,
+                   rule="paired bootstrap" if paired else "above the best seed")
+        if paired and len(imagenet):
+            n = int(group.n_val.iloc[0])
+            last, ref = unpack_bits(group.correct.iloc[-1], n), unpack_bits(imagenet.correct.iloc[0], n)
+            test = beats_references(last, ref[None], level=0.95)
+            low = test["low"]  # one-sided 95% lower bound = the lower end of a two-sided 90% interval
+            high = -beats_references(ref, last[None], level=0.95)["low"]
+            row.update(imagenet_difference=test["difference"], imagenet_low=low, imagenet_high=high)
+        rows.append(row)
     return pd.DataFrame(rows)
+
+
+def crossing_table(found: pd.DataFrame, protocol: str = "linear") -> pd.DataFrame:
+    """The budget chapter's opening table: one row per target, one column per checkpoint (``found`` holds
+    :func:`crossings` rows with a ``checkpoint`` column naming each), each cell "random @ N; ImageNet @ M" (the first
+    steps it beats random features, holding it at its last point, and reaches ImageNet's accuracy), either part
+    "not by N" (its budget) where it does not."""
+    own = found[found.protocol == protocol]
+    cells = {}
+    for _, r in own.iterrows():
+        budget = f"not by {int(r['last_step']):,}"
+        random = (f"random @ {int(r['first_step_above_random']):,}"
+                  if r["above_random_at_end"] and np.isfinite(r["first_step_above_random"]) else f"random: {budget}")
+        at = r.get("first_step_at_imagenet", np.nan)
+        imagenet = f"ImageNet @ {int(at):,}" if np.isfinite(at) else f"ImageNet: {budget}"
+        cells.setdefault(r["target"], {})[r["checkpoint"]] = f"{random}; {imagenet}"
+    return pd.DataFrame.from_dict(cells, orient="index").rename_axis("target")
 
 
 def crossing_sentence(row, hours_per_step: float | None = None) -> str:

@@ -5,7 +5,9 @@
 fine-tuning). While it runs:
 
 * a resumable state (backbone, head, optimiser, scheduler, step and loops, per-step losses, clocks, random
-  generators) is written to ``<out stem>.state/last.ckpt`` every ``state_every`` steps; ``resume=True`` after
+  generators) is written to ``last.ckpt`` in :func:`state_dir` (under ``$MEDIMG_CACHE_DIR``) every ``state_every``
+  steps, and with ``carry`` the same without the optimiser's moments beside ``out`` (:func:`carry_path`, small enough
+  to commit, so another checkout goes on from it); ``resume=True`` after
   an interruption (even SIGKILL) goes on from it and ends with the weights an uninterrupted run gives. Which
   images a step sees is a function of (seed, step) (:mod:`medimg.ssl.batches`) and each view of (seed, pass,
   position), so the step is the sampler's whole position. The state folder is removed once the checkpoint
@@ -113,26 +115,28 @@ def write_carry(state: Path, carry: Path) -> None:
 class Snapshots(pl.Callback):
     """Saves the backbone at the given steps (the curve's points that can be fine-tuned later)."""
 
-    def __init__(self, out: Path, steps, meta):
-        self.out, self.steps, self.meta = Path(out), set(steps), meta
+    def __init__(self, out: Path, steps, meta, storage: str = "float32"):
+        self.out, self.steps, self.meta, self.storage = Path(out), set(steps), meta, storage
 
     def on_train_batch_end(self, trainer, module, *_):
         step = trainer.global_step
         if step in self.steps and trainer.is_global_zero:
-            save_ssl_backbone(snapshot_path(self.out, step), module.backbone, self.meta(module, step))
+            save_ssl_backbone(snapshot_path(self.out, step), module.backbone, self.meta(module, step),
+                              storage=self.storage)
 
 
 def pretrain_ssl(config: SSLConfig, out: Path, *, trainer: TrainerSettings = TrainerSettings(), force: bool = False,
                  resume: bool = False, curve_targets: tuple[CurveTarget, ...] = (), curve_every: int = 250,
                  reference_seeds=(0,), imagenet_weights: str | None = None, snapshots=(),
                  label: str | None = None, progress_every: int = 10, state_every: int = 50,
-                 carry: bool = False) -> Path:
+                 carry: bool = False, storage: str = "float32") -> Path:
     """Pretrain a backbone with ``config.method`` on ``config``'s pool and save it to ``out`` (.safetensors).
 
     ``config.target`` and ``curve_targets`` are the datasets the checkpoint will be fine-tuned or probed on:
     the pool is checked against each (:mod:`medimg.ssl.pool`). ``resume`` continues from the state in
     :func:`state_dir` if it exists, else from the carried state beside ``out`` (:func:`carry_path`, written while the
-    run goes on when ``carry`` is set), and returns at once when ``out`` is already finished. Raises :class:`MedimgError` (nothing
+    run goes on when ``carry`` is set), and returns at once when ``out`` is already finished. ``storage`` float16
+    saves the backbone (and snapshots) at half the size. Raises :class:`MedimgError` (nothing
     written) for an existing ``out`` without ``force`` or ``resume``, a refused pool, or a diverged loss.
     """
     from medimg.finetune.train import quiet_lightning
@@ -210,7 +214,7 @@ def pretrain_ssl(config: SSLConfig, out: Path, *, trainer: TrainerSettings = Tra
     callbacks = [StepProgress(label or f"{config.method} {config.init} {'+'.join(config.datasets)}", total,
                               every=progress_every, images_per_step=2 * config.batch_size,
                               quiet=not trainer.progress),
-                 Snapshots(out, [s for s in snapshots if s < total], meta)]
+                 Snapshots(out, [s for s in snapshots if s < total], meta, storage)]
     if curve_targets:
         prober = Prober(config, list(curve_targets), in_chans=pool.in_chans, progress=trainer.progress,
                         pool_images=None if config.views == "pil" else pool.images)  # pil: the curve before #30
@@ -240,10 +244,32 @@ def pretrain_ssl(config: SSLConfig, out: Path, *, trainer: TrainerSettings = Tra
         backbone = with_statistics(backbone, clean_pool_batch(pool.images, norm, seed=config.seed))
         record["batch_norm"] = (f"statistics recomputed on {min(POOL_IMAGES, len(pool.images))} clean (un-augmented) "
                                 f"pool images after the last step")
-    save_ssl_backbone(out, backbone, record)
+    if storage != "float32" and curve_targets:  # does the probe read the smaller file as it reads the backbone?
+        record["storage_check"] = storage_check(prober, backbone, storage)
+    save_ssl_backbone(out, backbone, record, storage=storage)
     shutil.rmtree(state, ignore_errors=True)
     carry_path(out).unlink(missing_ok=True)
     return out
+
+
+def storage_check(prober: Prober, backbone, storage: str) -> dict:
+    """The curve's probes (every target and protocol, on validation) of ``backbone`` as trained and as stored in
+    ``storage``: the largest difference in accuracy, and each pair. Both are read with the statistics the backbone
+    holds (the rule's, already recomputed)."""
+    import copy
+
+    from medimg.models.backbones import STORAGE
+
+    stored = copy.deepcopy(backbone)
+    with torch.no_grad():
+        for tensor in list(stored.parameters()) + list(stored.buffers()):
+            if tensor.is_floating_point():
+                tensor.copy_(tensor.to(STORAGE[storage]).float())
+    full = prober.rows(backbone, rule="carried")
+    small = prober.rows(stored, rule="carried")
+    pairs = [dict(target=a["target"], protocol=a["protocol"], float32=a["val_accuracy"], stored=b["val_accuracy"])
+             for a, b in zip(full, small)]
+    return dict(storage=storage, max_difference=max(abs(p["float32"] - p["stored"]) for p in pairs), pairs=pairs)
 
 
 def _pass_means(losses: list[float], per_pass: int) -> list[float]:

@@ -44,6 +44,7 @@ class PretrainingRun:
     snapshots: tuple[int, ...]
     reference_seeds: tuple[int, ...]
     imagenet_weights: str | None
+    storage: str = "float32"  # the saved backbone's floating-point type (the section's `storage`)
 
     @property
     def label(self) -> str:
@@ -108,7 +109,8 @@ def pretraining_runs(profile: str | dict, *, pools=None, inits=None, methods=Non
                                   curve_every=int(curve.get("every", 250)),
                                   snapshots=tuple(s for s in curve.get("snapshots", ()) if s < config.steps),
                                   reference_seeds=tuple(p["seeds"]),
-                                  imagenet_weights=p.get("tl_weights")))
+                                  imagenet_weights=p.get("tl_weights"),
+                                  storage=section.get("storage", "float32")))
     return out
 
 
@@ -162,7 +164,7 @@ def run_stage(profile: str | dict, *, pools=None, inits=None, methods=None, resu
         done.append(pretrain_ssl(run.config, run.path, trainer=trainer, force=force, resume=resume,
                                  curve_targets=run.curve_targets, curve_every=run.curve_every,
                                  reference_seeds=run.reference_seeds, imagenet_weights=run.imagenet_weights,
-                                 snapshots=run.snapshots, label=run.label, carry=True))
+                                 snapshots=run.snapshots, label=run.label, carry=True, storage=run.storage))
     return done
 
 

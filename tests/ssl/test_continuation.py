@@ -116,3 +116,21 @@ def test_a_checkpoint_is_read_at_the_size_it_was_pretrained_at(tmp_path, shared_
     assert not (tmp_path / "run").exists()
     allowed = FinetuneConfig(**{**config.to_dict(), "allow_size_mismatch": True})
     assert "allow_size_mismatch" in allowed.to_dict() and "allow_size_mismatch" not in config.to_dict()
+
+
+def test_a_float16_checkpoint_is_half_the_file_and_probed_as_the_float32_one(tmp_path, shared_data):
+    from medimg.ssl.curve import CurveTarget
+
+    config = SSLConfig(**RUN, steps=2)
+    full = pretrain_ssl(config, tmp_path / "a.safetensors", trainer=CPU)
+    half = pretrain_ssl(config, tmp_path / "b.safetensors", trainer=CPU, storage="float16",
+                        curve_targets=(CurveTarget("synthetic_grey"),), curve_every=100)
+    assert half.stat().st_size < 0.6 * full.stat().st_size
+    a, b = load_file(str(full)), load_file(str(half))
+    assert b["conv_stem.weight"].dtype == torch.float16 and b["bn1.num_batches_tracked"].dtype == torch.int64
+    assert torch.allclose(a["conv_stem.weight"], b["conv_stem.weight"].float(), atol=1e-3)
+    meta = read_ssl_meta(half)
+    assert meta["storage"] == "float16" and meta["storage_check"]["max_difference"] <= 0.05
+    assert {p["protocol"] for p in meta["storage_check"]["pairs"]} == {"linear", "knn"}
+    model, _ = create_backbone("mobilenetv2_100", num_classes=2, in_chans=3, weights=half)
+    assert model.conv_stem.weight.dtype == torch.float32

@@ -1,0 +1,49 @@
+"""Reading a learning curve made since issue #30: the batch-norm rule's rows, the paired test against the random
+seeds, ImageNet's crossing and the budget chapter's opening table."""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from medimg.ssl.curve import crossing_table, crossings, pack_bits, unpack_bits
+
+
+def row(kind, correct, *, step=None, seed=None, bn="clean", protocol="linear"):
+    correct = np.asarray(correct, dtype=bool)
+    return dict(kind=kind, step=step, seed=seed, target="t", protocol=protocol, bn=bn,
+                val_accuracy=correct.mean(), n_val=len(correct), correct=pack_bits(correct))
+
+
+def curve(rng, n=300):
+    """Random seeds right on ~60% of the images, ImageNet on ~80%; the checkpoint climbs from 60% to 90%."""
+    rows = [row("random", rng.random(n) < 0.6, seed=s) for s in range(5)]
+    rows += [row("random", rng.random(n) < 0.9, seed=s, bn="carried") for s in range(5)]  # not the rule: ignored
+    rows.append(row("imagenet", rng.random(n) < 0.8))
+    rows += [row("checkpoint", rng.random(n) < p, step=s) for s, p in ((0, 0.6), (500, 0.62), (1000, 0.75),
+                                                                        (1500, 0.9))]
+    return pd.DataFrame(rows)
+
+
+def test_bits_round_trip():
+    bits = np.random.default_rng(0).random(77) < 0.5
+    assert np.array_equal(unpack_bits(pack_bits(bits), 77), bits)
+
+
+def test_crossings_use_the_rule_and_the_paired_test():
+    found = crossings(curve(np.random.default_rng(0))).iloc[0]
+    assert found.rule == "paired bootstrap"
+    assert found.random_best < 0.7  # the carried rows (90%) are not the rule's references
+    assert found.first_step_above_random == 1000 and found.above_random_at_end  # 62% on 300 images is not enough
+    assert found.first_step_at_imagenet == 1500 and found.imagenet_difference > 0
+    assert found.imagenet_low < found.imagenet_difference < found.imagenet_high
+
+
+def test_the_opening_table_says_where_each_checkpoint_crosses_or_its_budget():
+    rng = np.random.default_rng(1)
+    good = crossings(curve(rng)).assign(checkpoint="SimCLR")
+    flat = curve(rng)
+    flat.loc[flat.kind == "checkpoint", "correct"] = flat[flat.kind == "random"].correct.iloc[0]
+    flat.loc[flat.kind == "checkpoint", "val_accuracy"] = flat[flat.kind == "random"].val_accuracy.iloc[0]
+    table = crossing_table(pd.concat([good, crossings(flat).assign(checkpoint="VICReg")]))
+    assert table.loc["t", "SimCLR"] == "random @ 1,000; ImageNet @ 1,500"
+    assert table.loc["t", "VICReg"] == "random: not by 1,500; ImageNet: not by 1,500"
