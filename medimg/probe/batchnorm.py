@@ -7,9 +7,11 @@ of no images at all. Read as they are, the three are not on an equal footing.
 
 **The rule** (:data:`RULE`, ``"clean"``): every network is read with the statistics of clean (un-augmented) images
 of the data it learnt from, label-free and target-free: ImageNet weights as they are (ImageNet's own); a
-self-supervised checkpoint with statistics recomputed on clean images of its pool at the end of pretraining (what
-the stage stores in the checkpoint); a random network, which learnt from nothing, with statistics of the same clean
-pool images as the checkpoints it is the reference for. The alternatives (``"carried"``: as stored, the views'
+self-supervised checkpoint whose statistics followed its views, with statistics recomputed on clean images of its
+pool at the end of pretraining (what the stage stores in the checkpoint); one continued from ImageNet with its
+statistics frozen (``backbone_bn: frozen``, init ``checkpoint-frozen``), as it is, since they are still ImageNet's
+clean ones; a random network, which learnt from nothing, with statistics of the same clean pool images as the
+checkpoints it is the reference for. The alternatives (``"carried"``: as stored, the views'
 statistics for a checkpoint and zeros and ones for a random network; ``"pool"``: recomputed on the pool for every
 network, ImageNet's included) are measured once, in the pretraining budget chapter.
 
@@ -27,12 +29,21 @@ RULES = ("clean", "carried", "pool")
 POOL_IMAGES = 2048  # clean pool images the statistics are recomputed on (a seeded subsample of the pool)
 
 
+KEEPS_CLEAN = ("imagenet", "checkpoint-frozen")  # networks whose statistics are already of clean images
+
+
 def recompute(rule: str, init: str) -> bool:
-    """Whether ``rule`` reads a network of initialisation ``init`` (``random``, ``imagenet`` or ``checkpoint``) with
-    statistics recomputed on clean pool images (True) or with those it carries (False)."""
+    """Whether ``rule`` reads a network of initialisation ``init`` (``random``, ``imagenet``, ``checkpoint``, or
+    ``checkpoint-frozen`` for one continued from ImageNet with frozen statistics) with statistics recomputed on clean
+    pool images (True) or with those it carries (False)."""
     if rule not in RULES:
         raise ValueError(f"unknown batch-norm rule {rule!r}: choose one of {', '.join(RULES)}")
-    return rule == "pool" or (rule == "clean" and init != "imagenet")
+    return rule == "pool" or (rule == "clean" and init not in KEEPS_CLEAN)
+
+
+def checkpoint_init(config) -> str:
+    """How the rule sees a checkpoint being pretrained with ``config`` (:class:`~medimg.ssl.config.SSLConfig`)."""
+    return "checkpoint-frozen" if config.backbone_bn == "frozen" else "checkpoint"
 
 
 def clean_pool_batch(images: np.ndarray, preprocess, *, seed: int = 0, limit: int = POOL_IMAGES):

@@ -34,6 +34,7 @@ import pytorch_lightning as pl
 from medimg.atomic import write_text
 from medimg.ssl.config import SSLConfig
 from medimg.data import Preprocess
+from medimg.probe.batchnorm import checkpoint_init
 
 COLUMNS = ("kind", "step", "pairs", "train_seconds", "target", "protocol", "val_accuracy", "val_log_loss", "setting",
            "seed", "bn", "val_low", "val_high", "n_val", "correct", "rankme", "feature_std")
@@ -163,56 +164,70 @@ REFERENCES_VERSION = 1  # raise when what a reference row holds or how it is mea
 def reference_rows(prober: Prober, arch: str, *, seeds, imagenet_weights: str | None, timm_kwargs: dict) -> list[dict]:
     """The reference lines: ``arch`` at random initialisation (seed by seed) and with ImageNet weights, each under
     the batch-norm rule and the alternative that differs for it (random: as carried; ImageNet: recomputed on the
-    pool). Curves with a pool read the same references whatever the method, steps or recipe, so their rows are kept
-    in ``$MEDIMG_CACHE_DIR/ssl-references/`` by everything that decides them (the targets and their caps, the data
-    settings, the network, the seeds, the ImageNet weights and the pool's images), and read from there."""
+    pool). Curves with a pool read the same references whatever the method, steps or recipe, so each reference
+    network's rows are kept in ``$MEDIMG_CACHE_DIR/ssl-references/`` by everything that decides them (the network
+    and its seed or weights, the targets and their caps, the data settings and the pool's images), and read from
+    there."""
+    import torch
+
+    from medimg.models.backbones import create_backbone
+    from medimg.probe.batchnorm import RULE
+
     if prober.pool_images is None:  # a curve before issue #30: measured as it was, never cached
-        return _reference_rows(prober, arch, seeds=seeds, imagenet_weights=imagenet_weights)
-    import json
+        rows = []
+        for seed in seeds:
+            torch.manual_seed(seed)  # as the scratch arm's network of this seed (medimg.probe.features)
+            model, _ = create_backbone(arch, num_classes=0, in_chans=prober.in_chans, weights="random")
+            rows += prober.rows(model, kind="random", seed=seed)
+        if imagenet_weights:
+            model, _ = create_backbone(arch, num_classes=0, in_chans=prober.in_chans, weights=imagenet_weights)
+            rows += prober.rows(model, kind="imagenet")
+        return rows
 
-    from medimg.atomic import write_text
+    def random_rows(seed):
+        torch.manual_seed(seed)  # as the scratch arm's network of this seed (medimg.probe.features)
+        model, _ = create_backbone(arch, num_classes=0, in_chans=prober.in_chans, weights="random")
+        return [r for rule in (RULE, "carried") for r in prober.rows(model, init="random", rule=rule, kind="random",
+                                                                      seed=seed)]
 
-    key, path = reference_cache(prober, arch, seeds=seeds, imagenet_weights=imagenet_weights)
-    if path.is_file():
-        return json.loads(path.read_text())["rows"]
-    rows = _reference_rows(prober, arch, seeds=seeds, imagenet_weights=imagenet_weights)
-    write_text(path, json.dumps(dict(key=key, rows=rows), default=float))
+    def imagenet_rows():
+        model, _ = create_backbone(arch, num_classes=0, in_chans=prober.in_chans, weights=imagenet_weights)
+        return [r for rule in (RULE, "pool") for r in prober.rows(model, init="imagenet", rule=rule, kind="imagenet")]
+
+    rows = []
+    for seed in seeds:
+        rows += _cached(prober, dict(arch=arch, weights="random", seed=seed), lambda: random_rows(seed))
+    if imagenet_weights:
+        rows += _cached(prober, dict(arch=arch, weights=imagenet_weights), imagenet_rows)
     return rows
 
 
-def reference_cache(prober: Prober, arch: str, *, seeds, imagenet_weights: str | None) -> tuple[dict, Path]:
-    """What decides a curve's reference rows, and the cache file that keeps them."""
+def reference_cache(prober: Prober, network: dict) -> tuple[dict, Path]:
+    """What decides one reference network's rows (``network``: its arch and weights, and seed where random), and the
+    cache file that keeps them."""
     import hashlib
 
     from medimg.identity import identity
     from medimg.paths import cache_dir
     from medimg.ssl.pool import data_config
 
-    key = dict(version=REFERENCES_VERSION, arch=arch, in_chans=prober.in_chans, seeds=list(seeds),
-               imagenet_weights=imagenet_weights,
+    key = dict(version=REFERENCES_VERSION, network=network, in_chans=prober.in_chans,
                targets=[[t.dataset, t.max_train_images, data_config(prober.config, t.dataset).to_dict()]
                         for t in prober.targets],
                pool=hashlib.sha256(prober.pool_images.tobytes()).hexdigest(), seed=prober.config.seed)
     return key, cache_dir() / "ssl-references" / f"{identity(key, digits=16)}.json"
 
 
-def _reference_rows(prober: Prober, arch: str, *, seeds, imagenet_weights: str | None) -> list[dict]:
-    import torch
+def _cached(prober: Prober, network: dict, make) -> list[dict]:
+    import json
 
-    from medimg.models.backbones import create_backbone
-    from medimg.probe.batchnorm import RULE
+    from medimg.atomic import write_text
 
-    with_pool = prober.pool_images is not None
-    rows = []
-    for seed in seeds:
-        torch.manual_seed(seed)  # as the scratch arm's network of this seed (medimg.probe.features)
-        model, _ = create_backbone(arch, num_classes=0, in_chans=prober.in_chans, weights="random")
-        for rule in ((RULE, "carried") if with_pool else (None,)):
-            rows += prober.rows(model, init="random", rule=rule, kind="random", seed=seed)
-    if imagenet_weights:
-        model, _ = create_backbone(arch, num_classes=0, in_chans=prober.in_chans, weights=imagenet_weights)
-        for rule in ((RULE, "pool") if with_pool else (None,)):
-            rows += prober.rows(model, init="imagenet", rule=rule, kind="imagenet")
+    key, path = reference_cache(prober, network)
+    if path.is_file():
+        return json.loads(path.read_text())["rows"]
+    rows = make()
+    write_text(path, json.dumps(dict(key=key, rows=rows), default=float))
     return rows
 
 
@@ -236,7 +251,7 @@ class LearningCurve(pl.Callback):
         if self.references and not any(r["kind"] != "checkpoint" for r in rows):
             rows += self.references()
         world = trainer.world_size
-        rows += self.prober.rows(module.backbone, kind="checkpoint", step=step,
+        rows += self.prober.rows(module.backbone, init=checkpoint_init(module.config), kind="checkpoint", step=step,
                                  pairs=step * self.batch_size * world,
                                  train_seconds=round(module.clock["train_seconds"], 1))
         self._write(rows)
@@ -256,9 +271,11 @@ class LearningCurve(pl.Callback):
         if trainer.global_step not in done:
             self._point(trainer, module)
         if self.prober.pool_images is not None and trainer.is_global_zero:  # the last point under the alternative
+            other = "pool" if checkpoint_init(module.config) == "checkpoint-frozen" else "carried"
             rows = [r for r in read_curve_file(self.path)
-                    if not (r["kind"] == "checkpoint" and r["step"] == trainer.global_step and r.get("bn") == "carried")]
-            rows += self.prober.rows(module.backbone, rule="carried", kind="checkpoint", step=trainer.global_step,
+                    if not (r["kind"] == "checkpoint" and r["step"] == trainer.global_step and r.get("bn") == other)]
+            rows += self.prober.rows(module.backbone, init=checkpoint_init(module.config), rule=other,
+                                     kind="checkpoint", step=trainer.global_step,
                                      pairs=trainer.global_step * self.batch_size * trainer.world_size,
                                      train_seconds=round(module.clock["train_seconds"], 1))
             self._write(rows)

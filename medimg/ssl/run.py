@@ -238,12 +238,15 @@ def pretrain_ssl(config: SSLConfig, out: Path, *, trainer: TrainerSettings = Tra
         raise MedimgError(f"{config.method} loss diverged (last {module.step_losses[-3:]}); {out} was not written: "
                           f"lower --lr or raise --temperature")
     backbone, record = module.backbone, meta(module, fit.global_step)
-    if config.views != "pil":  # the batch-norm rule (medimg.probe.batchnorm): statistics of clean pool images
+    if config.views != "pil" and config.backbone_bn != "frozen":  # the batch-norm rule (medimg.probe.batchnorm):
+        # statistics of clean pool images (frozen ones are still ImageNet's clean statistics, and stay)
         from medimg.probe.batchnorm import POOL_IMAGES, clean_pool_batch, with_statistics
 
         backbone = with_statistics(backbone, clean_pool_batch(pool.images, norm, seed=config.seed))
         record["batch_norm"] = (f"statistics recomputed on {min(POOL_IMAGES, len(pool.images))} clean (un-augmented) "
                                 f"pool images after the last step")
+    elif config.backbone_bn == "frozen":
+        record["batch_norm"] = "statistics frozen as initialised (ImageNet's, of clean images) throughout"
     if storage != "float32" and curve_targets:  # does the probe read the smaller file as it reads the backbone?
         record["storage_check"] = storage_check(prober, backbone, storage)
     save_ssl_backbone(out, backbone, record, storage=storage)

@@ -95,6 +95,7 @@ def test_batch_norm_statistics_recomputed_on_clean_images_and_the_rule():
     assert read.bn1.momentum == net.bn1.momentum
     assert recompute("clean", "random") and recompute("clean", "checkpoint") and not recompute("clean", "imagenet")
     assert recompute("pool", "imagenet") and not recompute("carried", "checkpoint")
+    assert not recompute("clean", "checkpoint-frozen")  # continued from ImageNet with its statistics frozen
 
 
 def test_collapse_signals():

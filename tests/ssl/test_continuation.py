@@ -24,12 +24,17 @@ def test_the_head_warm_up_leaves_the_backbone_and_frozen_statistics_keep_imagene
     start = {k: v.clone() for k, v in imagenet.state_dict().items()}
     warm = SSLConfig(**RUN, init="imagenet", steps=3, head_warmup_steps=3, backbone_bn="frozen")
     saved = load_file(str(pretrain_ssl(warm, tmp_path / "warm.safetensors", trainer=CPU)))
-    # three steps of the head alone: every weight as ImageNet's; the stored statistics are the rule's (clean pool)
-    weights = [k for k in start if not k.endswith(("running_mean", "running_var", "num_batches_tracked"))]
+    # three steps of the head alone: every weight and statistic as ImageNet's (frozen statistics are kept: the
+    # batch-norm rule reads them as the clean images' they are)
+    weights = [k for k in start if not k.endswith("num_batches_tracked")]
     assert all(torch.equal(saved[k], start[k]) for k in weights)
-    assert not torch.equal(saved["bn1.running_mean"], start["bn1.running_mean"])
     meta = read_ssl_meta(tmp_path / "warm.safetensors")
-    assert meta["config"]["head_warmup_steps"] == 3 and "clean" in meta["batch_norm"]
+    assert meta["config"]["head_warmup_steps"] == 3 and "frozen" in meta["batch_norm"]
+    # statistics that followed the views are replaced by the clean pool's at the end
+    trained = SSLConfig(**RUN, init="imagenet", steps=2)
+    saved = load_file(str(pretrain_ssl(trained, tmp_path / "plain.safetensors", trainer=CPU)))
+    assert not torch.equal(saved["bn1.running_mean"], start["bn1.running_mean"])
+    assert "clean" in read_ssl_meta(tmp_path / "plain.safetensors")["batch_norm"]
 
     # after the warm-up the backbone trains; with frozen statistics its running statistics never follow the views
     from medimg.ssl.methods import SimCLR
