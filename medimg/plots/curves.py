@@ -56,16 +56,16 @@ def loss_curve(losses, *, title: str = "Training loss") -> Figure:
     return fig
 
 
-def pretraining_curves(pools: list[tuple[str, pd.DataFrame, float | None]]) -> Figure:
+def pretraining_curves(pools: list[tuple[str, pd.DataFrame, float | None]], *, bn: str | None = None) -> Figure:
     """Self-supervised pretraining's learning curves (:mod:`medimg.ssl.curve`), one row per checkpoint and one
     panel per target: validation accuracy of the linear probe (solid) and kNN (dashed) against optimiser steps,
     with the reference lines of random initialisation (the seeds' range shaded, their best a thin line) and
     ImageNet weights (dotted). ``pools`` holds ``(row title, curve, hours_per_step)``; with ``hours_per_step``
-    (CPU core-hours per step) a top axis gives the steps in CPU core-hours."""
-    from medimg.probe.batchnorm import RULE
-
-    # a curve with the batch-norm rule's rows (issue #30) is drawn under the rule, with each point's interval
-    pools = [(t, c[c.bn == RULE] if "bn" in c and c.bn.notna().any() else c, h) for t, c, h in pools]
+    (CPU core-hours per step) a top axis gives the steps in CPU core-hours. ``bn`` keeps the rows read under that
+    batch-norm rule (:data:`medimg.probe.batchnorm.RULE` for curves since issue #30), each point drawn with its
+    interval."""
+    if bn is not None:  # a curve read under several batch-norm rules (issue #30): the rows of one
+        pools = [(t, c[c.bn == bn] if "bn" in c else c, h) for t, c, h in pools]
     names = [list(dict.fromkeys(curve[curve.kind == "checkpoint"].target)) for _, curve, _ in pools]
     width = max([1] + [len(n) for n in names])
     fig = Figure(figsize=(3.2 * width, 3.3 * max(1, len(pools)) + 0.6), layout="constrained")

@@ -150,9 +150,10 @@ def pretrain_ssl(config: SSLConfig, out: Path, *, trainer: TrainerSettings = Tra
         if resume:
             return out
         raise MedimgError(f"{out} already exists: pass --force to replace it, or choose another file")
-    if (state / "last.ckpt").is_file() and not (resume or force):
-        raise MedimgError(f"{state} holds an unfinished run of {out.name}: pass --resume to go on from it, or --force "
-                          f"to start again")
+    for unfinished in (state / "last.ckpt", carry_path(out)):
+        if unfinished.is_file() and not (resume or force):
+            raise MedimgError(f"{unfinished} holds an unfinished run of {out.name}: pass --resume to go on from it, or "
+                              f"--force to start again")
     if force and not resume:
         shutil.rmtree(state, ignore_errors=True)
         curve_path(out).unlink(missing_ok=True)
