@@ -123,6 +123,23 @@ def test_a_checkpoint_is_read_at_the_size_it_was_pretrained_at(tmp_path, shared_
     assert "allow_size_mismatch" in allowed.to_dict() and "allow_size_mismatch" not in config.to_dict()
 
 
+def test_a_float16_backbone_is_half_the_file_and_loads_as_float32(tmp_path):
+    from medimg.models.backbones import save_ssl_backbone
+
+    torch.manual_seed(0)
+    net, _ = create_backbone("mobilenetv2_100", num_classes=0, in_chans=3, weights="random")
+    meta = dict(arch="mobilenetv2_100", in_chans=3, init="random", method="simclr", size=16)
+    save_ssl_backbone(tmp_path / "a.safetensors", net, meta)
+    save_ssl_backbone(tmp_path / "b.safetensors", net, meta, storage="float16")
+    a, b = load_file(str(tmp_path / "a.safetensors")), load_file(str(tmp_path / "b.safetensors"))
+    assert (tmp_path / "b.safetensors").stat().st_size < 0.6 * (tmp_path / "a.safetensors").stat().st_size
+    assert b["conv_stem.weight"].dtype == torch.float16 and b["bn1.num_batches_tracked"].dtype == torch.int64
+    assert torch.allclose(a["conv_stem.weight"], b["conv_stem.weight"].float(), atol=1e-3)
+    assert read_ssl_meta(tmp_path / "b.safetensors")["storage"] == "float16"
+    assert "storage" not in read_ssl_meta(tmp_path / "a.safetensors")
+
+
+@pytest.mark.long  # make test-long: the stored file is checked above; this adds the probe's comparison in a run
 def test_a_float16_checkpoint_is_half_the_file_and_probed_as_the_float32_one(tmp_path, shared_data):
     from medimg.ssl.curve import CurveTarget
 
