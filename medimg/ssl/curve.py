@@ -173,27 +173,22 @@ def reference_rows(prober: Prober, arch: str, *, seeds, imagenet_weights: str | 
     from medimg.models.backbones import create_backbone
     from medimg.probe.batchnorm import RULE
 
-    if prober.pool_images is None:  # a curve before issue #30: measured as it was, never cached
-        rows = []
-        for seed in seeds:
-            torch.manual_seed(seed)  # as the scratch arm's network of this seed (medimg.probe.features)
-            model, _ = create_backbone(arch, num_classes=0, in_chans=prober.in_chans, weights="random")
-            rows += prober.rows(model, kind="random", seed=seed)
-        if imagenet_weights:
-            model, _ = create_backbone(arch, num_classes=0, in_chans=prober.in_chans, weights=imagenet_weights)
-            rows += prober.rows(model, kind="imagenet")
-        return rows
+    # the rule and its alternative; a curve before issue #30 (no pool) is read once, as it was, and never cached
+    with_pool = prober.pool_images is not None
 
     def random_rows(seed):
         torch.manual_seed(seed)  # as the scratch arm's network of this seed (medimg.probe.features)
         model, _ = create_backbone(arch, num_classes=0, in_chans=prober.in_chans, weights="random")
-        return [r for rule in (RULE, "carried") for r in prober.rows(model, init="random", rule=rule, kind="random",
-                                                                      seed=seed)]
+        return [r for rule in ((RULE, "carried") if with_pool else (None,))
+                for r in prober.rows(model, init="random", rule=rule, kind="random", seed=seed)]
 
     def imagenet_rows():
         model, _ = create_backbone(arch, num_classes=0, in_chans=prober.in_chans, weights=imagenet_weights)
-        return [r for rule in (RULE, "pool") for r in prober.rows(model, init="imagenet", rule=rule, kind="imagenet")]
+        return [r for rule in ((RULE, "pool") if with_pool else (None,))
+                for r in prober.rows(model, init="imagenet", rule=rule, kind="imagenet")]
 
+    if not with_pool:
+        return [r for seed in seeds for r in random_rows(seed)] + (imagenet_rows() if imagenet_weights else [])
     rows = []
     for seed in seeds:
         rows += _cached(prober, dict(arch=arch, weights="random", seed=seed), lambda: random_rows(seed))

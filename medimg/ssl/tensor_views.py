@@ -59,7 +59,7 @@ class BatchViews:
             torch.equal(images[..., 0], images[..., 1]) and torch.equal(images[..., 0], images[..., 2]))
         x = (images[..., :1] if replicated else images).permute(0, 3, 1, 2).float().div_(255)  # (B, C, H, W)
         x = torch.cat([x, x])  # view 0 of every image, then view 1
-        p = self.parameters(2 * b, self.generator(step, rank), channels=channels)
+        p = self.parameters(2 * b, self.generator(step, rank))
         p = {k: v.to(x.device) for k, v in p.items()}
         x = self.geometry(x, p)
         x = self.colour(x, p) if x.shape[1] == 3 else self.intensity(x, p)
@@ -76,7 +76,7 @@ class BatchViews:
         """Whether the settings touch colour (saturation, hue or grey-scaling): a colour pool's views."""
         return bool(self.s["cj_sat"] or self.s["cj_hue"] or self.s["random_gray_scale"])
 
-    def parameters(self, n: int, g: torch.Generator, *, channels: int) -> dict:
+    def parameters(self, n: int, g: torch.Generator) -> dict:
         """Every random number of ``n`` views, drawn in a fixed order from ``g`` (one row per view)."""
         s = self.s
 

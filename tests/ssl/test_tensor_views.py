@@ -99,7 +99,7 @@ def test_brightness_and_contrast_factors_match_torchvision_where_nothing_clips()
     x[0, :4] = 140
     views = BatchViews(off(view_settings(8, colour=True, mean=[0] * 3, std=[1] * 3), cj_prob=1.0, cj_sat=0.0,
                            cj_hue=0.0), seed=0)
-    p = views.parameters(2, views.generator(0), channels=3)
+    p = views.parameters(2, views.generator(0))
     v, _ = views(x, step=0)
     raw = x.permute(0, 3, 1, 2).float() / 255
     expected = TF.adjust_contrast(TF.adjust_brightness(raw, float(p["brightness"][0])), float(p["contrast"][0]))
