@@ -57,7 +57,7 @@ def curve_path(checkpoint) -> Path:
 def read_curve(checkpoint) -> pd.DataFrame:
     """The curve beside ``checkpoint`` (empty with the columns when there is none)."""
     path = curve_path(checkpoint)
-    return pd.read_csv(path) if path.is_file() else pd.DataFrame(columns=COLUMNS)
+    return pd.read_csv(path, dtype={"correct": str}) if path.is_file() else pd.DataFrame(columns=COLUMNS)
 
 
 class Prober:
@@ -161,13 +161,15 @@ def unpack_bits(text: str, n: int) -> np.ndarray:
 REFERENCES_VERSION = 1  # raise when what a reference row holds or how it is measured changes
 
 
-def reference_rows(prober: Prober, arch: str, *, seeds, imagenet_weights: str | None, timm_kwargs: dict) -> list[dict]:
+def reference_rows(prober: Prober, arch: str, *, seeds, imagenet_weights: str | None, timm_kwargs: dict,
+                   known: list[dict] = ()) -> list[dict]:
     """The reference lines: ``arch`` at random initialisation (seed by seed) and with ImageNet weights, each under
     the batch-norm rule and the alternative that differs for it (random: as carried; ImageNet: recomputed on the
     pool). Curves with a pool read the same references whatever the method, steps or recipe, so each reference
     network's rows are kept in ``$MEDIMG_CACHE_DIR/ssl-references/`` by everything that decides them (the network
     and its seed or weights, the targets and their caps, the data settings and the pool's images), and read from
-    there."""
+    there. ``known``: reference rows a resumed curve already holds; they fill the cache where it lacks a network (a
+    fresh machine), so the next curve on the same pool does not measure them again."""
     import torch
 
     from medimg.models.backbones import create_backbone
@@ -189,11 +191,20 @@ def reference_rows(prober: Prober, arch: str, *, seeds, imagenet_weights: str | 
 
     if not with_pool:
         return [r for seed in seeds for r in random_rows(seed)] + (imagenet_rows() if imagenet_weights else [])
+    names = {t.dataset for t in prober.targets}
+    known = [r for r in known if r["kind"] != "checkpoint"]
+    if {r["target"] for r in known} != names:
+        known = []  # measured on other targets: not these references
+
+    def held(kind, seed=None):
+        return [r for r in known if r["kind"] == kind and (seed is None or r["seed"] == seed)]
+
     rows = []
     for seed in seeds:
-        rows += _cached(prober, dict(arch=arch, weights="random", seed=seed), lambda: random_rows(seed))
+        rows += _cached(prober, dict(arch=arch, weights="random", seed=seed), lambda: random_rows(seed),
+                        held("random", seed))
     if imagenet_weights:
-        rows += _cached(prober, dict(arch=arch, weights=imagenet_weights), imagenet_rows)
+        rows += _cached(prober, dict(arch=arch, weights=imagenet_weights), imagenet_rows, held("imagenet"))
     return rows
 
 
@@ -213,7 +224,7 @@ def reference_cache(prober: Prober, network: dict) -> tuple[dict, Path]:
     return key, cache_dir() / "ssl-references" / f"{identity(key, digits=16)}.json"
 
 
-def _cached(prober: Prober, network: dict, make) -> list[dict]:
+def _cached(prober: Prober, network: dict, make, held: list[dict] = ()) -> list[dict]:
     import json
 
     from medimg.atomic import write_text
@@ -221,7 +232,7 @@ def _cached(prober: Prober, network: dict, make) -> list[dict]:
     key, path = reference_cache(prober, network)
     if path.is_file():
         return json.loads(path.read_text())["rows"]
-    rows = make()
+    rows = list(held) or make()
     write_text(path, json.dumps(dict(key=key, rows=rows), default=float))
     return rows
 
@@ -253,7 +264,10 @@ class LearningCurve(pl.Callback):
         module.clock["curve_seconds"] += time.perf_counter() - start
 
     def on_train_start(self, trainer, module):
-        done = {r["step"] for r in read_curve_file(self.path) if r["kind"] == "checkpoint"}
+        rows = read_curve_file(self.path)
+        if self.references and trainer.is_global_zero and any(r["kind"] != "checkpoint" for r in rows):
+            self.references(known=rows)  # a resumed curve's references fill a fresh machine's cache
+        done = {r["step"] for r in rows if r["kind"] == "checkpoint"}
         if trainer.global_step not in done:
             self._point(trainer, module)
 
@@ -279,7 +293,7 @@ class LearningCurve(pl.Callback):
 def read_curve_file(path: Path) -> list[dict]:
     if not Path(path).is_file():
         return []
-    frame = pd.read_csv(path)
+    frame = pd.read_csv(path, dtype={"correct": str})  # hex: "12e4…" must not become a number
     return [{k: (None if isinstance(v, float) and np.isnan(v) else v) for k, v in r.items()}
             for r in frame.to_dict("records")]
 

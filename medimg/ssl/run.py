@@ -220,9 +220,9 @@ def pretrain_ssl(config: SSLConfig, out: Path, *, trainer: TrainerSettings = Tra
         prober = Prober(config, list(curve_targets), in_chans=pool.in_chans, progress=trainer.progress,
                         pool_images=None if config.views == "pil" else pool.images)  # pil: the curve before #30
         callbacks.append(LearningCurve(curve_path(out), prober, every=curve_every, batch_size=config.batch_size,
-                                       references=lambda: reference_rows(
+                                       references=lambda known=(): reference_rows(
                                            prober, config.arch, seeds=reference_seeds,
-                                           imagenet_weights=imagenet_weights, timm_kwargs={})))
+                                           imagenet_weights=imagenet_weights, timm_kwargs={}, known=known)))
     # last: a state saved at a step holds that step's curve point and snapshot
     callbacks.append(ResumableState(state, batches, every=state_every, carry=carry_path(out) if carry else None))
     fit.callbacks.extend(callbacks)

@@ -47,3 +47,39 @@ def test_the_opening_table_says_where_each_checkpoint_crosses_or_its_budget():
     table = crossing_table(pd.concat([good, crossings(flat).assign(checkpoint="VICReg")]))
     assert table.loc["t", "SimCLR"] == "random @ 1,000; ImageNet @ 1,500"
     assert table.loc["t", "VICReg"] == "random: not by 1,500; ImageNet: not by 1,500"
+
+
+def test_a_resumed_curves_references_fill_a_fresh_cache_and_are_not_measured_again(tmp_path, monkeypatch):
+    from medimg.ssl.config import SSLConfig
+    from medimg.ssl.curve import CurveTarget, Prober, read_curve_file, reference_rows
+
+    monkeypatch.setenv("MEDIMG_CACHE_DIR", str(tmp_path / "cache"))
+    prober = Prober.__new__(Prober)
+    prober.config, prober.targets, prober.in_chans = SSLConfig(datasets=["pneumoniamnist"]), \
+        [CurveTarget("breastmnist")], 3
+    prober.pool_images = np.random.default_rng(0).integers(0, 255, (4, 8, 8, 3), dtype=np.uint8)
+    measured = []
+    prober.rows = lambda model, **fields: measured.append(fields) or [dict(fields, target=prober.targets[0].dataset)]
+    rng = np.random.default_rng(1)
+    held = [row("random", rng.random(20) < 0.5, seed=s) | {"seed": float(s)} for s in (0, 1)] \
+        + [row("imagenet", rng.random(20) < 0.7)] + [row("checkpoint", rng.random(20) < 0.6, step=100)]
+    held = [r | {"target": "breastmnist"} for r in held]
+    held[0]["correct"] = "12e456"  # all digits but one "e": a number to a CSV reader that guesses
+    # as a resumed curve holds them: written to CSV and read back ("correct" stays text)
+    pd.DataFrame(held).to_csv(tmp_path / "c.csv", index=False)
+    known = read_curve_file(tmp_path / "c.csv")
+    args = dict(seeds=[0, 1], imagenet_weights="tflite", timm_kwargs={})
+
+    first = reference_rows(prober, "mobilenetv2_100", known=known, **args)
+    again = reference_rows(prober, "mobilenetv2_100", **args)  # a new curve on the same pool: from the cache
+    assert measured == []
+    assert [r["kind"] for r in first] == ["random", "random", "imagenet"]
+    assert [r["correct"] for r in again] == [r["correct"] for r in known[:3]]
+    assert len(list((tmp_path / "cache" / "ssl-references").glob("*.json"))) == 3
+
+    # rows measured on other targets are not these references: the networks are measured
+    prober.targets = [CurveTarget("pneumoniamnist")]
+    other = reference_rows(prober, "mobilenetv2_100", seeds=[0], imagenet_weights=None, timm_kwargs={},
+                           known=known)
+    assert [m["kind"] for m in measured] == ["random", "random"]  # the rule and the alternative
+    assert [r["target"] for r in other] == ["pneumoniamnist"] * 2
