@@ -304,7 +304,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--force", action="store_true", help="recompute an existing evaluation.json")
     p.set_defaults(func=_cmd_evaluate)
 
-    from medimg.compare.comparison import ALPHA, HEADLINE
+    from medimg.compare.headline import ALPHA, HEADLINE
 
     p = sub.add_parser("compare", help="compare arms on the same test images: tables, tests and figures")
     p.add_argument("run_dirs", nargs="+", help="finished run directories (several datasets and seeds welcome)")

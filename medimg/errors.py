@@ -25,3 +25,61 @@ def warn(message: str) -> None:
     import warnings
 
     warnings.warn(" ".join(message.split()), MedimgWarning, stacklevel=3)
+
+
+# --- the environment: an OSError where medimg writes, as a user's error -----------------------------------------
+
+def _reason(err: OSError, needed_bytes: int | None) -> str:
+    import errno
+    import os
+
+    if err.errno:
+        reason = err.strerror or os.strerror(err.errno)
+        reason = reason[:1].lower() + reason[1:]  # "No space left on device" inside a sentence
+    else:
+        reason = str(err) or type(err).__name__
+    if err.errno == errno.ENOSPC and needed_bytes:
+        reason = f"{reason}, {max(1, round(needed_bytes / 1e6))} MB needed"
+    return reason
+
+
+def _fix(err: OSError, variable: str | None) -> str:
+    import errno
+
+    elsewhere = f"set {variable} to another folder" if variable else "choose another folder"
+    if err.errno in (errno.ENOSPC, errno.EDQUOT):
+        return f"free space there or {elsewhere}"
+    if err.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+        return f"make it writable or {elsewhere}"
+    if err.errno in (errno.ENOTDIR, errno.EEXIST):
+        return f"{elsewhere}: a file stands where a folder must be"
+    return f"check that it is reachable (a network mount may be down) or {elsewhere}"
+
+
+def environment_error(err: OSError, where, *, what: str, variable: str | None = None,
+                      needed_bytes: int | None = None) -> MedimgError:
+    """``err`` (from writing or reading ``where``) as a user's error: what could not be done, where, the system's
+    reason (with the room needed when the disk is full) and the fix, e.g. "cannot write the image cache in
+    /data/cache (no space left on device, 120 MB needed): free space there or set MEDIMG_CACHE_DIR to another
+    folder". ``variable``: the environment variable that moves ``where``."""
+    path = getattr(err, "filename", None)
+    at = f"{path}: " if path and str(path) != str(where) else ""
+    return MedimgError(f"cannot {what} in {where} ({at}{_reason(err, needed_bytes)}): {_fix(err, variable)}")
+
+
+class environment_errors:
+    """``with environment_errors(where, what=...):`` turns an :class:`OSError` raised inside into
+    :func:`environment_error`'s :class:`MedimgError` (exit 2), leaving "internal error" for real bugs. The one place
+    that does so for the cache and run folders."""
+
+    def __init__(self, where, *, what: str, variable: str | None = None, needed_bytes: int | None = None):
+        self.where, self.what, self.variable, self.needed_bytes = where, what, variable, needed_bytes
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, kind, err, tb):
+        if isinstance(err, OSError):
+            raise environment_error(err, self.where, what=self.what, variable=self.variable,
+                                    needed_bytes=self.needed_bytes) from None
+        return False

@@ -64,11 +64,14 @@ def git_commit(repo: Path | None = None) -> dict:
 
 
 def machine() -> dict:
-    import torch
-
+    """The machine a result was made on; torch's threads and GPUs where the command uses torch (a command that reads
+    results, such as ``evaluate`` or ``compare``, does not import it for this)."""
     info = dict(python=sys.version.split()[0], platform=platform.platform(), processor=platform.machine(),
-                cpu_count=os.cpu_count(), torch_threads=torch.get_num_threads(),
-                cuda=torch.cuda.is_available())
+                cpu_count=os.cpu_count())
+    torch = sys.modules.get("torch")
+    if torch is None:
+        return info
+    info.update(torch_threads=torch.get_num_threads(), cuda=torch.cuda.is_available())
     if torch.cuda.is_available():
         info["gpus"] = [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())]
     return info

@@ -50,6 +50,27 @@ def cache_dir() -> Path:
     return Path(os.environ.get(CACHE_DIR_ENV) or _xdg_cache() / "medimg").expanduser()
 
 
+def check_cache_writable() -> Path:
+    """The cache folder (:func:`cache_dir`), made if missing and checked writable (by making and removing a
+    temporary folder in it) before anything is decoded into it: an unwritable, read-only, unreachable or misplaced
+    ``$MEDIMG_CACHE_DIR`` is a one-line error naming it and the fix (:func:`medimg.errors.environment_error`)."""
+    import tempfile
+
+    path = cache_dir()
+    with writing_cache("write the image cache"):
+        path.mkdir(parents=True, exist_ok=True)
+        os.rmdir(tempfile.mkdtemp(prefix=".medimg-write-check-", dir=path))
+    return path
+
+
+def writing_cache(what: str, needed_bytes: int | None = None):
+    """``with writing_cache("write the image cache", needed_bytes=n):``: an :class:`OSError` inside (a full disk, a
+    read-only or unreachable folder) becomes the user's error naming the cache folder and ``$MEDIMG_CACHE_DIR``."""
+    from medimg.errors import environment_errors
+
+    return environment_errors(cache_dir(), what=what, variable=CACHE_DIR_ENV, needed_bytes=needed_bytes)
+
+
 def runs_dir() -> Path:
     """Training runs: ``$MEDIMG_RUNS_DIR`` or ``./runs``."""
     return Path(os.environ.get(RUNS_DIR_ENV) or "runs").expanduser()

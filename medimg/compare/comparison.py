@@ -33,9 +33,8 @@ from medimg.evaluate.metrics import confusion, expected_calibration_error, relia
 from medimg.evaluate.stats import LEVEL, holm, mcnemar_exact, paired_test, seed_summary
 from medimg.evaluate.tables import Footnotes, interval_cell, is_undefined, markdown_table, number_cell
 
-HEADLINE = ("accuracy", "balanced_accuracy", "macro_f1", "roc_auc", "mcc", "loss", "ece")
-LOWER_IS_BETTER = {"loss", "ece", "brier"}
-ALPHA = 0.05
+from medimg.compare.headline import ALPHA, HEADLINE, LOWER_IS_BETTER  # noqa: F401 (re-exported)
+
 UNDECIDED = "undefined"  # the winner where the tested metric has no value on any shared seed
 
 if TYPE_CHECKING:  # matplotlib is imported only when figures are drawn

@@ -28,7 +28,7 @@ import numpy as np
 from PIL import Image, ImageOps
 
 from medimg.errors import MedimgError, warn
-from medimg.paths import cache_dir
+from medimg.paths import cache_dir, check_cache_writable, writing_cache
 from medimg.data import intensity as intensity_rules
 from medimg.data.intensity import HIGH_DEPTH_MODES, IntensityMapping
 from medimg.data.image_file import STORED_AS, read_image
@@ -36,7 +36,8 @@ from medimg.data.medmnist_files import read_medmnist_images
 from medimg.data.records import DatasetSource, ImageRecord
 from medimg.data.synthetic import synthetic_images
 
-CACHE_VERSION = 3  # bump when decoding changes, so old entries are not reused (2: EXIF, intensity, dhash; 3: 16-bit RGB PNG, DICOM)
+CACHE_VERSION = 4  # bump when decoding changes, so old entries are not reused (2: EXIF, intensity, dhash; 3: 16-bit RGB
+# PNG, DICOM; 4: which images carried transparency and which are blank, recorded)
 GREY_TOLERANCE = 3  # max channel difference still counted as grey (JPEG chroma noise)
 EXIF_ORIENTATION = 0x0112
 # near-duplicate hashing: imagehash's difference hash with 16 x 16 = 256 bits, of the image at 64 px
@@ -59,6 +60,8 @@ class DecodedImages:
     orientations: tuple[int, ...] = ()  # EXIF orientation tag applied to each image (1: stored upright)
     dhash: tuple[str, ...] = ()  # 256-bit difference hash (64 hex digits) of each displayed image at 64 px
     intensity: dict = field(default_factory=dict)  # the dataset's IntensityMapping, as a dict
+    transparent: tuple[bool, ...] = ()  # whether each image carried transparency (alpha below opaque), laid on black
+    blank: tuple[int, ...] = ()  # positions of images that are one flat value as decoded (nothing to learn from)
 
     @property
     def channels(self) -> int:
@@ -72,6 +75,11 @@ class DecodedImages:
     def rotated(self) -> int:
         """How many images carried an EXIF orientation other than upright (and were turned)."""
         return sum(o not in (0, 1) for o in self.orientations)
+
+    @property
+    def transparent_count(self) -> int:
+        """How many images carried transparency (an alpha channel or palette transparency below opaque somewhere)."""
+        return sum(self.transparent)
 
 
 def requested_intensity(source: DatasetSource, intensity: str = "auto") -> str:
@@ -104,6 +112,8 @@ def load_images(source: DatasetSource, size: int, *, intensity: str = "auto", us
         cached = _read_entry(entry)
         if cached.ids == tuple(r.id for r in source.records):
             return _said(_check_declared_modality(source, cached))
+    if use_cache:
+        check_cache_writable()  # before anything is decoded, as --out is checked
     decoded = _check_declared_modality(source, _decode_all(source, size, intensity, workers=workers, progress=progress))
     if not use_cache:
         return _said(decoded)
@@ -112,10 +122,23 @@ def load_images(source: DatasetSource, size: int, *, intensity: str = "auto", us
 
 
 def _said(decoded: DecodedImages) -> DecodedImages:
-    """``decoded``, its intensity mapping's warning (if any) issued: on every read, not only the first decoding."""
+    """``decoded``, its warnings issued (the intensity mapping's; blank images): on every read, not only the first
+    decoding."""
     if (decoded.intensity or {}).get("warning"):
         warn(decoded.intensity["warning"])
+    if decoded.blank:
+        names = ", ".join(decoded.ids[i] + (" (it carried transparency)" if decoded.transparent
+                                            and decoded.transparent[i] else "") for i in decoded.blank[:5])
+        warn(f"{len(decoded.blank)} image(s) are one flat value as decoded (transparency is laid on black), so they "
+             f"hold nothing to learn from and identical copies may carry different labels: {names}"
+             f"{', ...' if len(decoded.blank) > 5 else ''} (remove them, or save them without transparency)")
     return decoded
+
+
+def blank_positions(images: np.ndarray) -> tuple[int, ...]:
+    """Positions of the images of ``images`` ``(N, H, W, C)`` whose every pixel and channel holds one value."""
+    flat = images.reshape(len(images), -1)
+    return tuple(int(i) for i in np.flatnonzero(flat.min(1) == flat.max(1))) if len(flat) else ()
 
 
 def _check_declared_modality(source: DatasetSource, decoded: DecodedImages) -> DecodedImages:
@@ -144,6 +167,7 @@ def _decode_all(source: DatasetSource, size: int, intensity: str, *, workers: in
         original_sizes=((w, h),) * len(arrays), modes=(mode,) * len(arrays), size=size,
         orientations=(1,) * len(arrays), dhash=tuple(difference_hash(_as_image(a)) for a in arrays),
         intensity=IntensityMapping(requested=intensity, rule="none").to_dict(),
+        transparent=(False,) * len(arrays), blank=blank_positions(resized),
     )
 
 
@@ -206,6 +230,7 @@ def _decode_folder(source: DatasetSource, size: int, intensity: str, *, workers:
         sha256=tuple(d.sha256 for d in decoded), original_sizes=tuple(d.displayed_size for d in decoded),
         modes=tuple(d.mode for d in decoded), size=size, orientations=tuple(d.orientation for d in decoded),
         dhash=tuple(d.dhash for d in decoded), intensity=mapping.to_dict(),
+        transparent=tuple(d.transparent for d in decoded), blank=blank_positions(stack),
     )
 
 
@@ -219,6 +244,7 @@ class DecodedFile:
     mode: str  # PIL mode as stored
     orientation: int  # the EXIF orientation tag (1: upright, 6 and 8: turned by 90 degrees)
     dhash: str  # difference_hash of the displayed image
+    transparent: bool = False  # it carried transparency (laid on black)
 
 
 def _stored_extrema(record: ImageRecord, voi: bool = True) -> tuple[float, float, bool] | None:
@@ -245,6 +271,7 @@ def decode_file(record: ImageRecord, size: int, target_mode: str | None,
     orientation = int(im.getexif().get(EXIF_ORIENTATION, 1) or 1)
     im = ImageOps.exif_transpose(im)
     displayed_size = im.size
+    transparent = _is_transparent(im)
     im = _to_8bit(im, mapping or IntensityMapping(requested="per-image", rule="per-image"))
     if target_mode is None:
         target_mode = "L" if im.mode == "L" or _looks_grey(im) else "RGB"
@@ -252,7 +279,16 @@ def decode_file(record: ImageRecord, size: int, target_mode: str | None,
     dhash = difference_hash(im)
     im = im.resize((size, size), Image.Resampling.BICUBIC)
     return DecodedFile(np.asarray(im), hashlib.sha256(data).hexdigest(), displayed_size, original_mode,
-                       orientation, dhash)
+                       orientation, dhash, transparent)
+
+
+def _is_transparent(im: Image.Image) -> bool:
+    """Whether ``im`` has an alpha channel (or palette transparency) below opaque anywhere."""
+    if im.mode == "P" and "transparency" in im.info:
+        im = im.convert("RGBA")
+    if im.mode not in ("RGBA", "LA", "PA", "RGBa", "La"):
+        return False
+    return im.getchannel("A").getextrema()[0] < 255
 
 
 def _to_8bit(im: Image.Image, mapping: IntensityMapping) -> Image.Image:
@@ -282,14 +318,26 @@ def _looks_grey(im: Image.Image) -> bool:
 # --- the cache entry ---------------------------------------------------------------------------
 
 def _write_entry(entry: Path, decoded: DecodedImages) -> None:
-    entry.parent.mkdir(parents=True, exist_ok=True)
+    """``decoded`` into ``entry``, made in a temporary folder beside it and renamed into place when whole; readable
+    by others (0755 and 0644: a lab shares one ``$MEDIMG_CACHE_DIR``). A full disk or an unwritable folder is the
+    user's error naming the room needed (:func:`medimg.paths.writing_cache`); nothing half-written is left."""
+    with writing_cache("write the image cache", needed_bytes=decoded.images.nbytes + 200 * len(decoded.ids)):
+        entry.parent.mkdir(parents=True, exist_ok=True)
+        _write_entry_files(entry, decoded)
+
+
+def _write_entry_files(entry: Path, decoded: DecodedImages) -> None:
     tmp = Path(tempfile.mkdtemp(prefix=f".{entry.name}.", dir=entry.parent))
     try:
         np.save(tmp / "images.npy", decoded.images)
         meta = dict(version=CACHE_VERSION, size=decoded.size, ids=decoded.ids, labels=decoded.labels.tolist(),
                     sha256=decoded.sha256, original_sizes=decoded.original_sizes, modes=decoded.modes,
-                    orientations=decoded.orientations, dhash=decoded.dhash, intensity=decoded.intensity)
+                    orientations=decoded.orientations, dhash=decoded.dhash, intensity=decoded.intensity,
+                    transparent=decoded.transparent, blank=decoded.blank)
         (tmp / "meta.json").write_text(json.dumps(meta))
+        for name in ("images.npy", "meta.json"):
+            os.chmod(tmp / name, 0o644)
+        os.chmod(tmp, 0o755)  # mkdtemp makes 0700: another user of a shared cache could not read the entry
         try:
             os.rename(tmp, entry)
         except OSError:  # another process finished the same entry first: theirs is as good
@@ -307,5 +355,5 @@ def _read_entry(entry: Path) -> DecodedImages:
         labels=np.asarray(meta["labels"], dtype=np.int64), sha256=tuple(meta["sha256"]),
         original_sizes=tuple(tuple(s) for s in meta["original_sizes"]), modes=tuple(meta["modes"]),
         size=meta["size"], path=entry, orientations=tuple(meta["orientations"]), dhash=tuple(meta["dhash"]),
-        intensity=meta["intensity"],
+        intensity=meta["intensity"], transparent=tuple(meta.get("transparent", ())), blank=tuple(meta.get("blank", ())),
     )

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import csv
 import functools
+import io
 import os
 import unicodedata
 from pathlib import Path
@@ -19,6 +20,13 @@ from medimg.data.records import DatasetSource, ImageRecord
 from medimg.data.registry import DatasetSpec
 
 SHOWN_NAMES = 5  # how many file names a warning about skipped files lists
+# what operating systems leave beside images, skipped like hidden files and folders (names starting with "."):
+# macOS's .DS_Store and ._<name> (AppleDouble: a ._scan.png is no PNG) and the __MACOSX folder of its zip files,
+# Windows' thumbnail caches and folder settings
+CLUTTER_FILES = frozenset({"Thumbs.db", "ehthumbs.db", "desktop.ini", "Desktop.ini"})
+CLUTTER_FOLDERS = frozenset({"__MACOSX", "$RECYCLE.BIN", "System Volume Information"})
+# folder names that say a dataset ships its splits as folders
+SPLIT_NAMES = frozenset({"train", "training", "val", "valid", "validation", "dev", "test", "testing"})
 
 @functools.cache
 def image_suffixes() -> frozenset[str]:
@@ -57,11 +65,16 @@ def _walk_files(top: Path) -> tuple[list[Path], list[Path]]:
             raise MedimgError(f"{dirpath} is the folder {seen[real]} again, reached through a link (a loop, or two "
                               f"links to one folder), so its images would be read twice: remove the link")
         seen[real] = Path(dirpath)
-        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+        dirnames[:] = sorted(d for d in dirnames if not d.startswith(".") and d not in CLUTTER_FOLDERS)
+        here = Path(dirpath)
+        suffixes = image_suffixes()
         for f in sorted(filenames):
-            path = Path(dirpath) / f
+            if f.startswith(".") or f in CLUTTER_FILES:
+                continue  # hidden files, macOS's .DS_Store and ._ copies, Windows' Thumbs.db: never images of a study
+            path = here / f
             _check_utf8_name(path)
-            (images if is_image_file(path) else others).append(path)
+            # by its suffix (cheap, on the name) else by its header
+            (images if os.path.splitext(f)[1].lower() in suffixes or is_image_file(path) else others).append(path)
     return images, others
 
 
@@ -84,13 +97,15 @@ def open_image_folder(root: Path, spec: DatasetSpec) -> DatasetSource:
     """Read ``root/images/<class>/...`` (or ``root/<class>/...``) and the optional ``labels.csv``."""
     image_top = root / "images" if (root / "images").is_dir() else root
     labels_csv = root / "labels.csv"
-    class_dirs = sorted(d for d in image_top.iterdir() if d.is_dir() and not d.name.startswith("."))
+    class_dirs = sorted(d for d in image_top.iterdir()
+                        if d.is_dir() and not d.name.startswith(".") and d.name not in CLUTTER_FOLDERS)
     files, others = _walk_files(image_top)
     if image_top == root:  # the root's own files (labels.csv, notes) are not class members
         others = [f for f in others if f.parent != root]
-    loose = [f for f in files if f.parent == image_top]
-    depth = len(image_top.parts)  # a file's class folder is its path part just below image_top
-    populated = {f.parts[depth] for f in files if len(f.parts) > depth + 1}
+    # paths below image_top and root as text, once (pathlib's parsing dominates a cached describe of 100k files)
+    below_top = _relative_texts(files, image_top)
+    loose = [f for f, rel in zip(files, below_top) if "/" not in rel]
+    populated = {rel.split("/", 1)[0] for rel in below_top if "/" in rel}  # a file's class folder
     for d in class_dirs:
         if d.name not in populated:
             raise MedimgError(f"class folder {d} holds no images (no file that Pillow can open): "
@@ -104,7 +119,7 @@ def open_image_folder(root: Path, spec: DatasetSpec) -> DatasetSource:
     if labels_csv.is_file():
         records, classes = _records_from_csv(root, labels_csv, class_dirs, spec)
         listed = {r.id for r in records}  # paths relative to root, as found on disk
-        unlisted = [f for f in files if f.relative_to(root).as_posix() not in listed]
+        unlisted = [f for f, rel in zip(files, _relative_texts(files, root)) if rel not in listed]
         if unlisted:
             names = ", ".join(f.relative_to(root).as_posix() for f in unlisted[:SHOWN_NAMES])
             warn(f"{labels_csv} does not list {len(unlisted)} of the images under {image_top}, which are not used: "
@@ -113,6 +128,7 @@ def open_image_folder(root: Path, spec: DatasetSpec) -> DatasetSource:
         if loose:
             raise MedimgError(f"{loose[0]} is not inside a class folder and there is no labels.csv: "
                               f"move images into {image_top}/<class>/ or add {labels_csv} with path,label")
+        _refuse_nested_classes(image_top, below_top, labels_csv)
         names = [normalise_text(d.name) for d in class_dirs]
         check_invisible_differences(dict.fromkeys(names), f"the class folders of {image_top}")
         merged = [d.name for d, n in zip(class_dirs, names) if names.count(n) > 1]
@@ -122,12 +138,14 @@ def open_image_folder(root: Path, spec: DatasetSpec) -> DatasetSource:
         classes = spec.classes or tuple(dict.fromkeys(names))
         index = {c: i for i, c in enumerate(classes)}
         records = []
-        for f in files:
-            cls = normalise_text(f.relative_to(image_top).parts[0])
+        folder_class = {}  # a class folder's name as read, once per folder
+        for f, rel, below in zip(files, _relative_texts(files, root), below_top):
+            top = below.split("/", 1)[0]
+            cls = folder_class.get(top) or folder_class.setdefault(top, normalise_text(top))
             if cls not in index:
                 raise MedimgError(f"class folder {image_top / cls} is not one of the classes of {spec.name} "
                                   f"({', '.join(classes)}): remove it or rename it")
-            records.append(ImageRecord(id=f.relative_to(root).as_posix(), label=index[cls], path=f))
+            records.append(ImageRecord(id=rel, label=index[cls], path=f))
     if len(classes) < 2 or len({r.label for r in records}) < 2:
         raise MedimgError(f"{root} has images of only one class ({classes[records[0].label]}): "
                           f"a classifier needs at least two class folders")
@@ -135,6 +153,58 @@ def open_image_folder(root: Path, spec: DatasetSpec) -> DatasetSource:
                                        **({"labels.csv": labels_csv} if labels_csv.is_file() else {})})
     return DatasetSource(spec=spec, root=root, classes=tuple(classes), records=tuple(records), fingerprint=fingerprint,
                          not_images=tuple(f.relative_to(root).as_posix() for f in others))
+
+
+def _split_like(name: str) -> bool:
+    """Whether a folder's name says it holds a split: train, training, train_set, Val, validation, Test, testing, dev."""
+    name = name.casefold()
+    return name.startswith(("train", "val", "test")) or name in SPLIT_NAMES
+
+
+def _refuse_nested_classes(image_top: Path, below_top: list[str], labels_csv: Path) -> None:
+    """Refuse folders laid out by split (``train/benign/``, ``val/benign/``, ``test/benign/``: how many public
+    datasets ship): the folders below the top ones repeat across them, and the top ones are named as splits. Read as
+    they are, train, val and test would be the classes and the real classes would never appear. Folders that repeat
+    below top ones not named as splits (``benign/2019/``, ``malignant/2019/``) may be batches or years within
+    classes: read as they are, with a warning that says how to read them otherwise."""
+    from collections import defaultdict
+
+    subs = defaultdict(set)
+    for rel in below_top:
+        parts = rel.split("/")
+        if len(parts) >= 3:
+            subs[parts[0]].add(parts[1])
+    counts = defaultdict(int)
+    for names in subs.values():
+        for name in names:
+            counts[name] += 1
+    repeated = sorted(n for n, c in counts.items() if c > 1)
+    if not repeated:
+        return
+    tops = sorted(t for t in subs if subs[t] & set(repeated))
+    shown = ", ".join(f"{n}/" for n in repeated[:SHOWN_NAMES]) + (", ..." if len(repeated) > SHOWN_NAMES else "")
+    held = f"{', '.join(f'{t}/' for t in tops[:SHOWN_NAMES])} each hold {shown}"
+    fix = (f"move the images to {image_top}/<class>/ (e.g. {image_top / repeated[0]}/), or list them in {labels_csv} "
+           f"with path,label")
+    if any(_split_like(t) for t in tops):
+        raise MedimgError(f"{image_top} is laid out by split ({held}): its top folders would be read as the classes; "
+                          f"{fix} (medimg makes its own train/val/test split)")
+    warn(f"{image_top}: {held}; the top folders are read as the classes ({', '.join(tops[:3])}, ...): if the inner "
+         f"folders are the classes, {fix}")
+
+
+def _relative_texts(files: list[Path], top: Path) -> list[str]:
+    """Each of ``files`` (all below ``top``, as :func:`_walk_files` lists them) relative to ``top``, with ``/``: what
+    ``f.relative_to(top).as_posix()`` gives, by cutting text."""
+    prefix = str(top).rstrip(os.sep) + os.sep
+    out = []
+    for f in files:
+        text = str(f)
+        if not text.startswith(prefix):  # not reached through top's own spelling: as pathlib says
+            out.append(f.relative_to(top).as_posix())
+        else:
+            out.append(text[len(prefix):].replace(os.sep, "/") if os.sep != "/" else text[len(prefix):])
+    return out
 
 
 def normalise_text(text: str) -> str:
@@ -171,13 +241,14 @@ def check_invisible_differences(values, where: str) -> None:
 
 
 def _records_from_csv(root: Path, labels_csv: Path, class_dirs: list[Path], spec: DatasetSpec):
+    text = _csv_text(labels_csv)
+    separator = _separator(text)
     try:
-        with open(labels_csv, newline="", encoding="utf-8-sig") as fh:
-            reader = csv.reader(fh)
-            header = next(reader, [])
-            table = list(reader)
-    except (OSError, UnicodeDecodeError, csv.Error) as err:
-        raise MedimgError(f"cannot read {labels_csv} ({err}): it must be a UTF-8 CSV with columns path,label") from None
+        reader = csv.reader(io.StringIO(text, newline=""), delimiter=separator)
+        header = next(reader, [])
+        table = list(reader)
+    except csv.Error as err:
+        raise MedimgError(f"cannot read {labels_csv} ({err}): it must be a CSV with columns path,label") from None
     # header names and values as a person reads them: "path, label" has the columns path and label
     columns = [normalise_text(h).casefold() for h in header]
     numbered = [(line, {c: normalise_text(v) for c, v in zip(columns, row + [""] * len(columns))})
@@ -186,8 +257,9 @@ def _records_from_csv(root: Path, labels_csv: Path, class_dirs: list[Path], spec
     missing = {"path", "label"} - set(columns)
     if missing:
         found = ", ".join(repr(h) for h in header) or "none"
-        raise MedimgError(f"{labels_csv} lacks the column(s) {', '.join(sorted(missing))} (its header has {found}): "
-                          f"add a header row with at least path,label")
+        named = {",": "commas", ";": "semicolons", "\t": "tabs"}[separator]
+        raise MedimgError(f"{labels_csv} lacks the column(s) {', '.join(sorted(missing))} (its header, read as "
+                          f"separated by {named}, has {found}): add a header row with at least path,label")
     for line, row in numbered:
         if not row["label"]:
             raise MedimgError(f"{labels_csv} line {line} has no label for {row['path'] or 'its image'}: "
@@ -237,6 +309,47 @@ def _records_from_csv(root: Path, labels_csv: Path, class_dirs: list[Path], spec
     if not records:
         raise MedimgError(f"{labels_csv} has no rows: add one row per image (path,label)")
     return records, classes
+
+
+SEPARATORS = (",", ";", "\t")  # comma; semicolon (Excel where the decimal mark is a comma); tab
+
+
+def _csv_text(labels_csv: Path) -> str:
+    """labels.csv's text, UTF-8 (with or without Excel's byte-order mark). Another encoding is refused naming the
+    likely one and the Excel choice that fixes it."""
+    try:
+        data = labels_csv.read_bytes()
+    except OSError as err:
+        raise MedimgError(f"cannot read {labels_csv} ({err.strerror}): make it readable") from None
+    fix = "save it from Excel as 'CSV UTF-8 (Comma delimited)', or re-encode it, e.g. iconv -f {} -t UTF-8"
+    if data.startswith((b"\xff\xfe", b"\xfe\xff")):
+        raise MedimgError(f"{labels_csv} is UTF-16 (Excel's 'Unicode Text'), not UTF-8: {fix.format('UTF-16')}")
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as err:
+        line = data[:err.start].count(b"\n") + 1
+        try:
+            data.decode("cp1252")
+            likely = "Windows-1252 (Latin-1), as Excel's 'CSV (Comma delimited)' saves it"
+            encoding = "CP1252"
+        except UnicodeDecodeError:
+            likely, encoding = "an unknown encoding", "ENCODING"
+        raise MedimgError(f"{labels_csv} is not UTF-8 (line {line} has the byte {data[err.start]:#04x}; it looks "
+                          f"like {likely}): {fix.format(encoding)}") from None
+
+
+def _separator(text: str) -> str:
+    """The separator of labels.csv: the one of :data:`SEPARATORS` that splits its header into columns holding
+    ``path`` and ``label``; else the one that splits it most; a comma when none does."""
+    first = next((line for line in text.splitlines() if line.strip()), "")
+
+    def columns(sep):
+        return {normalise_text(c).casefold().strip('"') for c in first.split(sep)}
+
+    fitting = [sep for sep in SEPARATORS if {"path", "label"} <= columns(sep)]
+    if fitting:
+        return fitting[0]
+    return max(SEPARATORS, key=lambda sep: (first.count(sep), sep == ","))
 
 
 def _existing_path(root: Path, rel: str) -> Path | None:

@@ -74,29 +74,98 @@ def _hash_words(dhash) -> np.ndarray:
     return np.frombuffer(b"".join(bytes.fromhex(h) for h in dhash), dtype=np.uint64).reshape(len(dhash), -1)
 
 
-def near_duplicate_pairs(decoded: DecodedImages, max_distance: int, *, chunk_bytes: int = 1 << 26) -> np.ndarray:
+def near_duplicate_pairs(decoded: DecodedImages, max_distance: int, *, progress: bool = False) -> np.ndarray:
     """Pairs of images whose difference hashes differ in at most ``max_distance`` bits.
 
-    Returns an int array (P, 3) of ``(i, j, distance)`` with ``i < j`` positions in ``decoded``;
-    byte-identical files (equal ``sha256``) are left out: they are exact duplicates. All N^2/2
-    distances are computed in row blocks of about ``chunk_bytes``.
+    Returns an int array (P, 3) of ``(i, j, distance)`` with ``i < j`` positions in ``decoded``, sorted; byte-identical
+    files (equal ``sha256``) are left out: they are exact duplicates. Found with an index (multi-index hashing,
+    :func:`indexed_pairs`): seconds for 100k images where all N^2/2 distances would take minutes. Computed once per
+    set of hashes and threshold, and kept in ``$MEDIMG_CACHE_DIR/near-duplicates/`` when ``decoded`` is cached.
     """
     if not decoded.dhash:
         raise MedimgError(f"{decoded.path or 'these images'} were decoded without perceptual hashes: delete the "
                           f"cache entry (or the cache directory) to decode them again")
-    words = _hash_words(decoded.dhash)
+    if decoded.path is None:
+        return _without_copies(indexed_pairs(_hash_words(decoded.dhash), max_distance, progress=progress), decoded)
+    from medimg.identity import identity
+    from medimg.paths import cache_dir, writing_cache
+
+    key = identity(dict(hashes=decoded.dhash, sha256=decoded.sha256, max_distance=max_distance, version=1), digits=16)
+    path = cache_dir() / "near-duplicates" / f"{decoded.path.name}-{key}.npy"
+    if path.is_file():
+        return np.load(path)
+    pairs = _without_copies(indexed_pairs(_hash_words(decoded.dhash), max_distance, progress=progress), decoded)
+    from medimg.atomic import atomic_path
+
+    with writing_cache("write the near-duplicate pairs", needed_bytes=pairs.nbytes), atomic_path(path) as tmp, \
+            open(tmp, "wb") as fh:
+        np.save(fh, pairs)
+    return pairs
+
+
+def _without_copies(pairs: np.ndarray, decoded: DecodedImages) -> np.ndarray:
+    sha = np.asarray(decoded.sha256)
+    return pairs[sha[pairs[:, 0]] != sha[pairs[:, 1]]] if len(pairs) else pairs
+
+
+def indexed_pairs(words: np.ndarray, max_distance: int, *, progress: bool = False) -> np.ndarray:
+    """Every pair of rows of ``words`` ((N, W) uint64: N hashes of 64·W bits) within ``max_distance`` bits, as an
+    int64 array (P, 3) of ``(i, j, distance)``, ``i < j``, sorted.
+
+    Multi-index hashing (Norouzi, Punjani and Fleet, "Fast search in Hamming space with multi-index hashing", CVPR
+    2012): cut the bits into ``max_distance + 1`` disjoint ranges; two hashes within ``max_distance`` bits agree
+    exactly on at least one range (pigeonhole). So the pairs that share a range's value are the only candidates;
+    each is then checked by its full distance. Equal to :func:`brute_force_pairs` (tested, and by
+    ``benchmarks/bench_describe.py``)."""
+    n, bits = len(words), words.shape[1] * 64
+    if n < 2:
+        return np.zeros((0, 3), np.int64)
+    if (max_distance + 1) * 2.0 ** -(bits // (max_distance + 1)) > 1e-3:
+        # ranges so short that unrelated hashes share them often: the index would check most pairs anyway
+        return _sorted(brute_force_pairs(words, max_distance))
+    unpacked = np.unpackbits(words.view(np.uint8), axis=1)  # (N, bits): the bits in a fixed order
+    cuts = np.linspace(0, bits, min(max_distance + 1, bits) + 1).astype(int)
+    candidates = []
+    from tqdm.auto import tqdm
+
+    for a, b in tqdm(list(zip(cuts[:-1], cuts[1:])), desc="near-duplicate index", leave=False,
+                     disable=not progress):
+        keys = np.packbits(unpacked[:, a:b], axis=1)  # the range's bits as bytes
+        keys = np.ascontiguousarray(keys).view(np.dtype((np.void, keys.shape[1]))).ravel()
+        order = np.argsort(keys, kind="stable")
+        sorted_keys = keys[order]
+        starts = np.flatnonzero(np.r_[True, sorted_keys[1:] != sorted_keys[:-1]])
+        sizes = np.diff(np.r_[starts, n])
+        for start, size in zip(starts[sizes > 1], sizes[sizes > 1]):
+            members = np.sort(order[start:start + size])
+            i, j = np.triu_indices(size, k=1)
+            candidates.append(np.stack([members[i], members[j]], axis=1))
+    if not candidates:
+        return np.zeros((0, 3), np.int64)
+    pairs = np.unique(np.concatenate(candidates), axis=0)
+    distance = np.bitwise_count(words[pairs[:, 0]] ^ words[pairs[:, 1]]).sum(-1)
+    keep = distance <= max_distance
+    return np.concatenate([pairs[keep], distance[keep, None]], axis=1).astype(np.int64)
+
+
+def brute_force_pairs(words: np.ndarray, max_distance: int, *, chunk_bytes: int = 1 << 26) -> np.ndarray:
+    """:func:`indexed_pairs` by all N^2/2 distances, in row blocks of about ``chunk_bytes`` (the reference the index
+    is checked against)."""
     n = len(words)
     step = max(1, chunk_bytes // max(1, n * words.shape[1] * 8))
-    sha = np.asarray(decoded.sha256)
     found = []
     for start in range(0, n, step):
         block = words[start:start + step]
         distance = np.bitwise_count(block[:, None, :] ^ words[None, :, :]).sum(-1)
         i, j = np.nonzero(distance <= max_distance)
         i += start
-        keep = (j > i) & (sha[i] != sha[j])
+        keep = j > i
         found.append(np.stack([i[keep], j[keep], distance[i[keep] - start, j[keep]]], axis=1))
     return np.concatenate(found).astype(np.int64) if found else np.zeros((0, 3), np.int64)
+
+
+def _sorted(pairs: np.ndarray) -> np.ndarray:
+    return pairs[np.lexsort((pairs[:, 1], pairs[:, 0]))]
 
 
 def duplicate_groups(source: DatasetSource, decoded: DecodedImages) -> list[list[str]]:
@@ -259,11 +328,16 @@ def _same_contents(path: Path, decoded: DecodedImages) -> bool:
 
 def _write_split(path: Path, source: DatasetSource, assignment: dict, seed: int, ratios,
                  near_duplicate_distance: int | None, decoded: DecodedImages) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
     body = dict(dataset=source.name, root=str(source.root), method="stratified-group", seed=seed, ratios=list(ratios),
                 near_duplicates=near_duplicate_setting(near_duplicate_distance), contents=contents_digest(decoded),
                 ids={s: sorted(i for i, v in assignment.items() if v == s) for s in SPLITS})
-    write_text(path, json.dumps(body, indent=1))
+    from medimg.errors import environment_errors
+    from medimg.paths import CACHE_DIR_ENV, cache_dir
+
+    in_cache = path.is_relative_to(cache_dir())
+    with environment_errors(path.parent, what="write the split file",
+                            variable=CACHE_DIR_ENV if in_cache else None):
+        write_text(path, json.dumps(body, indent=1))  # 0644, whatever the umask (atomic_path)
 
 
 def _read_split(path: Path, ids: set[str], near_duplicate_distance: int | None, common: dict) -> Split:

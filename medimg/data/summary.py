@@ -35,6 +35,8 @@ def describe(data: PreparedData) -> dict:
         image_sizes={f"{w}x{h}": n for (w, h), n in sorted(Counter(decoded.original_sizes).items())},
         stored_modes=dict(sorted(Counter(decoded.modes).items())),
         exif_rotated=decoded.rotated,
+        transparency=dict(n=decoded.transparent_count, flattened="laid on black (alpha composited over black)",
+                          blank=[decoded.ids[i] for i in decoded.blank]),
         intensity=dict(decoded.intensity, text=IntensityMapping(**decoded.intensity).describe()),
         not_images=dict(n=len(source.not_images), first=list(source.not_images[:10])),
         cached_size=decoded.size, cache=str(decoded.path) if decoded.path else None,
@@ -65,6 +67,11 @@ def format_description(d: dict) -> str:
         lines.append(f"  EXIF orientation: {d['exif_rotated']} image(s) stored turned, decoded upright as a viewer "
                      f"shows them")
     lines.append(f"  intensity: {d['intensity']['text']}")
+    if d["transparency"]["n"]:
+        lines.append(f"  transparency: {d['transparency']['n']} image(s) carried it, {d['transparency']['flattened']}")
+    if d["transparency"]["blank"]:
+        lines.append(f"  blank (one flat value as decoded): {len(d['transparency']['blank'])} image(s): "
+                     f"{', '.join(d['transparency']['blank'][:10])}")
     if d["not_images"]["n"]:
         lines.append(f"  not images (not used): {d['not_images']['n']} file(s): {', '.join(d['not_images']['first'])}")
     lines.append(f"  exact duplicates: {len(d['duplicates'])} group(s), {d['duplicates_across_splits']} across splits")

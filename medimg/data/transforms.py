@@ -7,7 +7,6 @@ channel three times for a 3-channel model. Nothing converts channels silently.
 """
 from __future__ import annotations
 
-import math
 from dataclasses import asdict, dataclass
 from typing import Literal
 
@@ -15,33 +14,10 @@ import numpy as np
 import torch
 from torchvision.transforms import InterpolationMode, v2
 
+from medimg.data.augmentation import Augmentation  # noqa: F401 (re-exported)
 from medimg.errors import MedimgError
 
 GreyAs = Literal["single", "replicate"]
-
-
-@dataclass(frozen=True)
-class Augmentation:
-    """The paper's augmentations — rotation, flips, zoom, blur — with every parameter explicit."""
-
-    rotation_degrees: float = 15.0
-    horizontal_flip_p: float = 0.5
-    vertical_flip_p: float = 0.5
-    zoom: tuple[float, float] = (0.9, 1.1)  # scale factors; >1 zooms in
-    blur_p: float = 0.3
-    blur_sigma: tuple[float, float] = (0.1, 1.0)  # in pixels of the cached image
-
-    def build(self) -> v2.Compose:
-        kernel = 2 * math.ceil(3 * self.blur_sigma[1]) + 1
-        return v2.Compose([
-            v2.RandomAffine(degrees=self.rotation_degrees, scale=self.zoom, interpolation=InterpolationMode.BILINEAR),
-            v2.RandomHorizontalFlip(self.horizontal_flip_p),
-            v2.RandomVerticalFlip(self.vertical_flip_p),
-            v2.RandomApply([v2.GaussianBlur(kernel, sigma=self.blur_sigma)], p=self.blur_p),
-        ])
-
-    def to_dict(self) -> dict:
-        return asdict(self)
 
 
 @dataclass(frozen=True)

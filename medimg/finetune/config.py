@@ -14,11 +14,11 @@ from pathlib import Path
 from medimg.data.pipeline import INTENSITY_HELP, NEAR_DUPLICATE_HELP, DataConfig
 from medimg.data.registry import MEDMNIST_SIZES
 from medimg.data.splits import DEFAULT_NEAR_DUPLICATE_DISTANCE
-from medimg.data.transforms import Augmentation
+from medimg.data.augmentation import Augmentation
 from medimg.errors import MedimgError
 from medimg.finetune.arms import ARMS, METHODS, arm_kind
 from medimg.finetune.recipes import RECIPE_CHOICES, RECIPES, recipe_of
-from medimg.models.backbones import ARCHITECTURES, WEIGHT_KEYWORDS, check_architecture
+from medimg.models.architectures import ARCHITECTURES, WEIGHT_KEYWORDS, check_architecture
 from medimg.record_options import setting
 
 # What a config.json written before a field existed meant: splits grouped exact duplicates only, and

@@ -50,18 +50,23 @@ def probe_run(config: FinetuneConfig, protocol: str, run_dir: Path) -> dict:
     classes = list(data.classes)
     test_probs, val_probs = probe.predict_proba(features.x["test"]), probe.predict_proba(features.x["val"])
     rows = prediction_rows(data, test_probs)
-    record = dict(run=config.to_dict(), protocol=protocol, trainer=dict(PROBE_NUMERICS, resolved_precision="32-true"),
+    name = probe_name(config, protocol)  # the run's identity, in config.json and metrics.json alike (read_run)
+    record = dict(run=config.to_dict(), identity=name, protocol=protocol, trainer=dict(PROBE_NUMERICS, resolved_precision="32-true"),
                   data=dict(target=dict(name=data.source.name, classes=classes, channels=data.decoded.channels,
                                         modality=data.decoded.modality, fingerprint=data.source.fingerprint,
                                         fingerprint_of=FINGERPRINT_OF)),
                   features=features.key, provenance=provenance())
-    metrics = dict(dataset=data.source.name, method=config.method, arch=config.arch, seed=config.seed,
+    metrics = dict(identity=name, dataset=data.source.name, method=config.method, arch=config.arch, seed=config.seed,
                    channels=data.decoded.channels, modality=data.decoded.modality, protocol=protocol,
                    setting=probe.setting_, test=summary_metrics(features.y["test"], test_probs, classes),
                    val=summary_metrics(features.y["val"], val_probs, classes, split="validation"),
                    timing=dict(feature_seconds=features.seconds))
-    run_dir.mkdir(parents=True, exist_ok=True)
-    write_json(run_dir / "config.json", record)
-    write_csv(run_dir / "predictions.csv", rows)
-    write_json(run_dir / FINISHED_MARKER, metrics)
+    from medimg.errors import environment_errors
+    from medimg.atomic import run_lock
+
+    with run_lock(run_dir, option="run folder", command=f"a {protocol} probe of {config.dataset}"), \
+            environment_errors(run_dir, what="write the probe run"):
+        write_json(run_dir / "config.json", record)
+        write_csv(run_dir / "predictions.csv", rows)
+        write_json(run_dir / FINISHED_MARKER, metrics)
     return metrics

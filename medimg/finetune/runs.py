@@ -56,12 +56,24 @@ def prepare_run_dir(run_dir: Path, config: dict, *, resume: bool, force: bool) -
     """Make ``run_dir`` ready; return True when resuming an unfinished run.
 
     Refuses to touch an existing run unless ``force`` (start again) or, for an unfinished one
-    with the same config, ``resume``.
+    with the same config, ``resume``. The caller holds the folder's lock (:func:`medimg.atomic.run_lock`), so no
+    other process writes it meanwhile; a file system that refuses the writes is the user's error naming the folder.
     """
+    from medimg.errors import environment_errors
+
+    with environment_errors(run_dir, what="write the run"):
+        return _prepare_run_dir(run_dir, config, resume=resume, force=force)
+
+
+def _prepare_run_dir(run_dir: Path, config: dict, *, resume: bool, force: bool) -> bool:
+    from medimg.atomic import LOCK_NAME
+
     config_path = run_dir / "config.json"
-    exists = run_dir.exists() and any(run_dir.iterdir())
-    if exists and force:
-        shutil.rmtree(run_dir)
+    held = [p for p in run_dir.iterdir() if p.name != LOCK_NAME] if run_dir.exists() else []
+    exists = bool(held)
+    if exists and force:  # all but the lock this process holds (run_lock)
+        for p in held:
+            shutil.rmtree(p) if p.is_dir() and not p.is_symlink() else p.unlink()
         exists = False
     if exists and not config_path.is_file():
         raise MedimgError(f"{run_dir} exists and is not a medimg run: choose another --out, or pass --force to replace it")
@@ -126,11 +138,15 @@ def write_results(run_dir: Path, *, predictions: list[dict], history: list[dict]
     """
     import torch
 
-    write_csv(run_dir / "history.csv", history)
-    write_csv(run_dir / "predictions.csv", predictions)
-    with atomic_path(run_dir / "best.ckpt") as tmp:
-        torch.save({"state_dict": weights}, tmp)
-    write_json(run_dir / FINISHED_MARKER, metrics)
+    from medimg.errors import environment_errors
+
+    with environment_errors(run_dir, what="write the run's results",
+                            needed_bytes=sum(v.numel() * v.element_size() for v in weights.values())):
+        write_csv(run_dir / "history.csv", history)
+        write_csv(run_dir / "predictions.csv", predictions)
+        with atomic_path(run_dir / "best.ckpt") as tmp:
+            torch.save({"state_dict": weights}, tmp)
+        write_json(run_dir / FINISHED_MARKER, metrics)
 
 
 # --- reading -----------------------------------------------------------------------------------
@@ -275,6 +291,9 @@ def read_run(run_dir) -> RunResult:
                           f"'medimg finetune ... --resume' first")
     record = json.loads((path / "config.json").read_text())
     metrics = json.loads((path / FINISHED_MARKER).read_text())
+    if record.get("identity") and metrics.get("identity") and record["identity"] != metrics["identity"]:
+        raise MedimgError(f"{path / FINISHED_MARKER} belongs to run {metrics['identity']} but {path / 'config.json'} "
+                          f"to run {record['identity']} (two runs wrote this folder): run it again with --force")
     classes = tuple(record["data"]["target"]["classes"])
     predictions = read_predictions(path)
     index = {c: i for i, c in enumerate(classes)}

@@ -36,7 +36,7 @@ from medimg.finetune.loaders import training_loaders, training_plan
 from medimg.models.backbones import model_preprocess
 from medimg.models.backbones import create_backbone, fresh_head, read_ssl_meta
 from medimg.identity import provenance
-from medimg.finetune.runs import prediction_rows, prepare_run_dir, write_json, write_results
+from medimg.finetune.runs import prediction_rows, prepare_run_dir, run_name, write_json, write_results
 
 log = logging.getLogger(__name__)
 
@@ -124,9 +124,23 @@ def head_from_linear_probe(model: nn.Module, data, preprocess, config: FinetuneC
 def finetune(config: FinetuneConfig, run_dir: Path, *, settings: TrainerSettings = TrainerSettings(),
              resume: bool = False, force: bool = False, data_dir=None) -> dict:
     """Run ``config`` into ``run_dir`` (single or double fine-tuning); return metrics.json's content (None in a
-    DDP process other than the first, which trains its shard and writes nothing: :func:`medimg.atomic.is_main_process`)."""
-    quiet_lightning()
+    DDP process other than the first, which trains its shard and writes nothing: :func:`medimg.atomic.is_main_process`).
+
+    The first process holds ``run_dir``'s lock (:func:`medimg.atomic.run_lock`) from before its data is read until
+    the run is written: a second process given the same folder is refused at once, whatever its options."""
+    from contextlib import nullcontext
+
+    from medimg.atomic import run_lock
+
     run_dir = Path(run_dir)
+    with run_lock(run_dir, command=f"medimg finetune {config.method} on {config.dataset}") if is_main_process() \
+            else nullcontext():
+        return _finetune(config, run_dir, settings=settings, resume=resume, force=force, data_dir=data_dir)
+
+
+def _finetune(config: FinetuneConfig, run_dir: Path, *, settings: TrainerSettings, resume: bool, force: bool,
+              data_dir) -> dict:
+    quiet_lightning()
     target = prepare(config.data_config(), data_dir=data_dir, progress=settings.progress)
     intermediate = None
     lineage = None
@@ -144,7 +158,9 @@ def finetune(config: FinetuneConfig, run_dir: Path, *, settings: TrainerSettings
     in_chans = config.in_chans(channels)
     _check_weights_match_method(config, config.weight_file)
 
-    record = dict(run=config.to_dict(), trainer=settings.to_dict(), data=dict(
+    # the run's identity (its name in a study) in config.json and metrics.json alike: a reader refuses a folder whose
+    # results belong to another run than its config
+    record = dict(run=config.to_dict(), identity=run_name(config, settings), trainer=settings.to_dict(), data=dict(
         target=dict(target.config.to_dict(), name=target.source.name, split=target.split.to_dict(),
                     fingerprint=target.source.fingerprint, fingerprint_of=FINGERPRINT_OF, classes=list(target.classes),
                     channels=channels, modality=target.decoded.modality, intensity_mapping=target.decoded.intensity,
@@ -184,7 +200,7 @@ def finetune(config: FinetuneConfig, run_dir: Path, *, settings: TrainerSettings
     stages["target"] = final
     if not main:
         return None
-    metrics = _write_results(run_dir, config, target, stages, source)
+    metrics = _write_results(run_dir, config, target, stages, source, identity=record["identity"])
     # finished: the training checkpoints (with optimiser state, for --resume) give way to best.ckpt's weights
     for folder in (run_dir / "checkpoints", run_dir / "stage1" / "checkpoints"):
         shutil.rmtree(folder, ignore_errors=True)
@@ -264,12 +280,12 @@ def _reload_stage(done: Path, model: nn.Module) -> dict:
     return dict(rec, model=model)
 
 
-def _write_results(run_dir: Path, config: FinetuneConfig, target, stages: dict, source) -> dict:
+def _write_results(run_dir: Path, config: FinetuneConfig, target, stages: dict, source, *, identity: str) -> dict:
     final = stages["target"]
     rows = prediction_rows(target, final["test_probs"])
     history = [row for s in stages.values() for row in s["history"]]
     metrics = dict(
-        dataset=target.source.name, method=config.method, arch=config.arch, seed=config.seed,
+        identity=identity, dataset=target.source.name, method=config.method, arch=config.arch, seed=config.seed,
         channels=target.decoded.channels, modality=target.decoded.modality,  # as decoded: (N, H, W, channels)
         weight_source=source.to_dict(), test=final["test"], val=final["val"], best_epoch=final["best_epoch"],
         epochs_run=final["epochs_run"], balance=final["balance"], linear_probe=final.get("linear_probe"),

@@ -8,8 +8,6 @@ from __future__ import annotations
 import os
 from dataclasses import asdict, dataclass
 
-import torch
-
 from medimg.record_options import setting
 
 
@@ -33,11 +31,15 @@ class TrainerSettings:
         if self.precision != "auto":
             return self.precision
         if self._on_gpu():
+            import torch
+
             return "bf16-mixed" if torch.cuda.is_bf16_supported() else "16-mixed"
         # on a CPU, never: some report avx512_bf16 yet ran bf16 slower, with other results (issue #12)
         return "32-true"
 
     def _on_gpu(self) -> bool:
+        import torch
+
         return self.accelerator in ("gpu", "cuda") or (self.accelerator == "auto" and torch.cuda.is_available())
 
     def build(self, *, max_epochs: int, callbacks=(), logger=False, default_root_dir=None, **kwargs):

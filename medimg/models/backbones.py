@@ -33,11 +33,10 @@ from torch import nn
 from medimg.atomic import atomic_path
 from medimg.data.fingerprint import file_sha256
 from medimg.errors import MedimgError
+from medimg.models.architectures import ARCHITECTURES, WEIGHT_KEYWORDS, check_architecture  # noqa: F401 (re-exported)
 from medimg.models.checkpoint_meta import SSL_FORMAT, _safetensors_metadata, read_ssl_meta  # noqa: F401 (re-exported)
-from medimg.paths import cache_dir, data_dir, offline
+from medimg.paths import cache_dir, data_dir, offline, writing_cache
 
-ARCHITECTURES = ("legacy_xception", "resnet50", "resnet18", "mobilenetv2_100", "tf_efficientnet_lite0")
-WEIGHT_KEYWORDS = ("auto", "timm", "tflite", "efficientnet-lite0", "random")  # weight sources that are not a file
 OFFLINE_IMAGENET = {"mobilenetv2_100": "tflite", "tf_efficientnet_lite0": "efficientnet-lite0"}
 TFLITE_FILE = Path("imagenet_mobilenet_tflite") / "mobilenet_v2_1.0_224_quant.tflite"
 
@@ -54,11 +53,6 @@ class WeightSource:
 
     def to_dict(self) -> dict:
         return asdict(self)
-
-
-def check_architecture(arch: str) -> None:
-    if arch not in ARCHITECTURES:
-        raise MedimgError(f"unknown architecture {arch!r}: choose one of {', '.join(ARCHITECTURES)}")
 
 
 def create_backbone(arch: str, *, num_classes: int, in_chans: int, weights: str | os.PathLike,
@@ -157,7 +151,8 @@ def _from_tflite(opts):
     digest = file_sha256(source)
     converted = cache_dir() / "weights" / f"mobilenetv2_100-tflite-{digest[:16]}.safetensors"
     if not converted.is_file():
-        import_mobilenet_v2_tflite(source, converted)
+        with writing_cache("write the converted weights"):
+            import_mobilenet_v2_tflite(source, converted)
     model = create_tflite_mobilenet(converted, **opts)
     return model, WeightSource("tflite-import", str(source), digest)
 
@@ -169,7 +164,8 @@ def _from_efficientnet_lite0(opts):
     digest = file_sha256(source)
     converted = cache_dir() / "weights" / f"tf_efficientnet_lite0-{digest[:16]}.safetensors"
     if not converted.is_file():
-        convert(source, converted)
+        with writing_cache("write the converted weights"):
+            convert(source, converted)
     return create_efficientnet_lite0(converted, **opts), WeightSource("efficientnet-lite0-package", str(source), digest)
 
 

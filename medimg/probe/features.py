@@ -92,10 +92,12 @@ def extract_features(config: FinetuneConfig, *, data=None, batch_size: int = 256
     x, y = _forward(config, data, batch_size)
     seconds = time.perf_counter() - start
     if use_cache:
-        entry.parent.mkdir(parents=True, exist_ok=True)
-        with atomic_path(entry) as tmp, open(tmp, "wb") as fh:
-            np.savez(fh, **{f"x_{s}": x[s] for s in SPLITS}, **{f"y_{s}": y[s] for s in SPLITS})
-        write_text(entry.with_suffix(".json"), json.dumps(dict(key, seconds=seconds), indent=1, sort_keys=True))
+        from medimg.paths import writing_cache
+
+        with writing_cache("write the feature cache", needed_bytes=sum(a.nbytes for a in x.values())):
+            with atomic_path(entry) as tmp, open(tmp, "wb") as fh:
+                np.savez(fh, **{f"x_{s}": x[s] for s in SPLITS}, **{f"y_{s}": y[s] for s in SPLITS})
+            write_text(entry.with_suffix(".json"), json.dumps(dict(key, seconds=seconds), indent=1, sort_keys=True))
     return FrozenFeatures(x=x, y=y, classes=tuple(data.classes), key=key, seconds=seconds)
 
 

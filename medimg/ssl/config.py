@@ -12,7 +12,7 @@ from medimg.data.pipeline import INTENSITY_HELP, NEAR_DUPLICATE_HELP
 from medimg.data.registry import MEDMNIST_SIZES
 from medimg.data.splits import DEFAULT_NEAR_DUPLICATE_DISTANCE
 from medimg.errors import MedimgError
-from medimg.models.backbones import ARCHITECTURES, check_architecture
+from medimg.models.architectures import ARCHITECTURES, check_architecture
 from medimg.record_options import setting
 
 INITS = {"random": "random", "imagenet": "auto"}  # --init -> create_backbone's weights

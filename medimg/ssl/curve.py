@@ -233,7 +233,10 @@ def _cached(prober: Prober, network: dict, make, held: list[dict] = ()) -> list[
     if path.is_file():
         return json.loads(path.read_text())["rows"]
     rows = list(held) or make()
-    write_text(path, json.dumps(dict(key=key, rows=rows), default=float))
+    from medimg.paths import writing_cache
+
+    with writing_cache("write the reference cache"):
+        write_text(path, json.dumps(dict(key=key, rows=rows), default=float))
     return rows
 
 

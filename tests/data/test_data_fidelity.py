@@ -159,7 +159,7 @@ def test_labels_that_differ_invisibly_are_refused(tmp_path):
 
 def test_missing_column_lists_the_columns_found(tmp_path):
     root = _csv_folder(tmp_path / "m", "path,diagnosis", ["a", "b"])
-    with pytest.raises(MedimgError, match=r"lacks the column\(s\) label \(its header has 'path', 'diagnosis'\)"):
+    with pytest.raises(MedimgError, match=r"lacks the column\(s\) label \(its header, read as separated by commas, has 'path', 'diagnosis'\)"):
         open_dataset(root)
 
 
