@@ -26,10 +26,16 @@ def file_sha256(path: Path) -> str:
     return h.hexdigest()
 
 
-def content_fingerprint(files: dict[str, Path]) -> str:
+PROGRESS_FROM = 5000  # files: a fingerprint of more shows a progress bar on a terminal (100k files: seconds)
+
+
+def content_fingerprint(files: dict[str, Path], *, desc: str = "fingerprint") -> str:
     """SHA-256 over each file's name (as the dataset knows it, relative to its root) and the SHA-256 of its
-    bytes, in name order: it changes when a file is added, removed, renamed or changed, and with nothing else."""
+    bytes, in name order: it changes when a file is added, removed, renamed or changed, and with nothing else.
+    From :data:`PROGRESS_FROM` files on, a progress bar on stderr when it is a terminal."""
+    from tqdm import tqdm
+
     h = hashlib.sha256()
-    for name in sorted(files):
+    for name in tqdm(sorted(files), desc=desc, leave=False, disable=None if len(files) >= PROGRESS_FROM else True):
         h.update(f"{name}\0{file_sha256(files[name])}\n".encode())
     return h.hexdigest()

@@ -150,7 +150,8 @@ def open_image_folder(root: Path, spec: DatasetSpec) -> DatasetSource:
         raise MedimgError(f"{root} has images of only one class ({classes[records[0].label]}): "
                           f"a classifier needs at least two class folders")
     fingerprint = content_fingerprint({**{r.id: r.path for r in records},
-                                       **({"labels.csv": labels_csv} if labels_csv.is_file() else {})})
+                                       **({"labels.csv": labels_csv} if labels_csv.is_file() else {})},
+                                      desc=f"fingerprint {root.name}")
     return DatasetSource(spec=spec, root=root, classes=tuple(classes), records=tuple(records), fingerprint=fingerprint,
                          not_images=tuple(f.relative_to(root).as_posix() for f in others))
 
