@@ -390,12 +390,14 @@ def by_local_jobs(tmp_path_factory):
                            "--no-benchmark")
 
 
-TIMES = re.compile(r"\d+(\.\d+)?\s*(s|seconds?|min|minutes?|hours?|ms|it/s|img/s)\b|\d\d:\d\d(:\d\d)?")
+TIMES = re.compile(r"\d+(\.\d+)?\s*(s|seconds?|min|minutes?|hours?|ms|it/s|img/s|(CPU |GPU )?core-hours|GPU-hours)\b"
+                   r"|\d\d:\d\d(:\d\d)?")
 
 
 def text_outputs(run, path: str) -> list[list[str]]:
     """The text each code cell of a chapter printed or displayed, with the study root's path and times blanked (an
-    output naming seconds, such as a table with a seconds column, has every decimal blanked)."""
+    output naming seconds, such as a table with a seconds column, has every decimal blanked and its spacing
+    collapsed)."""
     book = nbformat.read(run.root / path, as_version=4)
     cells = []
     for cell in book.cells:
@@ -410,7 +412,9 @@ def text_outputs(run, path: str) -> list[list[str]]:
             else:
                 texts += [str(v) for k, v in output.get("data", {}).items() if k.startswith("text/")]
         texts = [anonymous(t, run) for t in texts]
-        cells.append([re.sub(r"\d+\.\d+", "N", t) if "seconds" in t else TIMES.sub("T", t) for t in texts])
+        # with seconds blanked, the spaces that align a table's columns go too (9.3 s and 23.8 s pad differently)
+        cells.append([" ".join(re.sub(r"\d+\.\d+", "N", t).split()) if "seconds" in t else TIMES.sub("T", t)
+                      for t in texts])
     return cells
 
 
