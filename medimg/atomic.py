@@ -63,6 +63,7 @@ def is_main_process() -> bool:
 # --- one writer per run folder --------------------------------------------------------------------------------------
 
 LOCK_NAME = ".medimg-lock"
+_HELD: set[str] = set()  # folders this process holds the lock of (a second run_lock on one is a no-op)
 
 
 def holder(folder: Path) -> dict:
@@ -87,6 +88,10 @@ def run_lock(folder, *, option: str = "--out", command: str | None = None):
     import fcntl
 
     folder = Path(folder)
+    key = os.path.realpath(folder)
+    if key in _HELD:  # this process holds it already (the command line takes it before loading torch)
+        yield folder
+        return
     made = not folder.exists()
     path = folder / LOCK_NAME
     with environment_errors(folder, what="lock the run folder"):
@@ -112,9 +117,11 @@ def run_lock(folder, *, option: str = "--out", command: str | None = None):
         os.ftruncate(fd, 0)
         os.write(fd, json.dumps(dict(pid=os.getpid(), host=socket.gethostname(), started=time.time(),
                                      command=command)).encode())
+    _HELD.add(key)
     try:
         yield folder
     finally:
+        _HELD.discard(key)
         try:
             os.unlink(path)
             if made and not any(folder.iterdir()):

@@ -50,12 +50,20 @@ def _trainer_settings(args):
 
 
 def _cmd_finetune(args) -> int:
+    from contextlib import nullcontext
+
+    from medimg.atomic import is_main_process, run_lock
     from medimg.finetune.config import FinetuneConfig
     from medimg.record_options import from_args
-    from medimg.finetune.train import finetune
 
     config = from_args(FinetuneConfig, args)
-    metrics = finetune(config, Path(args.out), settings=_trainer_settings(args), resume=args.resume, force=args.force)
+    # the folder's lock before torch and Lightning load: a second process given the same --out is refused at once
+    with run_lock(Path(args.out), command=f"medimg finetune {config.method} on {config.dataset}") \
+            if is_main_process() else nullcontext():
+        from medimg.finetune.train import finetune
+
+        metrics = finetune(config, Path(args.out), settings=_trainer_settings(args), resume=args.resume,
+                           force=args.force)
     if metrics is None:  # a DDP process other than the first: it trained its shard; the first reports
         return 0
     test = metrics["test"]

@@ -52,7 +52,7 @@ def _fix(err: OSError, variable: str | None) -> str:
     if err.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
         return f"make it writable or {elsewhere}"
     if err.errno in (errno.ENOTDIR, errno.EEXIST):
-        return f"{elsewhere}: a file stands where a folder must be"
+        return f"move the file or {elsewhere}"
     return f"check that it is reachable (a network mount may be down) or {elsewhere}"
 
 
@@ -62,9 +62,18 @@ def environment_error(err: OSError, where, *, what: str, variable: str | None = 
     reason (with the room needed when the disk is full) and the fix, e.g. "cannot write the image cache in
     /data/cache (no space left on device, 120 MB needed): free space there or set MEDIMG_CACHE_DIR to another
     folder". ``variable``: the environment variable that moves ``where``."""
+    import errno
+
     path = getattr(err, "filename", None)
     at = f"{path}: " if path and str(path) != str(where) else ""
-    return MedimgError(f"cannot {what} in {where} ({at}{_reason(err, needed_bytes)}): {_fix(err, variable)}")
+    reason = _reason(err, needed_bytes)
+    if err.errno in (errno.ENOTDIR, errno.EEXIST):  # name the file that stands where a folder must be
+        from pathlib import Path
+
+        blocking = next((p for p in (Path(path or where), *Path(path or where).parents) if p.is_file()), None)
+        if blocking is not None:
+            at, reason = "", f"{blocking} is a file, not a folder"
+    return MedimgError(f"cannot {what} in {where} ({at}{reason}): {_fix(err, variable)}")
 
 
 class environment_errors:

@@ -292,7 +292,8 @@ def _records_from_csv(root: Path, labels_csv: Path, class_dirs: list[Path], spec
         where = f"{labels_csv} line {line}"
         if path is None:
             slash = "; write paths with / rather than \\" if "\\" in rel else ""
-            raise MedimgError(f"{where} names {rel}, which does not exist: fix the row or add the file{slash}")
+            raise MedimgError(f"{where} names {rel}, which does not exist (paths are relative to {root}, the folder "
+                              f"that holds labels.csv: looked for {root / rel}): fix the row or add the file{slash}")
         if row["label"] not in index:
             raise MedimgError(f"{where} has the unknown class {row['label']!r} (classes: {', '.join(classes)}): "
                               f"fix the label or add a class folder")
@@ -323,7 +324,7 @@ def _csv_text(labels_csv: Path) -> str:
     except OSError as err:
         raise MedimgError(f"cannot read {labels_csv} ({err.strerror}): make it readable") from None
     fix = "save it from Excel as 'CSV UTF-8 (Comma delimited)', or re-encode it, e.g. iconv -f {} -t UTF-8"
-    if data.startswith((b"\xff\xfe", b"\xfe\xff")):
+    if data.startswith((b"\xff\xfe", b"\xfe\xff")) or data[:200].count(b"\0") > len(data[:200]) // 4:
         raise MedimgError(f"{labels_csv} is UTF-16 (Excel's 'Unicode Text'), not UTF-8: {fix.format('UTF-16')}")
     try:
         return data.decode("utf-8-sig")

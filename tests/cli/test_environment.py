@@ -93,8 +93,8 @@ def test_a_cache_below_a_file_is_the_users_error_not_a_bug(scans, tmp_path):
     below = tmp_path / "a-file" / "cache"
     below.parent.write_text("not a folder")
     done = run_cli("describe", str(scans), env={"MEDIMG_CACHE_DIR": str(below)})
-    assert_one_line_error(done, f"cannot write the image cache in {below}", "set MEDIMG_CACHE_DIR",
-                          "a file stands where a folder must be")
+    assert_one_line_error(done, f"cannot write the image cache in {below} ({below.parent} is a file, not a folder)",
+                          "move the file or set MEDIMG_CACHE_DIR to another folder")
 
 
 @pytest.mark.parametrize("code, fix", [(errno.EROFS, "make it writable"), (errno.EACCES, "make it writable"),

@@ -97,7 +97,8 @@ def test_labels_csv_separated_by_commas_semicolons_or_tabs_reads_the_same(tmp_pa
 
 
 @pytest.mark.parametrize("encoding, said", [("cp1252", "Windows-1252 (Latin-1), as Excel's 'CSV (Comma delimited)'"),
-                                            ("utf-16", "UTF-16 (Excel's 'Unicode Text')")])
+                                            ("utf-16", "UTF-16 (Excel's 'Unicode Text')"),
+                                            ("utf-16-le", "UTF-16 (Excel's 'Unicode Text')")])  # no byte-order mark
 def test_labels_csv_in_another_encoding_names_it_and_the_excel_choice(tmp_path, encoding, said):
     rows = _write_classes(tmp_path)
     (tmp_path / "labels.csv").write_bytes(("path;label\n" + "".join(f"{p};{c}\n" for p, c in rows)).encode(encoding))
