@@ -250,10 +250,16 @@ def pretrain_ssl(config: SSLConfig, out: Path, *, trainer: TrainerSettings = Tra
         record["batch_norm"] = "statistics frozen as initialised (ImageNet's, of clean images) throughout"
     if storage != "float32" and curve_targets:  # does the probe read the smaller file as it reads the backbone?
         record["storage_check"] = storage_check(prober, backbone, storage)
+        if record["storage_check"]["max_difference"] > STORAGE_TOLERANCE:
+            storage = "float32"  # the smaller file would change a probe's verdict: the whole one is kept
+        record["storage_check"]["kept"] = storage
     save_ssl_backbone(out, backbone, record, storage=storage)
     shutil.rmtree(state, ignore_errors=True)
     carry_path(out).unlink(missing_ok=True)
     return out
+
+
+STORAGE_TOLERANCE = 0.002  # the largest probe difference (accuracy, any target and protocol) a smaller file may make
 
 
 def storage_check(prober: Prober, backbone, storage: str) -> dict:

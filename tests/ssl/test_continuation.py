@@ -142,17 +142,22 @@ def test_a_float16_backbone_is_half_the_file_and_loads_as_float32(tmp_path):
 @pytest.mark.long  # make test-long: the stored file is checked above; this adds the probe's comparison in a run
 def test_a_float16_checkpoint_is_half_the_file_and_probed_as_the_float32_one(tmp_path, shared_data):
     from medimg.ssl.curve import CurveTarget
+    from medimg.ssl.run import STORAGE_TOLERANCE
 
     config = SSLConfig(**RUN, steps=2)
     full = pretrain_ssl(config, tmp_path / "a.safetensors", trainer=CPU)
     half = pretrain_ssl(config, tmp_path / "b.safetensors", trainer=CPU, storage="float16",
                         curve_targets=(CurveTarget("synthetic_grey"),), curve_every=100)
-    assert half.stat().st_size < 0.6 * full.stat().st_size
-    a, b = load_file(str(full)), load_file(str(half))
-    assert b["conv_stem.weight"].dtype == torch.float16 and b["bn1.num_batches_tracked"].dtype == torch.int64
-    assert torch.allclose(a["conv_stem.weight"], b["conv_stem.weight"].float(), atol=1e-3)
     meta = read_ssl_meta(half)
-    assert meta["storage"] == "float16" and meta["storage_check"]["max_difference"] <= 0.05
-    assert {p["protocol"] for p in meta["storage_check"]["pairs"]} == {"linear", "knn"}
+    check = meta["storage_check"]
+    assert {p["protocol"] for p in check["pairs"]} == {"linear", "knn"}
+    # float16 only where no probe moves by more than the tolerance; else the whole file is kept
+    assert check["kept"] == ("float16" if check["max_difference"] <= STORAGE_TOLERANCE else "float32")
+    assert meta.get("storage", "float32") == check["kept"]
+    a, b = load_file(str(full)), load_file(str(half))
+    if check["kept"] == "float16":
+        assert half.stat().st_size < 0.6 * full.stat().st_size
+        assert b["conv_stem.weight"].dtype == torch.float16 and b["bn1.num_batches_tracked"].dtype == torch.int64
+    assert torch.allclose(a["conv_stem.weight"], b["conv_stem.weight"].float(), atol=1e-3)
     model, _ = create_backbone("mobilenetv2_100", num_classes=2, in_chans=3, weights=half)
     assert model.conv_stem.weight.dtype == torch.float32
