@@ -38,7 +38,8 @@ test:
 	  "$$venv/bin/python" -m pytest tests notebooks -m "not long" --durations=15 --nbval-lax --nbval-current-env \
 	  --nbval-sanitize-with tests/nbval_sanitize.cfg
 
-# the checks marked long (pyproject.toml): real BreastMNIST runs of every arm, DDP kill-and-resume (a few minutes)
+# the checks marked long (pyproject.toml): real BreastMNIST runs of every arm, DDP kill-and-resume, the smoke study
+# through submitit-local against --jobs 1 (several minutes)
 test-long:
 	@venv=$$(scripts/venv.sh) && HF_HUB_OFFLINE=1 MEDIMG_OFFLINE=1 "$$venv/bin/python" -m pytest tests -m long --durations=10
 

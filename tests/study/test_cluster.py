@@ -484,6 +484,7 @@ def result_files(run) -> dict[str, object]:
 
 
 @pytest.mark.slow
+@pytest.mark.long  # make test-long: a second smoke study (about 200 s on two cores) beside the session's
 def test_the_smoke_study_through_local_jobs_makes_the_same_chapters_and_results_as_jobs_1(smoke_by_jobs_1,
                                                                                           by_local_jobs):
     root1, root2, done = smoke_by_jobs_1.root, by_local_jobs.root, by_local_jobs.done
