@@ -24,6 +24,14 @@ class StudyReport:
     failed: dict[str, str] = field(default_factory=dict)  # path -> "cell N: error"
     seconds: dict[str, float] = field(default_factory=dict)
     wall_seconds: float = 0.0  # executing the chapters, from the first to the last
+    running: dict[str, str] = field(default_factory=dict)  # path -> job id still queued or running (SLURM, no --wait)
+    log_folder: Path | None = None  # where the jobs' logs are (the submitit executors)
+
+    def add(self, part: "StudyReport") -> None:
+        """One chapter's report (what its job returned) joined to this one."""
+        for name in ("executed", "reused", "stale"):
+            getattr(self, name).extend(getattr(part, name))
+        self.seconds.update(part.seconds)
 
 
 def chapter_line(path: str, report: StudyReport) -> str:
@@ -35,6 +43,47 @@ def chapter_line(path: str, report: StudyReport) -> str:
         return f"reused   {path}"
     why = " (its parameters changed)" if path in report.stale else ""
     return f"executed {path} in {report.seconds.get(path, 0.0):.0f} s{why}"
+
+
+class ChapterFailed(Exception):
+    """Raised by a job whose chapter failed: its message is the one line :class:`StudyReport` holds for it."""
+
+
+def run_chapter(root: str, chapter: Chapter, results_dir: str, force: bool = False,
+                record: bool = True) -> StudyReport:
+    """What one job runs, whichever executor started it (a thread of ``medimg study``, a submitit job): ``chapter``,
+    as planned when it was submitted, executed by :func:`execute` in the study root ``root`` (reused when it is
+    already current, unless ``force``); with ``record``, its seconds join RESULTS/study_time.json (``results_dir``,
+    relative to ``root``: :func:`~medimg.study.study_time.record_chapter`). The job imports no network code of its
+    own (the chapter's kernel does): it is handed the chapter, not the plan. Inside a SLURM job, the kernel's threads
+    are the job's CPUs unless ``OMP_NUM_THREADS`` is set. Returns the chapter's :class:`StudyReport`. Raises
+    :class:`ChapterFailed` (its failing cell and error) when the chapter failed, so that the chapters after it are
+    not started (SLURM: cancelled)."""
+    import contextlib
+
+    from medimg.study.study_time import record_chapter
+
+    folder = Path(root)
+    path = chapter.path
+    with contextlib.chdir(folder):  # the kernel starts here (the local executor is there already, for all threads)
+        if os.environ.get("SLURM_CPUS_PER_TASK"):
+            for name, value in thread_settings(int(os.environ["SLURM_CPUS_PER_TASK"])).items():
+                os.environ.setdefault(name, value)
+        report = StudyReport()
+        execute(chapter, folder, force=force, report=report)
+    if path in report.failed:
+        raise ChapterFailed(" ".join(report.failed[path].split()))
+    if record and path not in report.reused:
+        record_chapter(folder / results_dir, path, report.seconds[path])
+    return report
+
+
+THREAD_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")  # PyTorch's and the BLAS'
+
+
+def thread_settings(threads: int) -> dict[str, str]:
+    """The environment that gives a chapter's kernel ``threads`` threads (at least one)."""
+    return {name: str(max(1, threads)) for name in THREAD_VARIABLES}
 
 
 def execute(chapter: Chapter, root: Path, *, force: bool, report: StudyReport) -> None:

@@ -6,23 +6,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from medimg.study.templates import ARM_PARAMETERS, TEMPLATES  # noqa: F401 (ARM_PARAMETERS: the templates' own)
 
-# the settings of one arm a fine-tuning chapter may change from its profile (an ablation's variant): what
-# medimg.study.plan passes, what the finetune template takes and hands to profile_arm
-ARM_PARAMETERS = ("seeds", "size", "epochs", "arch", "tl_weights", "augment", "balance", "intermediate",
-                  "intermediate_epochs", "intermediate_max_train_images")
-# every template's parameters, in its parameters cell's order; each template also takes chapter_title and
-# chapter_path (where the study driver writes it), which are not the chapter's settings
-TEMPLATE_PARAMETERS = {
-    "dataset_card": ("profile", "dataset", "size"),
-    "ssl_budget": ("profile",),
-    "ssl_pretraining": ("profile", "dataset", "method", "arch"),
-    "finetune": ("profile", "dataset", "method", *ARM_PARAMETERS),
-    "comparison": ("profile", "datasets", "methods", "ablation", "seeds", "size", "epochs"),
-    "summary": ("profile",),
-    "reproducibility": ("profile",),
-    "workshop": ("profile", "dataset", "seeds", "size", "epochs"),
-}
+# every template's parameters, in its parameters cell's order (its row of the templates table); each template also
+# takes chapter_title and chapter_path (where the study driver writes it), which are not the chapter's settings
+TEMPLATE_PARAMETERS = {name: row.parameters for name, row in TEMPLATES.items()}
 CHAPTER_PARAMETERS = ("chapter_title", "chapter_path")
 
 
@@ -46,7 +34,7 @@ def checked_parameter(template: str, name: str, value):
     from medimg.record_options import coerce
     from medimg.study.arm import parse_seeds
 
-    record = DataConfig if template == "dataset_card" else FinetuneConfig
+    record = dict(data=DataConfig, finetune=FinetuneConfig)[TEMPLATES[template].record]
     if value is None:
         return None
     if name == "seeds":

@@ -13,12 +13,8 @@ from medimg.finetune.arms import arm_kind
 from medimg.study.arm import Arm, profile_arm
 from medimg.study.chapter import Chapter
 from medimg.study.chapter_arms import ABLATION_BY, ablation_arms, double_groups, main_arms
-from medimg.study.parameters import ARM_PARAMETERS
-from medimg.study.profiles import available, ssl_pool, targets
-
-
-TEMPLATES = ("dataset_card", "ssl_budget", "ssl_pretraining", "finetune", "comparison", "summary", "reproducibility",
-             "workshop")
+from medimg.study.profiles import available, targets
+from medimg.study.templates import ARM_PARAMETERS, TEMPLATES, pool_key
 
 
 def _dicts(arms: list[Arm]) -> list[dict]:
@@ -36,7 +32,7 @@ def _variant(p: dict, arm: Arm) -> dict:
     if unknown:  # a template could not be given them: the chapter would run another arm than planned
         raise MedimgError(f"the {arm.dataset} {arm.method} arm of profile {p['name']} differs from the plain arm in "
                          f"{', '.join(unknown)}, which the finetune template takes no parameter for: add it to "
-                         f"medimg.study.parameters.ARM_PARAMETERS and the template")
+                         f"medimg.study.templates.ARM_PARAMETERS and the template")
     return variant
 
 
@@ -84,7 +80,7 @@ def _pretraining(p: dict, book: str, arms: list[Arm]) -> list[Chapter]:
     pretraining, seen_pools = [], set()
     for arm in arms:
         if arm.uses_ssl and not arm.ssl_checkpoint:  # the stage's checkpoints are the budget chapter's
-            key = _pool_key(arm)
+            key = pool_key(arm)
             if key not in seen_pools:
                 seen_pools.add(key)
                 # another network than the profile's SimCLR one (the architecture ablation) is named in the path
@@ -125,13 +121,6 @@ def _budget(p: dict, book: str) -> list[Chapter]:
     return [Chapter(f"{book}/ssl/budget.ipynb", "ssl_budget", "How much pretraining does self-supervision need?",
                     dict(profile=p["name"]), dict(pretraining=p["pretraining"], finished=finished),
                     part="Pretraining")]
-
-
-def _pool_key(arm: Arm) -> tuple:
-    """What makes two arms' SimCLR checkpoints one: the initialisation, the settings and the pool."""
-    if arm.ssl_checkpoint:  # the pretraining stage's: made before the study, by no chapter
-        return arm.method, arm.ssl_checkpoint
-    return arm.method, tuple(sorted(arm.ssl.items(), key=str)), tuple(ssl_pool(arm.dataset, list(arm.ssl_candidates)))
 
 
 ABLATION_TITLES = {"augmentation": "Ablation: augmentation", "balance": "Ablation: balance",
@@ -193,28 +182,12 @@ def dependencies(chapters: list[Chapter]) -> dict[str, tuple[str, ...]]:
     for the summary too. So no two chapters running at once write the same run, checkpoint or feature file.
     """
     everything = flatten(chapters)
-    ssl = {_pool_key(Arm.from_dict(c.resolved["arm"])): c.path for c in everything if c.template == "ssl_pretraining"}
-    cards = {c.parameters["dataset"]: c.path for c in everything if c.template == "dataset_card"}
-    comparisons = {c.resolved["arms"][0]["dataset"]: c.path for chapter in chapters if chapter.template == "dataset_card"
-                   for c in chapter.sections if c.template == "comparison"}
+    parents = {s.path: chapter for chapter in chapters for s in chapter.sections}
+    provided = {key: c.path for c in everything for key in TEMPLATES[c.template].provides(c, parents.get(c.path))}
     deps: dict[str, tuple[str, ...]] = {}
-    for chapter in chapters:
-        for c in (chapter, *chapter.sections):
-            if c.template == "finetune":
-                arm = Arm.from_dict(c.resolved["arm"])
-                wait = [cards.get(arm.dataset)] + ([ssl.get(_pool_key(arm))] if arm.uses_ssl else [])
-            elif c.template == "workshop":
-                wait = [cards.get(c.resolved["arms"][0]["dataset"])]
-            elif c.template == "comparison" and chapter.template == "dataset_card":
-                wait = [chapter.path] + [s.path for s in chapter.sections if s.template == "finetune"]
-            elif c.template == "comparison":  # an ablation
-                wait = [s.path for s in chapter.sections] + [comparisons.get(a["dataset"]) for a in c.resolved["arms"]]
-            elif c.template in ("summary", "reproducibility"):
-                wait = [x.path for x in everything if x.template not in ("summary", "reproducibility")]
-                wait += [x.path for x in everything if c.template == "reproducibility" and x.template == "summary"]
-            else:  # SimCLR chapters, dataset cards
-                wait = []
-            deps[c.path] = tuple(dict.fromkeys(w for w in wait if w and w != c.path))
+    for c in everything:
+        row = TEMPLATES[c.template]
+        wait = [provided.get(w) if isinstance(w, tuple) else w for w in row.waits_for(c, parents.get(c.path))]
+        wait += [x.path for x in everything if TEMPLATES[x.template].closes < row.closes]
+        deps[c.path] = tuple(dict.fromkeys(w for w in wait if w and w != c.path))
     return deps
-
-

@@ -16,8 +16,10 @@ import pytest
 
 from conftest import REPO, assert_one_line_error, run_smoke_study
 from medimg.errors import MedimgError
-from medimg.study.cluster import (ACCOUNT_ENV, PARTITION_ENV, ChapterFailed, chapter_resources, failure_line,
-                                  run_cluster, run_jobs, slurm_target, submission_parameters, Resources)
+from medimg.study.cluster import (ACCOUNT_ENV, PARTITION_ENV, chapter_resources, failure_line, run_cluster,
+                                  slurm_target, submission_parameters, Resources)
+from medimg.study.execute import ChapterFailed
+from medimg.study.schedule import run_jobs
 from medimg.study.plan import dependencies, flatten, plan
 from medimg.study.profiles import load_profile
 
@@ -118,7 +120,8 @@ def test_the_chapters_after_a_failed_one_are_not_run_and_say_which_failed(chaine
     _, deps, order = smoke_plan()
     card = f"{BOOK}/synthetic_grey/card.ipynb"
     cluster = FakeCluster(fail={card})
-    outcome = run_jobs(order, deps, cluster.submit, chained=chained, limit=1, poll_s=0, on_end=cluster.on_end)
+    outcome = run_jobs(order, deps, cluster.submit, chained=chained, limit=1, poll_s=0, on_end=cluster.on_end,
+                       failure=failure_line)
     assert outcome.failed == {card: f"job {cluster.jobs[card].job_id}: ended FINISHED without a result; log: "
                                     f"/logs/{cluster.jobs[card].job_id}_0_log.err"}
     after = {f"{BOOK}/synthetic_grey/{n}.ipynb" for n in ("tl", "ssl", "scratch", "comparison")}
@@ -326,7 +329,7 @@ def test_a_failing_chapter_fails_its_job_and_the_chapters_after_it_are_not_run(t
     assert {why for path, why in report.failed.items() if path != card} == {f"not run: {card} failed"}
     assert report.executed == [] and not (root / card).exists() and not (root / "results/smoke/runs").exists()
     out = capsys.readouterr().out
-    assert out.count("submitted ") == 1 and f"FAILED   {card}: job {match[1]}: cell" in out
+    assert out.count("submitted ") == 1 and f"] FAILED   {card}: job {match[1]}: cell" in out
     assert "book/smoke/synthetic_grey/card" not in (root / "_toc.yml").read_text()  # the toc has what finished
 
 
@@ -336,7 +339,7 @@ def test_failure_line_names_the_chapter_error_else_the_state_the_job_ended_in():
     job = FakeJob("77", "x")
     job.state = "TIMEOUT"
     trace = ('Traceback (most recent call last):\n  File "/x/cluster.py", line 9, in run_chapter\n    raise '
-             'ChapterFailed(...)\n    ^^^^^\nmedimg.study.cluster.ChapterFailed: cell 4: KeyError: \'a\'\n')
+             'ChapterFailed(...)\n    ^^^^^\nmedimg.study.execute.ChapterFailed: cell 4: KeyError: \'a\'\n')
     error = FailedJobError(f"Job (task=0) failed during processing with trace:\n{'-' * 22}\n{trace}\n{'-' * 22}\n"
                            f"You can check full logs with 'job.stderr(0)'")
     assert failure_line(job, error) == "job 77: cell 4: KeyError: 'a'; log: /logs/77_0_log.err"
@@ -497,7 +500,7 @@ def test_the_smoke_study_through_local_jobs_makes_the_same_chapters_and_results_
     # one job per chapter, each reported when submitted and when it ended, and the summary line
     lines = done.stdout.splitlines()
     assert [x.startswith("submitted ") for x in lines].count(True) == len(order)
-    assert [x.startswith("executed ") for x in lines].count(True) == len(order)
+    assert [bool(re.match(r"\[\d+/\d+\] executed ", x)) for x in lines].count(True) == len(order)
     assert f"study smoke: {len(order)} chapters executed, 0 reused, 0 failed" in done.stdout
     chapters1 = sorted(str(p.relative_to(root1)) for p in (root1 / BOOK).rglob("*.ipynb"))
     chapters2 = sorted(str(p.relative_to(root2)) for p in (root2 / BOOK).rglob("*.ipynb"))

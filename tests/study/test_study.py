@@ -1,5 +1,6 @@
 """The study file, the driver and the committed book: the plan says what the issue asks, and the driver runs it."""
 import json
+import re
 import shutil
 from pathlib import Path
 
@@ -108,7 +109,7 @@ def test_driver_runs_a_profile_end_to_end(smoke_by_jobs_1, tmp_path, monkeypatch
     chapters, _ = plan(load_profile("smoke", root / "study.yml"))
     # a quiet console: one line per chapter and the book's one line; no kernel's log lines, no TCP warning
     assert "IPKernelApp" not in out + err and "without encryption" not in out + err
-    lines = [x for x in out.splitlines() if x.startswith("executed ")]
+    lines = [x for x in out.splitlines() if re.match(r"\[\d+/\d+\] executed ", x)]
     assert len(lines) == len(flatten(chapters)) and out.count("book built: ") == 1 and "WARNING" not in out
     # the study's time, kept for the reproducibility chapter: every chapter, and the real work within the wall time
     timing = json.loads((root / "results" / "smoke" / "study_time.json").read_text())
@@ -158,15 +159,16 @@ def test_driver_runs_a_profile_end_to_end(smoke_by_jobs_1, tmp_path, monkeypatch
     assert Path.cwd() == here  # concurrent chapters leave the process where it was
     assert committed_parameter_mismatches("smoke", root) == []
 
-    # a broken chapter is reported with its cell, and the others still run
+    # a broken chapter is reported with its cell, the chapters that read it are not run, and the others still run
     text = (root / "study.yml").read_text()
     smoke = text[text.index("  smoke:"):text.index("  paper:")]
     broken = smoke.replace("      grey: [breastmnist]\n", "      grey: [synthetic_grey]\n")  # a pool with only the target
     assert broken != smoke
     (root / "study.yml").write_text(text.replace(smoke, broken))
     report = run_study("smoke", force=True, build=False, only="ssl")
-    assert report.failed and all("cell" in why and "no SimCLR data for synthetic_grey" in why
-                                 for why in report.failed.values())
+    broken = {path for path, why in report.failed.items() if "cell" in why and "no SimCLR data for synthetic_grey" in why}
+    assert broken and all(path in broken or why in {f"not run: {b} failed" for b in broken}
+                          for path, why in report.failed.items())
     assert any("synthetic_colour" in path for path in report.executed)
 
     # a user's own folder, named in the study file by its path, joins the grey targets: a dataset like the others,
@@ -220,33 +222,52 @@ def test_dependencies_let_a_chapter_start_only_after_what_it_reads():
     assert set(deps[f"{book}/reproducibility.ipynb"]) == rest | {f"{book}/summary.ipynb"}
 
 
-def test_run_in_order_keeps_every_dependency_and_overlaps_independent_chapters():
-    """Each chapter runs once, after all it depends on; with two jobs, two independent chapters overlap."""
+def test_the_local_executor_keeps_every_dependency_and_overlaps_independent_chapters(tmp_path):
+    """The one scheduling loop with the local executor's thread jobs: each chapter runs once, after all it depends
+    on; with two jobs, two independent chapters overlap; a chapter's error is its one line, and what reads it is not
+    run."""
     import threading
     import time
 
     from medimg.study.plan import dependencies
-    from medimg.study.schedule import run_in_order
+    from medimg.study.chapter import Chapter
+    from medimg.study.schedule import LocalStarter, run_jobs
 
     chapters, _ = quick_plan()
     deps = dependencies(chapters)
+    order = [c.path for c in flatten(chapters)]
     lock, active, seen, finished = threading.Lock(), [0], [], set()
     peak = [0]
 
-    def run(chapter):
+    def run(path):
         with lock:
-            assert set(deps[chapter.path]) <= finished, chapter.path
+            assert set(deps[path]) <= finished, path
             active[0] += 1
             peak[0] = max(peak[0], active[0])
-            seen.append(chapter.path)
+            seen.append(path)
         time.sleep(0.002)
         with lock:
             active[0] -= 1
-            finished.add(chapter.path)
+            finished.add(path)
+        if path.endswith("summary.ipynb"):
+            from medimg.study.execute import ChapterFailed
 
-    run_in_order(chapters, run, jobs=2)
-    assert sorted(seen) == sorted(deps) and len(seen) == len(set(seen))
-    assert peak[0] == 2 and seen[-1] == "book/quick/reproducibility.ipynb"
+            raise ChapterFailed("cell 3: ValueError: no summary today")
+        return path
+
+    starter = LocalStarter(2, tmp_path)
+    starter.open(order)
+    try:
+        outcome = run_jobs(order, deps, lambda path, after: starter.submit(Chapter(path, "x", "x", {}, {}), after,
+                                                                           (run, path)),
+                           chained=False, limit=starter.limit, poll_s=0.001, failure=starter.failure)
+    finally:
+        starter.close()
+    summary, appendix = "book/quick/summary.ipynb", "book/quick/reproducibility.ipynb"
+    assert sorted(seen) == sorted(set(order) - {appendix}) and len(seen) == len(set(seen))
+    assert peak[0] == 2 and seen[-1] == summary
+    assert outcome.failed == {summary: "cell 3: ValueError: no summary today"} and outcome.not_run == {appendix: summary}
+    assert outcome.results == {p: p for p in order if p not in (summary, appendix)}
 
 
 def test_study_time_counts_overhead_against_every_jobs_slot(tmp_path):

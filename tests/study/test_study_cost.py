@@ -6,7 +6,8 @@ import pytest
 from conftest import REPO, SHARED_DATA, assert_one_line_error, run_cli
 from medimg.study.plan import flatten, plan
 from medimg.study.profiles import load_profile
-from medimg.study.cost import cost_plan, train_images
+from medimg.study.cost import cost_plan
+from medimg.study.train_sizes import train_images
 
 
 def test_quick_plan_counts_each_runs_training_images_exactly_where_the_file_says():
