@@ -45,7 +45,7 @@ def study_time(path) -> dict | None:
     """What ``medimg study`` recorded of its time (``RESULTS/study_time.json``), with the shares the book shows.
 
     With ``jobs`` chapters at once, the machine offers ``slot_seconds`` = wall seconds x jobs of chapter time
-    (each kernel has cores/jobs threads). Of that, ``compute_total_seconds`` went to fine-tuning, SimCLR
+    (each kernel has cores/jobs threads). Of that, ``compute_total_seconds`` went to fine-tuning, self-supervised
     pretraining and probe feature extraction; ``chapter_overhead_seconds`` = the chapters' own seconds less that
     work (kernel starts, imports, data decoding, statistics, Grad-CAM); ``idle_seconds`` = the slots no chapter
     used (the benchmark, and slots with no chapter ready: every other chapter waits for one that is running). ``overhead_share`` = 1 - work / slot
@@ -79,7 +79,7 @@ def study_time_markdown(timing: dict | None) -> str:
     jobs = timing["jobs"]
     slots = f" ({timing['slot_seconds'] / 60:.1f} minutes of chapter slots)" if jobs > 1 else ""
     return (f"The chapters took **{timing['wall_seconds'] / 60:.1f} minutes** of wall time with {jobs} job(s){slots}, "
-            f"from {timing['started']}. Fine-tuning, SimCLR and feature extraction took "
+            f"from {timing['started']}. Fine-tuning, self-supervised pretraining and feature extraction took "
             f"{timing['compute_total_seconds'] / 60:.1f} minutes of that, so **{overhead}** was overhead: "
             f"{timing['chapter_overhead_seconds'] / 60:.1f} minutes inside chapters (kernel starts, imports, data "
             f"decoding, statistics, Grad-CAM) and {timing['idle_seconds'] / 60:.1f} minutes with "

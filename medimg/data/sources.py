@@ -7,11 +7,11 @@ happens once, in :mod:`medimg.data.cache`. The readers are :mod:`medimg.data.ima
 """
 from __future__ import annotations
 
-import hashlib
 import os
 from pathlib import Path
 
 from medimg.errors import MedimgError
+from medimg.identity import identity
 from medimg.paths import check_readable_dir, data_dir
 from medimg.data.image_folder import open_image_folder
 from medimg.data.medmnist_files import open_medmnist
@@ -58,7 +58,7 @@ def _spec_for_path(root: Path) -> DatasetSpec:
         image_top = root / "images" if (root / "images").is_dir() else root
         if {d.name for d in image_top.iterdir() if d.is_dir()} == set(known.classes):
             return known
-    digest = hashlib.sha256(str(resolved).encode()).hexdigest()[:8]
+    digest = identity(dict(folder=str(resolved)), digits=8)  # where it is: two folders of one name differ
     return DatasetSpec(
         name=f"folder-{resolved.name}-{digest}", kind="folder", modality="colour", location=str(resolved),
         description=f"image folder {resolved}", citation="user-supplied folder", licence="unknown",

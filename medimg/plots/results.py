@@ -162,7 +162,7 @@ def ssl_check_bars(check) -> Figure:
 
 def study_time_bars(timing: dict) -> Figure:
     """Where the study's chapter time went (:func:`medimg.compare.reproducibility.study_time`): one stacked bar
-    of minutes, fine-tuning, SimCLR and feature extraction, then the overhead inside chapters and idle slots."""
+    of minutes, fine-tuning, self-supervised pretraining and feature extraction, then the overhead inside chapters and idle slots."""
     parts = list(timing["compute_seconds"].items())
     parts += [("inside chapters, not work", timing["chapter_overhead_seconds"]), ("idle slots", timing["idle_seconds"])]
     fig = Figure(figsize=(7.5, 2.5), layout="constrained")

@@ -49,8 +49,11 @@ def plan(p: dict, *, every_dataset: bool = False) -> tuple[list[Chapter], list[s
     present = [(m, d) for m, d in targets(p) if d not in skipped]
     names = [d for _, d in present]
     ablations = _ablations(p, book, names, every_dataset) if present else []
-    chapters = _workshop(p, book) + _budget(p, book) + _pretraining(p, book, main_arms(p, names) + [Arm.from_dict(a) for c in ablations
-                                                                             for a in c.resolved["arms"]])
+    # the chapters a template plans by itself (its row's plan): at the start of the book, or before its conclusions
+    own = {place: [c for row in TEMPLATES.values() if row.plan and row.place == place for c in row.plan(p, book)]
+           for place in ("start", "end")}
+    chapters = own["start"] + _pretraining(p, book, main_arms(p, names) + [Arm.from_dict(a) for c in ablations
+                                                                          for a in c.resolved["arms"]])
     for modality, dataset in present:
         arms = main_arms(p, [dataset])
         sections = [_finetune_chapter(p, f"{book}/{dataset}/{a.slug}.ipynb", f"{dataset}: {a.method}", a) for a in arms]
@@ -64,7 +67,7 @@ def plan(p: dict, *, every_dataset: bool = False) -> tuple[list[Chapter], list[s
                                 tuple(sections), part=f"{modality.capitalize()} datasets"))
     if not present:  # nothing to study here: the book is the datasets page, saying how to get them
         return chapters, skipped
-    chapters += ablations
+    chapters += ablations + own["end"]
     main = _dicts(main_arms(p, names))
     doubles = double_groups(p, names, every_dataset=every_dataset)
     chapters.append(Chapter(f"{book}/summary.ipynb", "summary", "Summary: the paper's claims", dict(profile=name),
@@ -76,51 +79,35 @@ def plan(p: dict, *, every_dataset: bool = False) -> tuple[list[Chapter], list[s
 
 
 def _pretraining(p: dict, book: str, arms: list[Arm]) -> list[Chapter]:
-    """One notebook per distinct SimCLR checkpoint the arms need, in a part before the runs."""
+    """One notebook per distinct self-supervised checkpoint the arms need, in a part before the runs, each titled
+    with its method's own name."""
     pretraining, seen_pools = [], set()
     for arm in arms:
         if arm.uses_ssl and not arm.ssl_checkpoint:  # the stage's checkpoints are the budget chapter's
             key = pool_key(arm)
             if key not in seen_pools:
                 seen_pools.add(key)
-                # another network than the profile's SimCLR one (the architecture ablation) is named in the path
+                # another network than the profile's pretraining one (the architecture ablation) is named in the path
                 arch = {"arch": arm.ssl["arch"]} if arm.ssl["arch"] != p["ssl"].get("arch") else {}
                 suffix = f"-{arch['arch']}" if arch else ""
                 pretraining.append(Chapter(f"{book}/ssl/{arm.slug}-{arm.dataset}{suffix}.ipynb", "ssl_pretraining",
-                                           f"SimCLR pool for {arm.dataset} ({arm.method}{suffix.replace('-', ', ')})",
+                                           f"{_method_name(arm)} pool for {arm.dataset} "
+                                           f"({arm.method}{suffix.replace('-', ', ')})",
                                            dict(profile=p["name"], dataset=arm.dataset, method=arm.method, **arch),
                                            dict(arm=arm.to_dict())))
     if not pretraining:
         return []
     first = pretraining[0]
-    return [Chapter(f"{book}/ssl/index.ipynb", "ssl_pretraining", "SimCLR pretraining", first.parameters,
+    names = " and ".join(dict.fromkeys(_method_name(Arm.from_dict(c.resolved["arm"])) for c in pretraining))
+    return [Chapter(f"{book}/ssl/index.ipynb", "ssl_pretraining", f"{names} pretraining", first.parameters,
                     first.resolved, tuple(pretraining[1:]), part="Pretraining")]
 
 
-def _workshop(p: dict, book: str) -> list[Chapter]:
-    """The workshop chapter, first in the book, for a profile with a ``workshop`` section (:mod:`medimg.study.workshop`):
-    its arms are resolved, so a change of the section makes the chapter stale."""
-    from medimg.study.workshop import workshop_arms
+def _method_name(arm: Arm) -> str:
+    """The display name of the self-supervised method ``arm``'s checkpoint is pretrained with (SimCLR, VICReg)."""
+    from medimg.ssl.methods import METHODS
 
-    if not p.get("workshop"):
-        return []
-    arms = workshop_arms(p)
-    return [Chapter(f"{book}/workshop.ipynb", "workshop", "Workshop: transfer learning against training from scratch",
-                    dict(profile=p["name"]), dict(arms=_dicts(arms)), part="Workshop")]
-
-
-def _budget(p: dict, book: str) -> list[Chapter]:
-    """The chapter that reads the pretraining stage's committed learning curves (profiles with a ``pretraining``
-    section): it trains nothing, so it waits for no other chapter."""
-    from medimg.study.pretraining import pretraining_runs
-
-    if not p.get("pretraining"):
-        return []
-    # the finished checkpoints are part of what it shows: one that lands later makes the chapter stale
-    finished = [r.path.name for r in pretraining_runs(p) if r.path.is_file()]
-    return [Chapter(f"{book}/ssl/budget.ipynb", "ssl_budget", "How much pretraining does self-supervision need?",
-                    dict(profile=p["name"]), dict(pretraining=p["pretraining"], finished=finished),
-                    part="Pretraining")]
+    return METHODS[arm.ssl_config([arm.dataset]).method]["name"]
 
 
 ABLATION_TITLES = {"augmentation": "Ablation: augmentation", "balance": "Ablation: balance",

@@ -17,8 +17,9 @@ LOCK = Path("jobs") / "study_time.lock"  # under RESULTS: chapters end at once (
 def compute_seconds(results: Path, since: float) -> dict:
     """Seconds of real work in what was written under ``results`` after ``since`` (a ``time.time()``):
     fine-tuning (each stage's training, evaluation and, for LP-FT, its linear-probe stage, from metrics.json),
-    SimCLR pretraining (from each checkpoint's metadata) and feature extraction of the probes."""
-    parts = dict(finetune=0.0, simclr=0.0, features=0.0)
+    self-supervised pretraining (``pretraining``: SimCLR or VICReg, from each checkpoint's metadata) and feature
+    extraction of the probes."""
+    parts = dict(finetune=0.0, pretraining=0.0, features=0.0)
     for path in results.glob("runs/*/*/*/metrics.json"):
         if path.stat().st_mtime >= since:
             for stage in json.loads(path.read_text()).get("timing", {}).values():
@@ -30,7 +31,7 @@ def compute_seconds(results: Path, since: float) -> dict:
 
     for path in results.glob("ssl/*.safetensors"):
         if path.stat().st_mtime >= since:
-            parts["simclr"] += read_ssl_meta(path).get("timing", {}).get("train_seconds", 0.0)
+            parts["pretraining"] += read_ssl_meta(path).get("timing", {}).get("train_seconds", 0.0)
     return parts
 
 

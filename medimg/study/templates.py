@@ -47,6 +47,12 @@ class Template:
     closes: int = 0
     cost: Callable[[Chapter, Callable[[str], TrainImages]], dict] | None = None
     resources: str = ""
+    plan: Callable[[dict, str], list[Chapter]] | None = None
+    place: str = "start"
+
+    def __post_init__(self):
+        if self.place not in ("start", "end"):
+            raise ValueError(f"template {self.name}: place is 'start' or 'end', not {self.place!r}")
 
     @property
     def resources_key(self) -> str:
@@ -129,10 +135,38 @@ def _comparison_cost(chapter: Chapter, size_of) -> dict:
     return dict(network="probe features", passes=sum(c.n / DEFAULT_RATIOS[0] for c in counts) * FORWARD_SHARE)
 
 
+def _plan_workshop(p: dict, book: str) -> list[Chapter]:
+    """The workshop chapter, first in the book, for a profile with a ``workshop`` section (:mod:`medimg.study.workshop`):
+    its arms are resolved, so a change of the section makes the chapter stale."""
+    from medimg.study.workshop import workshop_arms
+
+    if not p.get("workshop"):
+        return []
+    arms = workshop_arms(p)
+    return [Chapter(f"{book}/workshop.ipynb", "workshop", "Workshop: transfer learning against training from scratch",
+                    dict(profile=p["name"]), dict(arms=[a.to_dict() for a in arms]), part="Workshop")]
+
+
+def _plan_budget(p: dict, book: str) -> list[Chapter]:
+    """The chapter that reads the pretraining stage's committed learning curves (profiles with a ``pretraining``
+    section): it trains nothing, so it waits for no other chapter."""
+    from medimg.study.pretraining import pretraining_runs
+
+    if not p.get("pretraining"):
+        return []
+    # the finished checkpoints are part of what it shows: one that lands later makes the chapter stale
+    finished = [r.path.name for r in pretraining_runs(p) if r.path.is_file()]
+    return [Chapter(f"{book}/ssl/budget.ipynb", "ssl_budget", "How much pretraining does self-supervision need?",
+                    dict(profile=p["name"]), dict(pretraining=p["pretraining"], finished=finished),
+                    part="Pretraining")]
+
+
 TEMPLATES: dict[str, Template] = {t.name: t for t in (
+    Template("workshop", ("profile", "dataset", "seeds", "size", "epochs"), plan=_plan_workshop,
+             waits_for=lambda c, parent: (("card", c.resolved["arms"][0]["dataset"]),)),
+    Template("ssl_budget", ("profile",), plan=_plan_budget),
     Template("dataset_card", ("profile", "dataset", "size"), record="data",
              provides=lambda c, parent: (("card", c.parameters["dataset"]),)),
-    Template("ssl_budget", ("profile",)),
     Template("ssl_pretraining", ("profile", "dataset", "method", "arch"),
              provides=lambda c, parent: (("pretraining", pool_key(_arm(c))),), cost=_pretraining_cost),
     Template("finetune", ("profile", "dataset", "method", *ARM_PARAMETERS), waits_for=_finetune_waits,
@@ -141,6 +175,4 @@ TEMPLATES: dict[str, Template] = {t.name: t for t in (
              provides=_comparison_provides, waits_for=_comparison_waits, cost=_comparison_cost),
     Template("summary", ("profile",), closes=1),
     Template("reproducibility", ("profile",), closes=2),
-    Template("workshop", ("profile", "dataset", "seeds", "size", "epochs"),
-             waits_for=lambda c, parent: (("card", c.resolved["arms"][0]["dataset"]),)),
 )}

@@ -114,7 +114,7 @@ def test_driver_runs_a_profile_end_to_end(smoke_by_jobs_1, tmp_path, monkeypatch
     # the study's time, kept for the reproducibility chapter: every chapter, and the real work within the wall time
     timing = json.loads((root / "results" / "smoke" / "study_time.json").read_text())
     assert timing["jobs"] == 1 and set(timing["chapters"]) == {c.path for c in flatten(chapters)}
-    assert 0 < timing["compute_seconds"]["finetune"] < timing["wall_seconds"] and timing["compute_seconds"]["simclr"] > 0
+    assert 0 < timing["compute_seconds"]["finetune"] < timing["wall_seconds"] and timing["compute_seconds"]["pretraining"] > 0
     assert "of wall time with 1 job(s)" in (root / "_build" / "html" / "book" / "smoke" / "reproducibility.html").read_text()
     for c in flatten(chapters):
         book = nbformat.read(root / c.path, as_version=4)
@@ -276,7 +276,7 @@ def test_study_time_counts_overhead_against_every_jobs_slot(tmp_path):
     path = tmp_path / "study_time.json"
     assert study_time(path) is None and "No study time was recorded" in study_time_markdown(None)
     log = dict(profile="quick", jobs=2, started="2026-12-01T00:00:00+00:00", wall_seconds=100.0,
-               chapters={"a.ipynb": 90.0, "b.ipynb": 70.0}, compute_seconds=dict(finetune=100.0, simclr=20.0),
+               chapters={"a.ipynb": 90.0, "b.ipynb": 70.0}, compute_seconds=dict(finetune=100.0, pretraining=20.0),
                benchmark=dict(plain_img_per_s=144.0, medimg_img_per_s=150.0))
     path.write_text(json.dumps(log))
     t = study_time(path)
