@@ -47,7 +47,7 @@ def main() -> int:
     from torch.utils.data import DataLoader
 
     from medimg.ssl.config import INITS, SSLConfig
-    from medimg.finetune.trainer import TrainerSettings
+    from medimg.training.trainer import TrainerSettings
     from medimg.data import Preprocess
     from medimg.models.backbones import create_backbone, read_ssl_meta
     from medimg.ssl.pool import pool_images

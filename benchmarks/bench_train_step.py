@@ -35,7 +35,7 @@ def main() -> int:
     from medimg.models.backbones import create_backbone
     from medimg.finetune.classifier import Classifier
     from medimg.finetune.config import FinetuneConfig
-    from medimg.finetune.trainer import TrainerSettings
+    from medimg.training.trainer import TrainerSettings
     from medimg.finetune.loaders import training_loaders
     from medimg.models.backbones import model_preprocess
 

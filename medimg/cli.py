@@ -43,7 +43,7 @@ def _cmd_describe(args) -> int:
 
 
 def _trainer_settings(args):
-    from medimg.finetune.trainer import TrainerSettings
+    from medimg.training.trainer import TrainerSettings
     from medimg.record_options import from_args
 
     return from_args(TrainerSettings, args)
@@ -266,7 +266,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     from medimg.ssl.config import PRETRAINING_METHODS, SSLConfig
     from medimg.finetune.config import FinetuneConfig
-    from medimg.finetune.trainer import TrainerSettings
+    from medimg.training.trainer import TrainerSettings
 
     hardware = "hardware (one code path: CPU, a GPU, or DDP over several)"
     p = sub.add_parser("finetune", help="fine-tune one arm (tl, ssl, tl+ssl, scratch) on one dataset into RUN_DIR")

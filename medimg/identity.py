@@ -2,7 +2,7 @@
 its provenance (package versions, git commit, machine), saved beside every result.
 
 Every product names itself through :func:`identity`: fine-tuning run directories
-(:func:`medimg.finetune.runs.run_name`), probe runs (:func:`medimg.finetune.probe_runs.probe_name`), feature caches
+(:func:`medimg.finetune.runs.run_name`), probe runs (:func:`medimg.study.probe_runs.probe_name`), feature caches
 (:func:`medimg.probe.features.feature_cache_path`) and self-supervised checkpoints
 (:func:`medimg.study.arm_runs.arm_ssl_checkpoint`, :func:`medimg.study.pretraining.pretraining_runs`). The same
 record finds its finished product instead of making it again.

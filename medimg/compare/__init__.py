@@ -3,5 +3,5 @@ Holm), one run's report (:mod:`.report`), the three protocols side by side (:mod
 claims (:mod:`.claims`) and the reproducibility table (:mod:`.reproducibility`).
 
 Reads run directories only; trains nothing. May import every stage below it (data, models, plots, evaluate,
-finetune, probe, ssl); not the study.
+training, probe, ssl, finetune); not the study.
 """

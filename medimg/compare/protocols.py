@@ -10,6 +10,8 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 from medimg.compare.comparison import Comparison
+from medimg.probe.protocols import fine_tuning, lead_probe
+
 
 def protocol_table(comparisons: dict[str, Comparison]) -> pd.DataFrame:
     """One row per (dataset, arm, protocol) from ``{protocol name: Comparison}``: ``seeds``, mean test
@@ -24,31 +26,35 @@ def protocol_table(comparisons: dict[str, Comparison]) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def probe_gaps(table: pd.DataFrame, *, probe: str = "linear probe") -> pd.DataFrame:
+def probe_gaps(table: pd.DataFrame, *, probe: str | None = None) -> pd.DataFrame:
     """Per (dataset, arm): fine-tuned mean accuracy with its 95% interval over seeds (``low``, ``high``), the
-    ``probe``'s mean, and ``gap`` = fine-tuned minus probe (negative: fine-tuning ended below the probe)."""
-    columns = ["dataset", "arm", "fine-tuning", "low", "high", probe, "gap"]
+    ``probe``'s mean (the book's name of a protocol; default the lead probe of
+    :data:`medimg.probe.protocols.PROTOCOLS`, the linear probe), and ``gap`` = fine-tuned minus probe (negative:
+    fine-tuning ended below the probe)."""
+    tuned, probe = fine_tuning().display, probe or lead_probe().display
+    columns = ["dataset", "arm", tuned, "low", "high", probe, "gap"]
     wide = table.pivot_table(index=["dataset", "arm"], columns="protocol", values="accuracy", sort=False)
-    if "fine-tuning" not in wide or probe not in wide:
+    if tuned not in wide or probe not in wide:
         return pd.DataFrame(columns=columns)
-    interval = (table[table["protocol"] == "fine-tuning"].set_index(["dataset", "arm"])
+    interval = (table[table["protocol"] == tuned].set_index(["dataset", "arm"])
                 [["accuracy_low", "accuracy_high"]].rename(columns={"accuracy_low": "low", "accuracy_high": "high"}))
-    out = wide[["fine-tuning", probe]].join(interval).reset_index()
-    out["gap"] = out["fine-tuning"] - out[probe]
+    out = wide[[tuned, probe]].join(interval).reset_index()
+    out["gap"] = out[tuned] - out[probe]
     return out[columns]
 
 
 def protocols_markdown(table: pd.DataFrame) -> str:
-    """Sentences for the book: for each arm, whether fine-tuning kept what its linear probe shows, and where it
-    did not, whether the shortfall is inside the fine-tuned runs' 95% interval (a difference the seeds cannot
-    tell from noise) or outside it (the recipe lost what the initialisation held)."""
+    """Sentences for the book: for each arm, whether fine-tuning kept what its lead probe (the linear probe) shows,
+    and where it did not, whether the shortfall is inside the fine-tuned runs' 95% interval (a difference the seeds
+    cannot tell from noise) or outside it (the recipe lost what the initialisation held)."""
+    tuned, lead = fine_tuning().display, lead_probe().display
     lines = []
     for r in probe_gaps(table).to_dict("records"):
-        where = f"**{r['arm']}** on {r['dataset']}: fine-tuned {r['fine-tuning']:.3f}"
-        probe = f"its linear probe ({r['linear probe']:.3f})"
+        where = f"**{r['arm']}** on {r['dataset']}: fine-tuned {r[tuned]:.3f}"
+        probe = f"its {lead} ({r[lead]:.3f})"
         if r["gap"] >= 0:
             lines.append(f"- {where}, at least {probe}.")
-        elif r["low"] <= r["linear probe"] <= r["high"]:
+        elif r["low"] <= r[lead] <= r["high"]:
             lines.append(f"- {where}, {-r['gap']:.3f} below {probe}, which lies inside the fine-tuned runs' 95% "
                          f"interval [{r['low']:.3f}, {r['high']:.3f}]: a shortfall the seeds cannot tell from noise.")
         else:

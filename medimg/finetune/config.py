@@ -19,6 +19,7 @@ from medimg.errors import MedimgError
 from medimg.finetune.arms import ARMS, METHODS, arm_kind
 from medimg.finetune.recipes import RECIPE_CHOICES, RECIPES, recipe_of
 from medimg.models.architectures import ARCHITECTURES, WEIGHT_KEYWORDS, check_architecture
+from medimg.probe.features import Network
 from medimg.record_options import setting
 
 # What a config.json written before a field existed meant: splits grouped exact duplicates only, and
@@ -124,8 +125,15 @@ class FinetuneConfig:
 
     def in_chans(self, image_channels: int) -> int:
         """The model's input channels for images of ``image_channels`` (1 grey, 3 colour): grey images feed a
-        1-channel model only with ``grey_as="single"``."""
-        return 1 if image_channels == 1 and self.grey_as == "single" else 3
+        1-channel model only with ``grey_as="single"`` (:meth:`medimg.probe.features.Network.in_chans`)."""
+        return self.network.in_chans(image_channels)
+
+    @property
+    def network(self) -> Network:
+        """The network this run starts from, as a probe reads it (:class:`medimg.probe.features.Network`): its
+        arch, weights and seed on the target's data at its size, with the run's training cap."""
+        return Network(arch=self.arch, weights=self.weight_spec, seed=self.seed, grey_as=self.grey_as,
+                       data=self.data_config(), max_train_images=self.max_train_images)
 
     def data_config(self, dataset: str | None = None) -> DataConfig:
         """The data settings of the target (or of ``dataset``, e.g. the intermediate one)."""

@@ -5,7 +5,7 @@ import numpy as np
 from torch.utils.data import DataLoader
 
 from medimg.finetune.config import FinetuneConfig
-from medimg.finetune.trainer import TrainerSettings
+from medimg.training.trainer import TrainerSettings
 from medimg.data import EpochSampler, ImageDataset, Preprocess, class_balance
 from medimg.data.balance import stratified_subsample
 

@@ -32,10 +32,11 @@ import pandas as pd
 
 from medimg.atomic import atomic_path, write_text
 from medimg.finetune.config import FinetuneConfig
-from medimg.finetune.trainer import TrainerSettings
+from medimg.training.trainer import TrainerSettings
 from medimg.errors import MedimgError
 from medimg.finetune.arms import arm_kind
 from medimg.identity import identity
+from medimg.probe.protocols import fine_tuning, protocol_of
 
 FINISHED_MARKER = "metrics.json"
 
@@ -181,14 +182,15 @@ class RunResult:
 
     @property
     def protocol(self) -> str:
-        """``fine-tuning``, or the probe (``linear``, ``knn``) of a probe run (:mod:`medimg.finetune.probe_runs`)."""
-        return self.record.get("protocol", "fine-tuning")
+        """The protocol of :data:`medimg.probe.protocols.PROTOCOLS` the run was scored under: fine-tuning, or the
+        probe of a probe run (:mod:`medimg.study.probe_runs`), which records it."""
+        return self.record.get("protocol", fine_tuning().name)
 
     @property
     def seed_replicates(self) -> bool:
         """False for a probe of fixed weights (ImageNet or a SimCLR checkpoint): its seeds are one network, so
         they are no sample of anything, and a test across them would count one measurement several times."""
-        return self.protocol == "fine-tuning" or arm_kind(self.config.get("method")).random
+        return not protocol_of(self.protocol).frozen or arm_kind(self.config.get("method")).random
 
     @property
     def numerics(self) -> dict:

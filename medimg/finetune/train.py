@@ -1,7 +1,7 @@
 """Fine-tuning runs on PyTorch Lightning: the TL, SSL, TL+SSL and scratch arms, single or double.
 
 One code path runs on a CPU, a GPU with mixed precision, or several GPUs and nodes with DDP;
-:class:`~medimg.finetune.trainer.TrainerSettings` chooses. A run is described completely by a
+:class:`~medimg.training.trainer.TrainerSettings` chooses. A run is described completely by a
 :class:`~medimg.finetune.config.FinetuneConfig` and writes a run directory (:mod:`medimg.finetune.runs`). The
 LightningModule is :class:`medimg.finetune.classifier.Classifier`; the loaders come from :mod:`medimg.finetune.loaders`.
 When training stops and which weights are kept follow the run's recipe (:mod:`medimg.finetune.recipes`: early
@@ -26,7 +26,7 @@ from medimg.finetune.classifier import Classifier, predict
 from medimg.finetune.arms import arm_kind, checkpoint_arms
 from medimg.finetune.config import FinetuneConfig
 from medimg.finetune.recipes import recipe_of
-from medimg.finetune.trainer import TrainerSettings
+from medimg.training.trainer import TrainerSettings, quiet_lightning
 from medimg.data import check_lineage, prepare
 from medimg.data.fingerprint import FINGERPRINT_OF
 from medimg.atomic import is_main_process
@@ -296,9 +296,3 @@ def _write_results(run_dir: Path, config: FinetuneConfig, target, stages: dict, 
     )
     write_results(run_dir, predictions=rows, history=history, weights={f"model.{k}": v for k, v in final["model"].state_dict().items()}, metrics=metrics)
     return metrics
-
-
-def quiet_lightning() -> None:
-    for name in ("pytorch_lightning.utilities.rank_zero", "pytorch_lightning.accelerators.cuda",
-                 "lightning_fabric.utilities.seed", "lightning.pytorch.utilities.rank_zero"):
-        logging.getLogger(name).setLevel(logging.WARNING)

@@ -56,31 +56,32 @@ def loss_curve(losses, *, title: str = "Training loss") -> Figure:
     return fig
 
 
-def pretraining_curves(pools: list[tuple[str, pd.DataFrame, float | None]], *, bn: str | None = None) -> Figure:
+def pretraining_curves(pools: list[tuple[str, pd.DataFrame, float | None]], protocols, *,
+                       bn: str | None = None) -> Figure:
     """Self-supervised pretraining's learning curves (:mod:`medimg.ssl.curve`), one row per checkpoint and one
-    panel per target: validation accuracy of the linear probe (solid) and kNN (dashed) against optimiser steps,
-    with the reference lines of random initialisation (the seeds' range shaded, their best a thin line) and
-    ImageNet weights (dotted). ``pools`` holds ``(row title, curve, hours_per_step)``; with ``hours_per_step``
-    (CPU core-hours per step) a top axis gives the steps in CPU core-hours. ``bn`` keeps the rows read under that
-    batch-norm rule (:data:`medimg.probe.batchnorm.RULE` for curves since issue #30), each point drawn with its
-    interval."""
+    panel per target: validation accuracy of each of ``protocols`` (e.g. the linear probe solid, kNN dashed)
+    against optimiser steps, with the reference lines of random initialisation (the seeds' range shaded, their best
+    a thin line) and ImageNet weights (dotted). ``pools`` holds ``(row title, curve, hours_per_step)``; with
+    ``hours_per_step`` (CPU core-hours per step) a top axis gives the steps in CPU core-hours. ``protocols`` are the
+    rows of the probes to draw, each with its ``name`` (the curve's ``protocol``), ``display`` name, ``line_style``
+    and ``colour`` (:func:`medimg.probe.protocols.probes`). ``bn`` keeps the rows read under that batch-norm rule
+    (:data:`medimg.probe.batchnorm.RULE` for curves since issue #30), each point drawn with its interval."""
     if bn is not None:  # a curve read under several batch-norm rules (issue #30): the rows of one
         pools = [(t, c[c.bn == bn] if "bn" in c else c, h) for t, c, h in pools]
     names = [list(dict.fromkeys(curve[curve.kind == "checkpoint"].target)) for _, curve, _ in pools]
     width = max([1] + [len(n) for n in names])
     fig = Figure(figsize=(3.2 * width, 3.3 * max(1, len(pools)) + 0.6), layout="constrained")
     grid = np.atleast_2d(fig.subplots(max(1, len(pools)), width, squeeze=False))
-    colours = {"linear": "tab:blue", "knn": "tab:orange"}
     for row, ((title, curve, hours_per_step), targets) in enumerate(zip(pools, names)):
         points = curve[curve.kind == "checkpoint"].sort_values("step")
         for ax in grid[row, len(targets):]:
             ax.set_visible(False)
         for ax, target in zip(grid[row], targets):
-            for protocol, colour in colours.items():
-                own = points[(points.target == target) & (points.protocol == protocol)]
-                refs = curve[(curve.target == target) & (curve.protocol == protocol)]
-                label = "linear probe" if protocol == "linear" else "kNN"
-                ax.plot(own.step, own.val_accuracy, "-" if protocol == "linear" else "--", marker=".", color=colour,
+            for protocol in protocols:
+                colour, label = protocol.colour, protocol.display
+                own = points[(points.target == target) & (points.protocol == protocol.name)]
+                refs = curve[(curve.target == target) & (curve.protocol == protocol.name)]
+                ax.plot(own.step, own.val_accuracy, protocol.line_style, marker=".", color=colour,
                         label=f"SSL, {label}")
                 if "val_low" in own and own.val_low.notna().all() and len(own):
                     ax.fill_between(own.step, own.val_low, own.val_high, color=colour, alpha=0.08, lw=0)

@@ -18,19 +18,55 @@ import json
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import numpy as np
 
 from medimg.atomic import atomic_path, write_text
+from medimg.data.pipeline import DataConfig
 from medimg.data.records import SPLITS
 from medimg.identity import identity
+from medimg.models.architectures import WEIGHT_KEYWORDS
 from medimg.paths import cache_dir
 
-if TYPE_CHECKING:  # a fine-tuning config names the network whose features are taken; read, never imported
-    from medimg.finetune.config import FinetuneConfig
-
 FEATURES_VERSION = 1
+
+
+@dataclass(frozen=True)
+class Network:
+    """The network a probe reads, with what decides its features and its probes: the architecture, the ``weights``
+    (a keyword such as ``tflite``, ``random`` for a random initialisation, or a file), the ``seed`` (of a random
+    initialisation; the linear probe's too), how grey images feed it (``grey_as``), the dataset's data settings
+    (``data``: the dataset, image size and split seed) and the probes' training cap (``max_train_images``). A
+    fine-tuning config gives the network its run starts from (its ``network``)."""
+
+    arch: str
+    weights: str
+    seed: int
+    grey_as: str
+    data: DataConfig
+    max_train_images: int | None = None
+
+    @property
+    def dataset(self) -> str:
+        return self.data.dataset
+
+    @property
+    def size(self) -> int:
+        return self.data.size
+
+    @property
+    def split_seed(self) -> int:
+        return self.data.split_seed
+
+    @property
+    def weight_file(self) -> Path | None:
+        """The weights as a file path, or None for a keyword source (auto, timm, tflite, efficientnet-lite0, random)."""
+        return None if self.weights in WEIGHT_KEYWORDS else Path(self.weights)
+
+    def in_chans(self, image_channels: int) -> int:
+        """The model's input channels for images of ``image_channels`` (1 grey, 3 colour): grey images feed a
+        1-channel model only with ``grey_as="single"``."""
+        return 1 if image_channels == 1 and self.grey_as == "single" else 3
 
 
 @dataclass(frozen=True)
@@ -48,48 +84,48 @@ class FrozenFeatures:
         return int(self.x["train"].shape[1])
 
 
-def weights_identity(config: FinetuneConfig) -> dict:
+def weights_identity(network: Network) -> dict:
     """The weights as part of the features' identity: a keyword, or a file by content; a random init by its seed."""
     from medimg.data.fingerprint import file_sha256
 
-    if config.weight_spec == "random":
-        return dict(weights="random", init_seed=config.seed)
-    if config.weight_file is not None:
-        return dict(weights="file", sha256=file_sha256(config.weight_file))
-    return dict(weights=config.weight_spec)
+    if network.weights == "random":
+        return dict(weights="random", init_seed=network.seed)
+    if network.weight_file is not None:
+        return dict(weights="file", sha256=file_sha256(network.weight_file))
+    return dict(weights=network.weights)
 
 
-def feature_key(config: FinetuneConfig, fingerprint: str) -> dict:
-    """Everything that decides the features of ``config``'s initial network on its dataset."""
-    return dict(version=FEATURES_VERSION, arch=config.arch, size=config.size, grey_as=config.grey_as,
-                data=config.data_config().to_dict(), fingerprint=fingerprint, **weights_identity(config))
+def feature_key(network: Network, fingerprint: str) -> dict:
+    """Everything that decides the features of ``network`` on its dataset."""
+    return dict(version=FEATURES_VERSION, arch=network.arch, size=network.size, grey_as=network.grey_as,
+                data=network.data.to_dict(), fingerprint=fingerprint, **weights_identity(network))
 
 
-def feature_cache_path(config: FinetuneConfig, key: dict) -> Path:
-    """Where the features of ``config``'s network with :func:`feature_key` ``key`` are cached:
+def feature_cache_path(network: Network, key: dict) -> Path:
+    """Where the features of ``network`` with :func:`feature_key` ``key`` are cached:
     ``CACHE/features/DATASET-<16 hex digits of the key's identity>.npz``."""
-    return cache_dir() / "features" / f"{config.dataset}-{identity(key, digits=16)}.npz"
+    return cache_dir() / "features" / f"{network.dataset}-{identity(key, digits=16)}.npz"
 
 
-def extract_features(config: FinetuneConfig, *, data=None, batch_size: int = 256, use_cache: bool = True,
+def extract_features(network: Network, *, data=None, batch_size: int = 256, use_cache: bool = True,
                      progress: bool = False) -> FrozenFeatures:
-    """The frozen features of ``config``'s initial network (its arch, weights and, if random, seed) on every
-    split of ``config.dataset`` at ``config.size``; read from the cache when they were extracted before.
+    """The frozen features of ``network`` (its arch, weights and, if random, seed) on every split of its dataset at
+    its size; read from the cache when they were extracted before.
 
     ``data`` is the prepared dataset, if the caller has it. Raises :class:`~medimg.errors.MedimgError` for
     weights that cannot be had (see :func:`medimg.models.backbones.create_backbone`).
     """
     from medimg.data import prepare
 
-    data = data or prepare(config.data_config(), progress=progress)
-    key = feature_key(config, data.source.fingerprint)
-    entry = feature_cache_path(config, key)
+    data = data or prepare(network.data, progress=progress)
+    key = feature_key(network, data.source.fingerprint)
+    entry = feature_cache_path(network, key)
     if use_cache and entry.is_file():
         with np.load(entry) as stored:
             return FrozenFeatures(x={s: stored[f"x_{s}"] for s in SPLITS}, y={s: stored[f"y_{s}"] for s in SPLITS},
                                   classes=tuple(data.classes), key=key)
     start = time.perf_counter()
-    x, y = _forward(config, data, batch_size)
+    x, y = _forward(network, data, batch_size)
     seconds = time.perf_counter() - start
     if use_cache:
         from medimg.paths import writing_cache
@@ -101,16 +137,16 @@ def extract_features(config: FinetuneConfig, *, data=None, batch_size: int = 256
     return FrozenFeatures(x=x, y=y, classes=tuple(data.classes), key=key, seconds=seconds)
 
 
-def _forward(config: FinetuneConfig, data, batch_size: int) -> tuple[dict, dict]:
+def _forward(network: Network, data, batch_size: int) -> tuple[dict, dict]:
     import torch
 
-    from medimg.models.backbones import model_preprocess
-    from medimg.models.backbones import create_backbone
+    from medimg.models.backbones import create_backbone, model_preprocess
 
-    torch.manual_seed(config.seed)  # a random init is the seed's (the scratch arm's network)
-    model, _ = create_backbone(config.arch, num_classes=0, in_chans=config.in_chans(data.decoded.channels),
-                               weights=config.weight_spec)
-    return model_features(model, data, model_preprocess(model, data.decoded.channels, size=config.size, grey_as=config.grey_as), batch_size=batch_size)
+    torch.manual_seed(network.seed)  # a random init is the seed's (the scratch arm's network)
+    model, _ = create_backbone(network.arch, num_classes=0, in_chans=network.in_chans(data.decoded.channels),
+                               weights=network.weights)
+    preprocess = model_preprocess(model, data.decoded.channels, size=network.size, grey_as=network.grey_as)
+    return model_features(model, data, preprocess, batch_size=batch_size)
 
 
 def model_features(model, data, preprocess, *, splits=SPLITS, batch_size: int = 256, keep=None) -> tuple[dict, dict]:

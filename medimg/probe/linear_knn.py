@@ -18,7 +18,8 @@ head and the probe runs of the book before issue #30: a model selection like ear
 
 Both follow scikit-learn's conventions: ``__init__`` stores settings, ``fit`` learns (attributes
 ending in ``_``), ``predict_proba`` gives ``(N, classes)`` probabilities. ``max_train_images`` takes
-the same stratified subsample of the training split as fine-tuning does (:mod:`medimg.data.balance`).
+the same stratified subsample of the training split as fine-tuning does (:mod:`medimg.data.balance`). Which
+protocol builds which probe, and with which seed, is the table of :mod:`medimg.probe.protocols`.
 """
 from __future__ import annotations
 
@@ -28,7 +29,6 @@ from medimg.data.balance import stratified_subsample
 from medimg.errors import MedimgError
 from medimg.probe.features import FrozenFeatures
 
-PROTOCOLS = ("linear", "knn")
 SELECTIONS = ("val", "cv")  # where a probe's C or k is chosen: the validation split, or cross-validation on training
 CV_FOLDS = 5
 DEFAULT_CS = tuple(float(c) for c in np.logspace(-4, 2, 13))
@@ -208,10 +208,3 @@ class KNNProbe:
     @property
     def setting_(self) -> dict:
         return dict(k=self.k_)
-
-
-def make_probe(protocol: str, **kwargs):
-    """A :class:`LinearProbe` (``"linear"``) or :class:`KNNProbe` (``"knn"``)."""
-    if protocol not in PROTOCOLS:
-        raise MedimgError(f"unknown protocol {protocol!r}: choose one of {', '.join(PROTOCOLS)}")
-    return (LinearProbe if protocol == "linear" else KNNProbe)(**kwargs)

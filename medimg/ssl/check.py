@@ -14,9 +14,8 @@ from pathlib import Path
 
 import numpy as np
 
-from medimg.finetune.arms import arm_kind, checkpoint_arms
-from medimg.finetune.config import FinetuneConfig
 from medimg.errors import MedimgError
+from medimg.probe.features import Network
 
 
 @dataclass(frozen=True)
@@ -90,28 +89,28 @@ def read_check(checkpoint, target: str) -> SSLCheck | None:
     return SSLCheck.from_dict(json.loads(path.read_text())) if path.is_file() else None
 
 
-def _probe_on_validation(config) -> tuple[float, float, float]:
-    """``(val accuracy, val log loss, C)`` of the linear probe on ``config``'s initial network's features."""
+def _probe_on_validation(network: Network) -> tuple[float, float, float]:
+    """``(val accuracy, val log loss, C)`` of the linear probe on ``network``'s features."""
     from medimg.probe.features import extract_features
     from medimg.probe.linear_knn import LinearProbe
 
-    features = extract_features(config)
-    probe = LinearProbe(max_train_images=config.max_train_images, split_seed=config.split_seed,
-                        random_state=config.seed).fit(features)
+    features = extract_features(network)
+    probe = LinearProbe(max_train_images=network.max_train_images, split_seed=network.split_seed,
+                        random_state=network.seed).fit(features)
     accuracy = float(np.mean(probe.predict_proba(features.x["val"]).argmax(1) == features.y["val"]))
     return accuracy, float(probe.val_log_loss_[probe.C_]), float(probe.C_)
 
 
-def check_ssl_checkpoint(config: FinetuneConfig, random_configs: list[FinetuneConfig]) -> SSLCheck:
-    """The check of a self-supervised checkpoint: ``config`` is the first seed's fine-tuning config of an arm that
-    starts from it (its ``weights`` the ``.safetensors``), ``random_configs`` one config per seed of the same target,
-    size and training cap at random initialisation (the scratch arm's networks). Features are cached
-    (:mod:`medimg.probe.features`). Raises :class:`MedimgError` for a config that starts from no checkpoint."""
-    if not arm_kind(config.method).needs_checkpoint:
-        raise MedimgError(f"the {config.method} arm starts from no self-supervised checkpoint: check an arm that "
-                          f"does ({', '.join(checkpoint_arms())})")
-    accuracy, loss, C = _probe_on_validation(config)
-    random = [_probe_on_validation(c) for c in random_configs]
-    return SSLCheck(target=config.dataset, checkpoint=config.weight_file.name, C=C,
-                    val_accuracy=accuracy, val_loss=loss, seeds=tuple(c.seed for c in random_configs),
+def check_ssl_checkpoint(network: Network, random_networks: list[Network]) -> SSLCheck:
+    """The check of a self-supervised checkpoint: ``network`` is the one an arm's first seed starts from (its
+    ``weights`` the ``.safetensors``), ``random_networks`` one per seed of the same target, size and training cap
+    at random initialisation (the random-initialisation arm's networks). Features are cached
+    (:mod:`medimg.probe.features`). Raises :class:`MedimgError` for a network whose weights are no file (which
+    arms start from a checkpoint is the caller's to know)."""
+    if network.weight_file is None:
+        raise MedimgError(f"the check reads a self-supervised checkpoint file, not the {network.weights} weights")
+    accuracy, loss, C = _probe_on_validation(network)
+    random = [_probe_on_validation(n) for n in random_networks]
+    return SSLCheck(target=network.dataset, checkpoint=network.weight_file.name, C=C,
+                    val_accuracy=accuracy, val_loss=loss, seeds=tuple(n.seed for n in random_networks),
                     random_val_accuracy=tuple(r[0] for r in random), random_val_loss=tuple(r[1] for r in random))

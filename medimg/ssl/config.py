@@ -1,6 +1,6 @@
 """The self-supervised pretraining run's record: :class:`SSLConfig`, everything that decides a checkpoint.
 
-A frozen, validated dataclass like :class:`~medimg.finetune.config.FinetuneConfig`; its :meth:`SSLConfig.identity`
+A frozen, validated dataclass like the fine-tuning run's record; its :meth:`SSLConfig.identity`
 names the checkpoint (:func:`medimg.identity.identity`). The methods themselves (SimCLR, VICReg) are the table
 :data:`medimg.ssl.methods.METHODS`.
 """

@@ -1,7 +1,7 @@
 """The learning curve of self-supervised pretraining, measured online: how good are the features after N steps?
 
 Every ``every`` optimiser steps (and at step 0 and at the end), the current backbone's frozen features of
-each *curve target* are read by the two MedMNIST+ probes of :mod:`medimg.probe.linear_knn` (a linear probe and kNN),
+each *curve target* are read by the MedMNIST+ probes of :mod:`medimg.probe.protocols` (a linear probe and kNN),
 fitted on the target's training split with their setting (C, k) chosen by stratified cross-validation on it, and
 scored on its **validation** split (never test). Each network is read with the batch-norm statistics of
 :mod:`medimg.probe.batchnorm`'s rule (``bn`` column; the checkpoint's recomputed on clean pool images, as the stage
@@ -104,7 +104,7 @@ class Prober:
         from medimg.probe.batchnorm import RULE
         from medimg.probe.collapse import normalised_std, rankme
         from medimg.probe.features import FrozenFeatures, model_features
-        from medimg.probe.linear_knn import KNNProbe, LinearProbe
+        from medimg.probe.protocols import probes
 
         rule = rule or (RULE if self.pool_images is not None else None)
         net = self.read_as(backbone, init, rule) if rule else backbone
@@ -134,12 +134,12 @@ class Prober:
             features = FrozenFeatures(x=x, y=y, classes=tuple(data.classes))
             cap = dict(max_train_images=None if keep else target.max_train_images, split_seed=self.config.split_seed,
                        select=select)
-            linear = LinearProbe(random_state=0, **cap).fit(features)
-            knn = KNNProbe(**cap).fit(features)
-            for protocol, probe, setting in (("linear", linear, linear.C_), ("knn", knn, knn.k_)):
+            for protocol in probes():  # every probe of the table, seeded 0
+                probe = protocol.build(seed=0, **cap).fit(features)
                 correct = probe.predict_proba(x["val"]).argmax(1) == y["val"]
-                row = dict(fields, target=target.dataset, protocol=protocol, val_accuracy=float(np.mean(correct)),
-                           val_log_loss=linear.val_log_loss_[linear.C_] if protocol == "linear" else None,
+                (setting,) = probe.setting_.values()
+                row = dict(fields, target=target.dataset, protocol=protocol.name, val_accuracy=float(np.mean(correct)),
+                           val_log_loss=probe.val_log_loss_[setting] if protocol.log_loss else None,
                            setting=float(setting))
                 if rule:
                     interval = accuracy_interval(correct)
@@ -360,12 +360,15 @@ def crossings(curve: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def crossing_table(found: pd.DataFrame, protocol: str = "linear") -> pd.DataFrame:
+def crossing_table(found: pd.DataFrame, protocol: str | None = None) -> pd.DataFrame:
     """The budget chapter's opening table: one row per target, one column per checkpoint (``found`` holds
     :func:`crossings` rows with a ``checkpoint`` column naming each), each cell "random @ N; ImageNet @ M" (the first
     steps it beats random features, holding it at its last point, and reaches ImageNet's accuracy), either part
-    "not by N" (its budget) where it does not."""
-    own = found[found.protocol == protocol]
+    "not by N" (its budget) where it does not. ``protocol``: the probe read (default the lead probe of
+    :data:`medimg.probe.protocols.PROTOCOLS`, the linear probe)."""
+    from medimg.probe.protocols import lead_probe
+
+    own = found[found.protocol == (protocol or lead_probe().name)]
     cells = {}
     for _, r in own.iterrows():
         budget = f"not by {int(r['last_step']):,}"
@@ -379,7 +382,9 @@ def crossing_table(found: pd.DataFrame, protocol: str = "linear") -> pd.DataFram
 
 def crossing_sentence(row, hours_per_step: float | None = None) -> str:
     """One line for the book about one target and protocol of :func:`crossings`."""
-    name = "linear probe" if row["protocol"] == "linear" else "kNN"
+    from medimg.probe.protocols import protocol_of
+
+    name = protocol_of(row["protocol"]).display
     at = (f"{row['last_step']:,} steps" + (f" ({row['last_step'] * hours_per_step:.2f} CPU core-hours)"
                                            if hours_per_step else ""))
     if row["above_random_at_end"]:
@@ -399,6 +404,7 @@ def budget_answer(found: pd.DataFrame) -> str:
     target's SSL arm fine-tunes from (the best last linear-probe point on validation,
     :func:`medimg.study.pretraining.arm_checkpoint`); for ImageNet-initialised checkpoints (TL+SSL's start), on how many
     targets they beat ImageNet's own features."""
+    from medimg.probe.protocols import lead_probe
     from medimg.ssl.methods import METHODS
 
     if found.empty:
@@ -414,7 +420,7 @@ def budget_answer(found: pd.DataFrame) -> str:
                          f"{int((rows['last'] > rows.random_mean).sum())} of {len(rows)} target-protocol pairs, and "
                          f"against ImageNet's features on {int((rows['last'] > rows.imagenet).sum())} of {len(rows)}.")
     if random.method.nunique() > 1:
-        linear = random[random.protocol == "linear"]
+        linear = random[random.protocol == lead_probe().name]
         chosen = linear.loc[linear.groupby("target", sort=False)["last"].idxmax(), ["target", "method"]]
         picked = random[[(t, m) in set(zip(chosen.target, chosen.method)) for t, m in zip(random.target, random.method)]]
         names = ", ".join(f"{t}: {METHODS[m]['name']}" for t, m in zip(chosen.target, chosen.method))
@@ -436,13 +442,15 @@ def _budgets(rows: pd.DataFrame) -> str:
 
 
 def _counts(rows: pd.DataFrame, above: str = "random") -> str:
-    """"under the linear probe on **a of b** targets (names) and under the kNN on ..." for :func:`crossings` rows:
-    where the last point beats the best random initialisation (``above="random"``) or ImageNet's features
-    (``"imagenet"``)."""
+    """"under the linear probe on **a of b** targets (names) and under the kNN on ..." for :func:`crossings` rows, a
+    part per probe of :data:`medimg.probe.protocols.PROTOCOLS`: where the last point beats the best random
+    initialisation (``above="random"``) or ImageNet's features (``"imagenet"``)."""
+    from medimg.probe.protocols import probes
+
     parts = []
-    for protocol, name in (("linear", "linear probe"), ("knn", "kNN")):
-        own = rows[rows.protocol == protocol]
+    for protocol in probes():
+        own = rows[rows.protocol == protocol.name]
         won = own[own.above_random_at_end] if above == "random" else own[own["last"] > own.imagenet]
-        parts.append(f"under the {name} on **{len(won)} of {len(own)}** targets"
+        parts.append(f"under the {protocol.display} on **{len(won)} of {len(own)}** targets"
                      + (f" ({', '.join(won.target)})" if len(won) else ""))
     return " and ".join(parts)

@@ -35,7 +35,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from medimg.ssl.config import INITS, SSLConfig
-from medimg.finetune.trainer import TrainerSettings
+from medimg.training.trainer import TrainerSettings, quiet_lightning
 from medimg.data import Preprocess
 from medimg.errors import MedimgError
 from medimg.models.backbones import WeightSource, create_backbone, save_ssl_backbone
@@ -139,8 +139,6 @@ def pretrain_ssl(config: SSLConfig, out: Path, *, trainer: TrainerSettings = Tra
     saves the backbone (and snapshots) at half the size. Raises :class:`MedimgError` (nothing
     written) for an existing ``out`` without ``force`` or ``resume``, a refused pool, or a diverged loss.
     """
-    from medimg.finetune.train import quiet_lightning
-
     quiet_lightning()
     out = Path(out)
     state = state_dir(out, config)

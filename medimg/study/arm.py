@@ -12,7 +12,7 @@ from medimg.data.registry import get_spec
 from medimg.errors import MedimgError
 from medimg.finetune.arms import arm_kind
 from medimg.finetune.config import FinetuneConfig
-from medimg.finetune.trainer import TrainerSettings
+from medimg.training.trainer import TrainerSettings
 from medimg.ssl.config import SSLConfig
 from medimg.study.pretraining import arm_checkpoint
 from medimg.study.profiles import as_profile, study_root

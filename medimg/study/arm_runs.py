@@ -96,46 +96,48 @@ def arm_ssl_checkpoint(arm: Arm | dict, *, create: bool = True) -> Path:
 
 
 def ensure_probes(arm: Arm | dict, protocol: str) -> list[Path]:
-    """Probe runs of ``arm``'s initial network under ``protocol`` (``linear`` or ``knn``, :mod:`medimg.probe.linear_knn`) for
-    every seed, made only where missing: ``RESULTS/probes/DATASET/METHOD/<probe name>`` under the study root
-    (:func:`medimg.finetune.probe_runs.probe_name`). An SSL arm's checkpoint is pretrained only if a probe needs it."""
-    from medimg.finetune.probe_runs import probe_name, probe_run
+    """Probe runs of ``arm``'s initial network under ``protocol`` (a probe of :data:`medimg.probe.protocols.PROTOCOLS`)
+    for every seed, made only where missing: ``RESULTS/probes/DATASET/METHOD/<probe name>`` under the study root
+    (:func:`medimg.study.probe_runs.probe_name`). An SSL arm's checkpoint is pretrained only if a probe needs it."""
+    from medimg.study.probe_runs import probe_name, probe_run
 
     arm = arm if isinstance(arm, Arm) else Arm.from_dict(arm)
     return _each_seed(arm, "probes", lambda config: probe_name(config, protocol),
                       lambda config, run_dir: probe_run(config, protocol, run_dir))
 
 
-PROTOCOL_NAMES = {"linear": "linear probe", "knn": "kNN"}  # probe protocol -> its name in the book
-
-
 def protocol_comparisons(arms: list[Arm], by: str, finetuned) -> dict:
-    """The same arms read three ways (the MedMNIST+ protocols): ``{"fine-tuning": finetuned, "linear probe": ...,
-    "kNN": ...}``, each probe a :class:`~medimg.compare.comparison.Comparison` by ``by`` of every seed's probe run
-    (:func:`ensure_probes`, made where missing)."""
+    """The same arms read under every protocol of :data:`medimg.probe.protocols.PROTOCOLS` (the MedMNIST+
+    protocols), keyed by the book's names: ``{"fine-tuning": finetuned, "linear probe": ..., "kNN": ...}``, each
+    probe a :class:`~medimg.compare.comparison.Comparison` by ``by`` of every seed's probe run (:func:`ensure_probes`,
+    made where missing)."""
     from medimg.compare.comparison import compare_runs
+    from medimg.probe.protocols import fine_tuning, probes
 
-    out = {"fine-tuning": finetuned}
-    for protocol, name in PROTOCOL_NAMES.items():
-        out[name] = compare_runs([d for a in arms for d in ensure_probes(a, protocol)], by=by)
+    out = {fine_tuning().display: finetuned}
+    for protocol in probes():
+        out[protocol.display] = compare_runs([d for a in arms for d in ensure_probes(a, protocol.name)], by=by)
     return out
 
 
 def ensure_ssl_check(arm: Arm | dict):
     """The check of ``arm``'s SimCLR checkpoint against random features (:mod:`medimg.ssl.check`), read from
     beside the checkpoint when it was made before (so a committed study needs no checkpoint), else made and
-    kept there."""
+    kept there. Refuses (:class:`MedimgError`) an arm that starts from no self-supervised checkpoint."""
     from medimg.finetune.runs import write_json
     from medimg.ssl.check import check_path, check_ssl_checkpoint, read_check
 
     arm = arm if isinstance(arm, Arm) else Arm.from_dict(arm)
+    if not arm_kind(arm.method).needs_checkpoint:
+        raise MedimgError(f"the {arm.method} arm starts from no self-supervised checkpoint: check an arm that "
+                          f"does ({', '.join(checkpoint_arms())})")
     checkpoint = arm_ssl_checkpoint(arm, create=False)
     found = read_check(checkpoint, arm.dataset)
     if found is not None and found.seeds == tuple(arm.seeds):
         return found
     twin = random_init_twin(arm)
-    check = check_ssl_checkpoint(arm.finetune_config(arm.seeds[0], str(arm_ssl_checkpoint(arm))),
-                                 [twin.finetune_config(seed) for seed in arm.seeds])
+    check = check_ssl_checkpoint(arm.finetune_config(arm.seeds[0], str(arm_ssl_checkpoint(arm))).network,
+                                 [twin.finetune_config(seed).network for seed in arm.seeds])
     write_json(check_path(checkpoint, arm.dataset), check.to_dict())
     return check
 

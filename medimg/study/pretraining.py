@@ -115,10 +115,10 @@ def pretraining_runs(profile: str | dict, *, pools=None, inits=None, methods=Non
 
 
 def stage_trainer(profile: str | dict, stage: str = STAGE):
-    """The :class:`~medimg.finetune.trainer.TrainerSettings` the stage pretrains with: the profile's ``trainer``, updated by
-    the pretraining section's own ``trainer`` (e.g. ``num_workers: 1``, which makes the views while the network
-    trains and leaves the weights as they are), with the progress lines on."""
-    from medimg.finetune.trainer import TrainerSettings
+    """The :class:`~medimg.training.trainer.TrainerSettings` the stage pretrains with: the profile's ``trainer``,
+    updated by the pretraining section's own ``trainer`` (e.g. ``num_workers: 1``, which makes the views while the
+    network trains and leaves the weights as they are), with the progress lines on."""
+    from medimg.training.trainer import TrainerSettings
     from medimg.study.profiles import as_profile
 
     p = as_profile(profile)
@@ -228,6 +228,7 @@ def arm_checkpoint(profile: str | dict, dataset: str, init: str, arch: str) -> P
     (the test split is never read). Where none is finished yet, the first; the arm then refuses to run until
     it is pretrained (``make pretrain``).
     """
+    from medimg.probe.protocols import lead_probe
     from medimg.study.profiles import as_profile
     from medimg.ssl.curve import read_curve
 
@@ -238,11 +239,11 @@ def arm_checkpoint(profile: str | dict, dataset: str, init: str, arch: str) -> P
                and dataset in {t.dataset for t in r.curve_targets}]
     if not serving:
         return None
-    scored = []
+    scored, lead = [], lead_probe().name
     for order, run in enumerate(serving):
         if run.path.is_file():
             curve = read_curve(run.path)
-            own = curve[(curve.kind == "checkpoint") & (curve.target == dataset) & (curve.protocol == "linear")]
+            own = curve[(curve.kind == "checkpoint") & (curve.target == dataset) & (curve.protocol == lead)]
             if len(own):
                 scored.append((-float(own.sort_values("step").val_accuracy.iloc[-1]), order, run))
     return min(scored, key=lambda s: s[:2])[2] if scored else serving[0]

@@ -15,6 +15,7 @@ import numpy as np
 
 from medimg.errors import MedimgError
 from medimg.finetune.arms import paper_pair, random_init_arm
+from medimg.probe.protocols import fine_tuning, lead_probe, protocol_of
 from medimg.study.arm import Arm, profile_arm
 from medimg.study.profiles import as_profile
 
@@ -113,9 +114,11 @@ def workshop_answers(result, protocols, explanations: dict | None = None) -> lis
            if beat else "neither finds the smaller class better than chance.")))
 
     table = protocols.set_index(["arm", "protocol"])["accuracy"].round(3)  # as the chapter's table shows them
-    probe = {arm: float(table.get((arm, "linear probe"), np.nan)) for arm in (first, second)}
-    tuned = {arm: float(table.get((arm, "fine-tuning"), np.nan)) for arm in (first, second)}
-    knn = {arm: float(table.get((arm, "kNN"), np.nan)) for arm in (first, second)}
+
+    def under(protocol) -> dict:
+        return {arm: float(table.get((arm, protocol.display), np.nan)) for arm in (first, second)}
+
+    probe, tuned, knn = under(lead_probe()), under(fine_tuning()), under(protocol_of("knn"))
     ahead = probe[first] - probe[second]
     answers.append(Answer(
         "The linear probe trains only a logistic regression on the network's frozen features. How close does it "

@@ -12,7 +12,7 @@ from conftest import files_under, run_cli
 from medimg.compare.comparison import compare_runs, comparison_figures, comparison_markdown
 from medimg.finetune.runs import RunResult
 from medimg.finetune.config import FinetuneConfig
-from medimg.finetune.trainer import TrainerSettings
+from medimg.training.trainer import TrainerSettings
 from medimg.finetune.train import finetune
 
 FAST = TrainerSettings(accelerator="cpu", progress=False)

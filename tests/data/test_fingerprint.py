@@ -9,7 +9,7 @@ import pytest
 
 from conftest import SHARED_DATA
 from medimg.finetune.config import FinetuneConfig
-from medimg.finetune.trainer import TrainerSettings
+from medimg.training.trainer import TrainerSettings
 from medimg.data import open_dataset
 from medimg.data.synthetic import write_image_folder
 from medimg.errors import MedimgError

@@ -142,7 +142,7 @@ def breast_runs(tmp_path_factory, module_env):
     if not SHARED_DATA.is_dir():
         pytest.skip(f"the shared data folder {SHARED_DATA} is not here")
     from medimg.finetune.config import FinetuneConfig
-    from medimg.finetune.trainer import TrainerSettings
+    from medimg.training.trainer import TrainerSettings
     from medimg.finetune.train import finetune
 
     settings = TrainerSettings(accelerator="cpu", progress=False)
@@ -214,7 +214,7 @@ def test_tflite_mobilenet_reloads_exactly(breast_runs):
 
 def test_single_channel_run_reloads_with_one_input_channel(tmp_path):
     from medimg.finetune.config import FinetuneConfig
-    from medimg.finetune.trainer import TrainerSettings
+    from medimg.training.trainer import TrainerSettings
     from medimg.finetune.train import finetune
 
     finetune(FinetuneConfig("synthetic_grey", "scratch", arch="resnet18", grey_as="single", size=32, epochs=1),

@@ -14,7 +14,7 @@ from PIL import Image
 
 from conftest import run_cli
 from medimg.finetune.config import FinetuneConfig
-from medimg.finetune.trainer import TrainerSettings
+from medimg.training.trainer import TrainerSettings
 from medimg.finetune.train import finetune
 
 pytestmark = [pytest.mark.slow, pytest.mark.long]

@@ -7,7 +7,7 @@ import pytest
 
 from conftest import REPO
 from medimg.finetune.config import FinetuneConfig
-from medimg.finetune.trainer import TrainerSettings
+from medimg.training.trainer import TrainerSettings
 from medimg.errors import MedimgError
 from medimg.finetune.runs import read_run, run_name
 

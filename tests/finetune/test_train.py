@@ -17,7 +17,7 @@ from torch.utils.data import DataLoader
 from conftest import REPO, assert_one_line_error, run_cli
 from medimg.finetune.classifier import predict
 from medimg.finetune.config import FinetuneConfig
-from medimg.finetune.trainer import TrainerSettings
+from medimg.training.trainer import TrainerSettings
 from medimg.data import ImageDataset
 from medimg.models.backbones import create_backbone
 from medimg.finetune.run_model import load_run

@@ -8,7 +8,8 @@ from conftest import SHARED_DATA
 from medimg.finetune.config import FinetuneConfig
 from medimg.errors import MedimgError
 from medimg.probe.features import FrozenFeatures, extract_features
-from medimg.probe.linear_knn import KNNProbe, LinearProbe, make_probe
+from medimg.probe.linear_knn import KNNProbe, LinearProbe
+from medimg.probe.protocols import probes, protocol_of
 
 
 @pytest.fixture()
@@ -22,16 +23,16 @@ def config(**kw):
 
 
 def test_features_are_extracted_once_and_keyed_by_what_decides_them(cache):
-    first = extract_features(config())
+    first = extract_features(config().network)
     assert first.x["train"].shape == (len(first.y["train"]), 1280) and first.x["train"].dtype == np.float32
     assert sum(len(first.y[s]) for s in ("train", "val", "test")) == 300 and first.seconds > 0
-    again = extract_features(config(seed=5))  # TL features do not depend on the fine-tuning seed
+    again = extract_features(config(seed=5).network)  # TL features do not depend on the fine-tuning seed
     assert again.seconds == 0 and len(list(cache.glob("*.npz"))) == 1
     assert all(np.array_equal(first.x[s], again.x[s]) and np.array_equal(first.y[s], again.y[s]) for s in first.x)
     # a random init is its seed's; another size is other features
-    scratch0, scratch1 = (extract_features(config(method="scratch", weights=None, seed=s)) for s in (0, 1))
+    scratch0, scratch1 = (extract_features(config(method="scratch", weights=None, seed=s).network) for s in (0, 1))
     assert not np.allclose(scratch0.x["train"], scratch1.x["train"])
-    assert extract_features(config(size=48)).seconds > 0 and len(list(cache.glob("*.npz"))) == 4
+    assert extract_features(config(size=48).network).seconds > 0 and len(list(cache.glob("*.npz"))) == 4
 
 
 def toy_features(rng, n=(60, 30, 30), d=8, shift=2.0):
@@ -75,12 +76,12 @@ def test_a_linear_probe_on_imagenet_features_reaches_the_yardstick_on_breastmnis
     above the majority class (0.731). Measured: 0.833 and 0.763."""
     if not list(SHARED_DATA.glob("breastmnist*/breastmnist.npz")) + list(SHARED_DATA.glob("breastmnist.npz")):
         pytest.skip("breastmnist.npz is not in the shared data folder")
-    f = extract_features(config(dataset="breastmnist", size=64))
+    f = extract_features(config(dataset="breastmnist", size=64).network)
     majority = np.bincount(f.y["test"]).max() / len(f.y["test"])
-    accuracy = {p: np.mean(make_probe(p).fit(f).predict_proba(f.x["test"]).argmax(1) == f.y["test"])
-                for p in ("linear", "knn")}
+    accuracy = {p.display: np.mean(p.build().fit(f).predict_proba(f.x["test"]).argmax(1) == f.y["test"])
+                for p in probes()}
     assert majority == pytest.approx(0.731, abs=1e-3)
-    assert accuracy["linear"] >= 0.80 and accuracy["knn"] > majority, accuracy
+    assert accuracy["linear probe"] >= 0.80 and accuracy["kNN"] > majority, accuracy
 
 
 def test_a_probe_takes_the_same_training_subsample_as_fine_tuning_and_refuses_one_class():
@@ -94,7 +95,7 @@ def test_a_probe_takes_the_same_training_subsample_as_fine_tuning_and_refuses_on
     with pytest.raises(MedimgError, match="at least two classes"):
         LinearProbe().fit(one_class)
     with pytest.raises(MedimgError, match="unknown protocol 'svm'"):
-        make_probe("svm")
+        protocol_of("svm")
 
 
 @pytest.mark.parametrize("n_classes", [2, 3])
@@ -114,7 +115,7 @@ def test_the_probe_as_a_linear_layer_gives_the_probes_own_probabilities(n_classe
 
 
 def test_lp_ft_starts_from_the_probe_and_trains_a_fixed_schedule(tmp_path):
-    from medimg.finetune.trainer import TrainerSettings
+    from medimg.training.trainer import TrainerSettings
     from medimg.finetune.train import finetune
 
     config = FinetuneConfig("synthetic_colour", "scratch", arch="resnet18", size=32, epochs=3, patience=1,
@@ -132,7 +133,7 @@ def test_lp_ft_starts_from_the_probe_and_trains_a_fixed_schedule(tmp_path):
 def test_lp_ft_keeps_batch_norm_statistics_so_it_starts_where_the_probe_ends(tmp_path):
     """With a learning rate too small to move a weight, LP-FT's network predicts what its probe predicts:
     batch statistics of the training batches must not replace the running ones the probe was fitted on."""
-    from medimg.finetune.trainer import TrainerSettings
+    from medimg.training.trainer import TrainerSettings
     from medimg.finetune.train import finetune
 
     config = FinetuneConfig("synthetic_grey", "scratch", arch="resnet18", size=32, epochs=1, recipe="lp-ft",
@@ -148,7 +149,7 @@ def test_probe_runs_are_read_and_compared_like_fine_tuning_runs(tmp_path, cache)
     finds it, and compare_runs ranks the arms under the protocol (TL's features are one network for every seed,
     scratch's differ by seed)."""
     from medimg.compare.comparison import compare_runs
-    from medimg.finetune.probe_runs import probe_name, probe_run
+    from medimg.study.probe_runs import probe_name, probe_run
     from medimg.finetune.runs import read_run
 
     runs = []
@@ -156,7 +157,7 @@ def test_probe_runs_are_read_and_compared_like_fine_tuning_runs(tmp_path, cache)
         cfg = config(method=method, weights="tflite" if method == "tl" else None, seed=seed)
         run_dir = tmp_path / method / probe_name(cfg, "linear")
         metrics = probe_run(cfg, "linear", run_dir)
-        features = extract_features(cfg)
+        features = extract_features(cfg.network)
         probe = LinearProbe(random_state=seed).fit(features)
         run = read_run(run_dir)
         assert np.allclose(run.probs, probe.predict_proba(features.x["test"]), atol=1e-5)

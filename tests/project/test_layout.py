@@ -1,6 +1,7 @@
-"""The house a newcomer walks: stages as packages that import only the stages below them, no import circle, few
-modules at the top, one table of arms that no one else compares names against, one function naming every product,
-and templates that state their parameters once. Drawn from the code itself (its syntax trees), not from a list."""
+"""The house a newcomer walks: stages as packages that import only the stages below them (type-only imports
+included), no import circle, few modules at the top, one table of arms and one of protocols that no one else
+compares names against, one function naming every product, and templates that state their parameters once. Drawn
+from the code itself (its syntax trees), not from a list."""
 from __future__ import annotations
 
 import ast
@@ -14,7 +15,7 @@ from conftest import REPO
 PACKAGE = REPO / "medimg"
 SHARED = ("errors", "paths", "atomic", "record_options", "identity")
 # the stages in the order data flows through them; each may import only those before it (and the shared modules)
-STAGES = ("data", "models", "plots", "evaluate", "probe", "finetune", "ssl", "compare", "explain", "study")
+STAGES = ("data", "models", "plots", "evaluate", "training", "probe", "ssl", "finetune", "compare", "explain", "study")
 TOP = ("cli", "__main__")
 
 
@@ -23,16 +24,11 @@ def _module(path: Path) -> str:
     return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
 
 
-def _runtime_imports(tree: ast.AST) -> list[str]:
-    """Every ``medimg`` module a file imports at run time (at the top or inside a function), not those only a type
-    checker reads (``if TYPE_CHECKING:``)."""
-    skipped = {id(n) for node in ast.walk(tree) if isinstance(node, ast.If)
-               and getattr(node.test, "id", getattr(node.test, "attr", None)) == "TYPE_CHECKING"
-               for n in ast.walk(node)}
+def _imports(tree: ast.AST) -> list[str]:
+    """Every ``medimg`` module a file imports: at the top, inside a function, or only for a type checker (``if
+    TYPE_CHECKING:``, an arrow all the same: the file names what it reads)."""
     out = []
     for node in ast.walk(tree):
-        if id(node) in skipped:
-            continue
         if isinstance(node, ast.ImportFrom) and node.module and node.module.split(".")[0] == "medimg":
             assert node.level == 0
             out += [f"{node.module}.{a.name}" for a in node.names] + [node.module]
@@ -44,7 +40,7 @@ def _runtime_imports(tree: ast.AST) -> list[str]:
 @pytest.fixture(scope="module")
 def graph() -> dict[str, set[str]]:
     modules = {_module(p): p for p in PACKAGE.rglob("*.py")}
-    return {m: {i for i in _runtime_imports(ast.parse(p.read_text())) if i in modules and i != m}
+    return {m: {i for i in _imports(ast.parse(p.read_text())) if i in modules and i != m}
             for m, p in modules.items()}
 
 
@@ -141,6 +137,22 @@ def test_no_module_or_template_compares_method_names():
     assert found == {}
 
 
+def test_no_module_or_template_compares_protocol_names():
+    """The protocols' names (and the book's names for them) are compared only in their table,
+    :mod:`medimg.probe.protocols`: everyone else asks it."""
+    from medimg.probe.protocols import PROTOCOLS
+
+    names = set(PROTOCOLS) | {p.display for p in PROTOCOLS.values()}
+    assert names >= {"linear", "knn", "fine-tuning", "linear probe", "kNN"}
+    assert _name_comparisons('if p == "linear" or row["protocol"] in ("knn", "kNN"): pass', names)  # seen
+    table = PACKAGE / "probe" / "protocols.py"
+    found = {str(p.relative_to(REPO)): hits for p in PACKAGE.rglob("*.py") if p != table
+             if (hits := _name_comparisons(p.read_text(), names))}
+    found |= {str(p.relative_to(REPO)): hits for p in (REPO / "notebooks").glob("*.ipynb")
+              if (hits := _name_comparisons(_template_code(p), names))}
+    assert found == {}
+
+
 def test_one_function_hashes_every_identity():
     """sha256 of JSON (the identity recipe) appears once, in medimg.identity; every product names itself through it."""
     hashing = []
@@ -151,7 +163,7 @@ def test_one_function_hashes_every_identity():
     assert hashing == ["medimg/identity.py"]
     users = {p.relative_to(REPO).as_posix() for p in PACKAGE.rglob("*.py") if "import identity" in p.read_text()
              and "identity(" in p.read_text()}
-    assert {"medimg/finetune/runs.py", "medimg/finetune/probe_runs.py", "medimg/probe/features.py",
+    assert {"medimg/finetune/runs.py", "medimg/study/probe_runs.py", "medimg/probe/features.py",
             "medimg/study/arm_runs.py", "medimg/study/pretraining.py"} <= users
 
 
@@ -159,7 +171,7 @@ def test_every_template_states_exactly_the_parameters_of_its_table():
     """The parameters cell of each template names the parameters :data:`TEMPLATE_PARAMETERS` gives it, in its order
     (plus where the driver writes it): the plan, the template and the rerun box cannot drift apart."""
     from medimg.study.parameters import CHAPTER_PARAMETERS, TEMPLATE_PARAMETERS
-    from medimg.study.plan import TEMPLATES
+    from medimg.study.templates import TEMPLATES
 
     assert set(TEMPLATE_PARAMETERS) == set(TEMPLATES)
     for template, names in TEMPLATE_PARAMETERS.items():

@@ -8,7 +8,7 @@ import torch
 from safetensors.torch import load_file
 
 from medimg.errors import MedimgError
-from medimg.finetune.trainer import TrainerSettings
+from medimg.training.trainer import TrainerSettings
 from medimg.models.backbones import create_backbone, read_ssl_meta
 from medimg.ssl.config import SSLConfig
 from medimg.ssl.run import carry_path, pretrain_ssl, state_dir

@@ -9,7 +9,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from conftest import files_under
+from conftest import REPO, files_under
 from medimg.data.synthetic import write_image_folder
 from medimg.errors import MedimgError
 from medimg.models.backbones import create_backbone, read_ssl_meta
@@ -17,7 +17,7 @@ from medimg.ssl.views import SimCLRViews, simclr_transform, view_settings
 from medimg.ssl.config import SSLConfig
 from medimg.ssl.pool import _channels
 from medimg.ssl.run import pretrain_ssl
-from medimg.finetune.trainer import TrainerSettings
+from medimg.training.trainer import TrainerSettings
 
 CPU = TrainerSettings(progress=False, accelerator="cpu")
 
@@ -157,11 +157,11 @@ def test_a_checkpoint_is_checked_against_random_features_on_validation_only(tmp_
     monkeypatch.setenv("MEDIMG_CACHE_DIR", str(tmp_path / "cache"))
     checkpoint = pretrain_ssl(tiny(("synthetic_grey",), grey_as="replicate"), tmp_path / "c.safetensors", trainer=CPU)
     run = dict(dataset="synthetic_colour", arch="resnet18", size=32)
-    check = check_ssl_checkpoint(FinetuneConfig(**run, method="ssl", weights=str(checkpoint), seed=0),
-                                 [FinetuneConfig(**run, method="scratch", seed=s) for s in (0, 1)])
+    check = check_ssl_checkpoint(FinetuneConfig(**run, method="ssl", weights=str(checkpoint), seed=0).network,
+                                 [FinetuneConfig(**run, method="scratch", seed=s).network for s in (0, 1)])
 
     def by_hand(**kw):
-        features = extract_features(FinetuneConfig("synthetic_colour", arch="resnet18", size=32, **kw))
+        features = extract_features(FinetuneConfig("synthetic_colour", arch="resnet18", size=32, **kw).network)
         probe = LinearProbe(random_state=kw["seed"]).fit(features)
         return float(np.mean(probe.predict_proba(features.x["val"]).argmax(1) == features.y["val"]))
 
@@ -186,5 +186,13 @@ def test_a_checkpoint_is_checked_against_random_features_on_validation_only(tmp_
     assert "| t | c | 0.600 | 0.600 | no |" in table
     named = SSLCheck("t", "vicreg-random-grey-b5bd269fe050.safetensors", 1.0, 0.6, 0.7, (0, 1), (0.62, 0.58), (0.6, 0.7))
     assert "| t | VICReg | 0.600 | 0.600 | no |" in checks_markdown({"t": named})
-    with pytest.raises(MedimgError, match="starts from no self-supervised checkpoint"):
-        check_ssl_checkpoint(FinetuneConfig(**run, method="tl", seed=0), [])
+    with pytest.raises(MedimgError, match="reads a self-supervised checkpoint file, not the auto weights"):
+        check_ssl_checkpoint(FinetuneConfig(**run, method="tl", seed=0).network, [])
+    # which arms start from a checkpoint is the study's to know: it refuses to check one that does not
+    from medimg.study.arm import profile_arm
+    from medimg.study.arm_runs import ensure_ssl_check
+    from medimg.study.profiles import load_profile
+
+    with pytest.raises(MedimgError, match="the tl arm starts from no self-supervised checkpoint: check an arm that "
+                                          "does \\(ssl, tl\\+ssl\\)"):
+        ensure_ssl_check(profile_arm(load_profile("quick", REPO / "study.yml"), "breastmnist", "tl"))

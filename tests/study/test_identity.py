@@ -3,6 +3,8 @@ probe runs and self-supervised checkpoints): the quick book's runs, its probe ru
 from results/quick and never trained here."""
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from conftest import REPO
@@ -35,9 +37,10 @@ def test_every_committed_run_is_found_under_its_name(quick, monkeypatch):
 
 
 def test_every_committed_probe_run_is_found_under_its_name(quick, monkeypatch):
-    from medimg.finetune.probe_runs import probe_name
     from medimg.finetune.arms import arm_kind
+    from medimg.probe.protocols import probes
     from medimg.study.arm_runs import arm_ssl_checkpoint
+    from medimg.study.probe_runs import probe_name
 
     monkeypatch.setenv("MEDIMG_STUDY_ROOT", str(REPO))
     p, arms = quick
@@ -45,11 +48,43 @@ def test_every_committed_probe_run_is_found_under_its_name(quick, monkeypatch):
     for arm in arms:
         weights = str(arm_ssl_checkpoint(arm, create=False)) if arm_kind(arm.method).needs_checkpoint else None
         for seed in arm.seeds:
-            for protocol in ("linear", "knn"):
+            for protocol in probes():
                 named.add((REPO / p["results_dir"] / "probes" / arm.dataset / arm.slug
-                           / probe_name(arm.finetune_config(seed, weights), protocol)).resolve())
+                           / probe_name(arm.finetune_config(seed, weights), protocol.name)).resolve())
     committed = {d.resolve() for d in _committed("probes")}
     assert committed and committed <= named, sorted(str(d.relative_to(REPO)) for d in committed - named)[:5]
+
+
+def test_every_committed_probe_record_gives_back_its_name_and_its_features_key():
+    """A committed probe run's ``config.json`` (the fine-tuning config it probes, and the key of the features it
+    read) gives back, through today's code, the folder it lies in and the same feature key: the network record a
+    probe reads (``FinetuneConfig.network``) names and keys exactly what the fine-tuning config did before it."""
+    import json
+
+    from medimg.finetune.config import FinetuneConfig
+    from medimg.probe.features import feature_cache_path, feature_key
+    from medimg.study.probe_runs import probe_name
+
+    records = sorted((REPO / "results" / "quick" / "probes").glob("*/*/*/config.json"))
+    if not records:
+        pytest.skip("no committed probe runs")
+    protocols, paths = set(), set()
+    for path in records:
+        record = json.loads(path.read_text())
+        run = dict(record["run"])
+        if run.get("weights") and run["weights"].endswith(".safetensors"):  # committed beside the results
+            run["weights"] = str(REPO / "results" / "quick" / "ssl" / Path(run["weights"]).name)
+        config = FinetuneConfig.from_dict(run)
+        assert probe_name(config, record["protocol"]) == path.parent.name, path
+        key = feature_key(config.network, record["features"]["fingerprint"])
+        assert json.loads(json.dumps(key)) == record["features"], path
+        protocols.add(record["protocol"])
+        paths.add(feature_cache_path(config.network, key).name)
+    assert protocols == {"linear", "knn"}
+    # feature cache names as they were before issue #32 (a TL, a random and a checkpoint's network), 60 networks
+    assert {"breastmnist-31dde8fa48ab3192.npz", "breastmnist-64743ba6faca2736.npz",
+            "busi_256-e7559378da9e42f5.npz"} <= paths
+    assert len(paths) == 60
 
 
 def test_every_pretraining_checkpoint_is_found_under_its_name(quick, monkeypatch):

@@ -17,7 +17,7 @@ from safetensors.torch import load_file
 
 from conftest import REPO
 from medimg.ssl.config import SSLConfig
-from medimg.finetune.trainer import TrainerSettings
+from medimg.training.trainer import TrainerSettings
 from medimg.errors import MedimgError
 from medimg.models.backbones import read_ssl_meta
 
@@ -28,7 +28,7 @@ SCRIPT = """
 import json, sys
 from pathlib import Path
 from medimg.ssl.config import SSLConfig
-from medimg.finetune.trainer import TrainerSettings
+from medimg.training.trainer import TrainerSettings
 from medimg.ssl.run import pretrain_ssl
 from medimg.ssl.curve import CurveTarget
 settings, out, resume = json.loads(sys.argv[1]), Path(sys.argv[2]), sys.argv[3] == "resume"

@@ -1,10 +1,12 @@
 """How and where Lightning trains (:class:`TrainerSettings`): one CPU, one GPU, or many GPUs and nodes with DDP.
 
 Settings only, shared by fine-tuning and self-supervised pretraining; a run's numerics (the resolved precision and
-deterministic kernels) are part of its identity (:func:`medimg.finetune.runs.numerics`).
+deterministic kernels) are part of its identity (the fine-tuning stage's ``numerics``). :func:`quiet_lightning`
+keeps Lightning's start-up lines out of a run's output.
 """
 from __future__ import annotations
 
+import logging
 import os
 from dataclasses import asdict, dataclass
 
@@ -65,3 +67,8 @@ class TrainerSettings:
         return dict(asdict(self), resolved_precision=self.resolved_precision())
 
 
+def quiet_lightning() -> None:
+    """Lightning's informational lines (GPU available, seed set, ...) below warnings: a run shows its own progress."""
+    for name in ("pytorch_lightning.utilities.rank_zero", "pytorch_lightning.accelerators.cuda",
+                 "lightning_fabric.utilities.seed", "lightning.pytorch.utilities.rank_zero"):
+        logging.getLogger(name).setLevel(logging.WARNING)

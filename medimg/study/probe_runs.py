@@ -1,23 +1,24 @@
 """A probe of an arm's initial network, kept as a run directory that evaluation reads like a fine-tuning run.
 
 A probe run (:func:`probe_run`) extracts the frozen features of the network a fine-tuning run would
-start from (:func:`medimg.probe.features.extract_features`: ImageNet weights, a SimCLR checkpoint, or the
-seed's random init), fits a :mod:`medimg.probe.linear_knn` protocol (``linear`` or ``knn``, tuned on the
+start from (its config's :attr:`~medimg.finetune.config.FinetuneConfig.network`, read by
+:func:`medimg.probe.features.extract_features`: ImageNet weights, a SimCLR checkpoint, or the seed's random init),
+fits the probe of a protocol of :data:`medimg.probe.protocols.PROTOCOLS` (``linear`` or ``knn``, tuned on the
 validation split) and writes ``config.json`` (the run's settings plus ``protocol``), ``predictions.csv``
 (test split) and ``metrics.json`` last, as :mod:`medimg.finetune.runs` lays out a run. So
 :func:`medimg.compare.comparison.compare_runs` compares TL, SSL and scratch under a probe exactly as under
-fine-tuning, and a committed study reads its probes back without the SimCLR checkpoints.
+fine-tuning, and a committed study reads its probes back without the SimCLR checkpoints. The study asks for them
+(:func:`medimg.study.arm_runs.ensure_probes`): a probe run is named by the fine-tuning config of the arm's run.
 """
 from __future__ import annotations
 
 from pathlib import Path
 
-from medimg.finetune.config import FinetuneConfig
 from medimg.data.fingerprint import FINGERPRINT_OF
 from medimg.errors import MedimgError
-from medimg.identity import provenance
+from medimg.finetune.config import FinetuneConfig
 from medimg.finetune.runs import FINISHED_MARKER, config_record, prediction_rows, write_csv, write_json
-from medimg.identity import identity
+from medimg.identity import identity, provenance
 
 # features are extracted in fp32 on the CPU, deterministically, whatever the trainer settings
 PROBE_NUMERICS = dict(precision="32-true", deterministic=True)
@@ -37,15 +38,16 @@ def probe_run(config: FinetuneConfig, protocol: str, run_dir: Path) -> dict:
     from medimg.data import prepare
     from medimg.evaluate.metrics import summary_metrics
     from medimg.probe.features import extract_features
-    from medimg.probe.linear_knn import make_probe
+    from medimg.probe.protocols import protocol_of
 
     run_dir = Path(run_dir)
     if (run_dir / FINISHED_MARKER).is_file():
         raise MedimgError(f"{run_dir} holds a finished probe: delete it to run it again")
-    options = dict(max_train_images=config.max_train_images, split_seed=config.split_seed)
-    probe = make_probe(protocol, **(dict(options, random_state=config.seed) if protocol == "linear" else options))
-    data = prepare(config.data_config(), progress=False)
-    features = extract_features(config, data=data)
+    network = config.network
+    probe = protocol_of(protocol).build(seed=network.seed, max_train_images=network.max_train_images,
+                                        split_seed=network.split_seed)
+    data = prepare(network.data, progress=False)
+    features = extract_features(network, data=data)
     probe.fit(features)
     classes = list(data.classes)
     test_probs, val_probs = probe.predict_proba(features.x["test"]), probe.predict_proba(features.x["val"])
