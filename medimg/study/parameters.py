@@ -4,13 +4,29 @@ passes nothing else) and each chapter's "Rerun this chapter" box (:func:`rerun_m
 """
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 
 from medimg.study.templates import ARM_PARAMETERS, TEMPLATES  # noqa: F401 (ARM_PARAMETERS: the templates' own)
 
-# every template's parameters, in its parameters cell's order (its row of the templates table); each template also
-# takes chapter_title and chapter_path (where the study driver writes it), which are not the chapter's settings
-TEMPLATE_PARAMETERS = {name: row.parameters for name, row in TEMPLATES.items()}
+
+class _TemplateParameters(Mapping):
+    """Template name -> its parameters, in its parameters cell's order: a view of the templates table (a row added
+    to it is here at once)."""
+
+    def __getitem__(self, template: str) -> tuple[str, ...]:
+        return TEMPLATES[template].parameters
+
+    def __iter__(self):
+        return iter(TEMPLATES)
+
+    def __len__(self) -> int:
+        return len(TEMPLATES)
+
+
+# every template's parameters (its row of the templates table); each template also takes chapter_title and
+# chapter_path (where the study driver writes it), which are not the chapter's settings
+TEMPLATE_PARAMETERS = _TemplateParameters()
 CHAPTER_PARAMETERS = ("chapter_title", "chapter_path")
 
 

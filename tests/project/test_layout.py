@@ -123,30 +123,45 @@ def _template_code(path: Path) -> str:
                      for line in "".join(c["source"]).splitlines() if not line.lstrip().startswith("%"))
 
 
-def test_no_module_or_template_compares_method_names():
+def _arm_and_method_names() -> set[str]:
     from medimg.finetune.arms import ARMS
     from medimg.ssl.methods import METHODS
 
-    names = set(ARMS) | set(METHODS)
-    assert _name_comparisons('if m == "tl" or arm.method in ("ssl", "tl+ssl"): pass', names)  # the check sees them
-    tables = {PACKAGE / "finetune" / "arms.py", PACKAGE / "ssl" / "methods.py"}
-    found = {str(p.relative_to(REPO)): hits for p in PACKAGE.rglob("*.py") if p not in tables
-             if (hits := _name_comparisons(p.read_text(), names))}
-    found |= {str(p.relative_to(REPO)): hits for p in (REPO / "notebooks").glob("*.ipynb")
-              if (hits := _name_comparisons(_template_code(p), names))}
-    assert found == {}
+    return set(ARMS) | set(METHODS)
 
 
-def test_no_module_or_template_compares_protocol_names():
-    """The protocols' names (and the book's names for them) are compared only in their table,
-    :mod:`medimg.probe.protocols`: everyone else asks it."""
+def _protocol_names() -> set[str]:
     from medimg.probe.protocols import PROTOCOLS
 
-    names = set(PROTOCOLS) | {p.display for p in PROTOCOLS.values()}
-    assert names >= {"linear", "knn", "fine-tuning", "linear probe", "kNN"}
-    assert _name_comparisons('if p == "linear" or row["protocol"] in ("knn", "kNN"): pass', names)  # seen
-    table = PACKAGE / "probe" / "protocols.py"
-    found = {str(p.relative_to(REPO)): hits for p in PACKAGE.rglob("*.py") if p != table
+    return set(PROTOCOLS) | {p.display for p in PROTOCOLS.values()}
+
+
+def _template_names() -> set[str]:
+    from medimg.study.templates import TEMPLATES
+
+    return set(TEMPLATES)
+
+
+# each table, the names only it may compare, and a line the check must see
+TABLES = {
+    "arms and methods": (("finetune/arms.py", "ssl/methods.py"), _arm_and_method_names, {"tl", "scratch", "simclr"},
+                         'if m == "tl" or arm.method in ("ssl", "tl+ssl"): pass'),
+    "protocols": (("probe/protocols.py",), _protocol_names, {"linear", "knn", "fine-tuning", "linear probe", "kNN"},
+                  'if p == "linear" or row["protocol"] in ("knn", "kNN"): pass'),
+    "templates": (("study/templates.py",), _template_names, {"finetune", "dataset_card", "summary"},
+                  'if c.template == "finetune" or c.template in ("summary", "reproducibility"): pass'),
+}
+
+
+@pytest.mark.parametrize("table", TABLES)
+def test_no_module_or_template_compares_the_names_of_a_table(table):
+    """Arm and method names, protocol names (and the book's names for them) and template names are compared only in
+    their tables: everyone else asks the table."""
+    modules, names_of, known, example = TABLES[table]
+    names = names_of()
+    assert names >= known and _name_comparisons(example, names)  # the check sees them
+    tables = {PACKAGE / m for m in modules}
+    found = {str(p.relative_to(REPO)): hits for p in PACKAGE.rglob("*.py") if p not in tables
              if (hits := _name_comparisons(p.read_text(), names))}
     found |= {str(p.relative_to(REPO)): hits for p in (REPO / "notebooks").glob("*.ipynb")
               if (hits := _name_comparisons(_template_code(p), names))}
