@@ -105,6 +105,14 @@ class SSLConfig:
         return {k: v for k, v in asdict(self).items()
                 if k != "target" and not (k in SSL_LATER_DEFAULTS and v == SSL_LATER_DEFAULTS[k])}
 
+    def checkpoint_name(self, pool: str | None = None) -> str:
+        """The checkpoint's file name, ``METHOD-INIT[-POOL]-<12 hex digits of its identity>.safetensors``: every
+        self-supervised checkpoint is named here (a pretraining stage's with its pool's name; an arm's own
+        without), so one checkpoint is found under one name whoever asks."""
+        from medimg.identity import identity
+
+        return "-".join([self.method, self.init, *([pool] if pool else []), identity(self.identity())]) + ".safetensors"
+
     @classmethod
     def from_dict(cls, d: dict) -> "SSLConfig":
         return cls(**{k: tuple(v) if k == "datasets" else v for k, v in d.items() if k in cls.__dataclass_fields__})

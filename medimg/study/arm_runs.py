@@ -10,7 +10,6 @@ from __future__ import annotations
 from pathlib import Path
 
 from medimg.finetune.arms import arm_kind, checkpoint_arms, random_init_arm
-from medimg.identity import identity
 from medimg.study.arm import Arm
 from medimg.errors import MedimgError
 from medimg.study.profiles import ssl_pool, study_root
@@ -62,7 +61,7 @@ def finished_arm_runs(arm: Arm | dict) -> list[Path]:
 
 
 def arm_ssl_checkpoint(arm: Arm | dict, *, create: bool = True) -> Path:
-    """The SimCLR checkpoint an ``ssl`` or ``tl+ssl`` arm starts from, pretrained if missing and ``create``: the
+    """The self-supervised checkpoint an ``ssl`` or ``tl+ssl`` arm starts from, pretrained if missing and ``create``: the
     profile's pretraining-stage checkpoint where the arm names one (``Arm.ssl_checkpoint``; missing, it is refused
     with the command that makes it), else one of the arm's own.
 
@@ -72,7 +71,7 @@ def arm_ssl_checkpoint(arm: Arm | dict, *, create: bool = True) -> Path:
     """
     arm = arm if isinstance(arm, Arm) else Arm.from_dict(arm)
     if not arm.uses_ssl:
-        raise MedimgError(f"the {arm.method} arm starts from no SimCLR checkpoint: only {' and '.join(checkpoint_arms())} do")
+        raise MedimgError(f"the {arm.method} arm starts from no self-supervised checkpoint: only {' and '.join(checkpoint_arms())} do")
     if arm.ssl_checkpoint:  # the profile's pretraining stage: made by its own command, never by the study
         path = study_root() / arm.ssl_checkpoint
         if create and not path.is_file():
@@ -82,12 +81,11 @@ def arm_ssl_checkpoint(arm: Arm | dict, *, create: bool = True) -> Path:
         return path
     pool = ssl_pool(arm.dataset, list(arm.ssl_candidates))
     if not pool:
-        raise MedimgError(f"no SimCLR data for {arm.dataset}: every candidate shares images with it; add another "
+        raise MedimgError(f"no self-supervised pretraining data for {arm.dataset}: every candidate shares images with it; add another "
                           f"dataset of its modality to the profile's ssl_candidates")
     # named by the pool and settings, not the target: targets with the same pool share it
     config = arm.ssl_config(pool)
-    key = identity(config.identity())
-    path = study_root() / arm.results_dir / "ssl" / f"{config.method}-{config.init}-{key}.safetensors"
+    path = study_root() / arm.results_dir / "ssl" / config.checkpoint_name()
     if create and not path.is_file():
         from medimg.ssl.run import pretrain_ssl
 

@@ -65,7 +65,6 @@ def pretraining_runs(profile: str | dict, *, pools=None, inits=None, methods=Non
     ``stage`` names the section: ``pretraining`` (the default) is the stage the book reads; another section of the
     same shape (``pretraining_next`` in ``quick``) is a stage being pretrained to replace it, made by
     ``medimg pretrain-ssl --profile NAME --stage SECTION`` and read by nothing until it is renamed ``pretraining``."""
-    from medimg.identity import identity
     from medimg.study.profiles import as_profile, study_root, targets
     from medimg.data.registry import get_spec
 
@@ -103,8 +102,7 @@ def pretraining_runs(profile: str | dict, *, pools=None, inits=None, methods=Non
         if any(get_spec(d).modality != modality for d in config.datasets):
             raise MedimgError(f"pool {name!r} of profile {p['name']!r} mixes modalities: give it datasets of "
                               f"{modality} images only (or a 'modality' key)")
-        path = (study_root() / p["results_dir"] / "ssl"
-                / f"{config.method}-{init}-{name}-{identity(config.identity())}.safetensors")
+        path = study_root() / p["results_dir"] / "ssl" / config.checkpoint_name(name)
         out.append(PretrainingRun(pool=name, config=config, path=path, curve_targets=curve_targets,
                                   curve_every=int(curve.get("every", 250)),
                                   snapshots=tuple(s for s in curve.get("snapshots", ()) if s < config.steps),

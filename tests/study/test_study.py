@@ -166,7 +166,7 @@ def test_driver_runs_a_profile_end_to_end(smoke_by_jobs_1, tmp_path, monkeypatch
     assert broken != smoke
     (root / "study.yml").write_text(text.replace(smoke, broken))
     report = run_study("smoke", force=True, build=False, only="ssl")
-    broken = {path for path, why in report.failed.items() if "cell" in why and "no SimCLR data for synthetic_grey" in why}
+    broken = {path for path, why in report.failed.items() if "cell" in why and "no self-supervised pretraining data for synthetic_grey" in why}
     assert broken and all(path in broken or why in {f"not run: {b} failed" for b in broken}
                           for path, why in report.failed.items())
     assert any("synthetic_colour" in path for path in report.executed)
