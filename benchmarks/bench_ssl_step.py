@@ -53,7 +53,7 @@ def main() -> int:
     from medimg.ssl.pool import pool_images
     from medimg.ssl.run import pretrain_ssl
     from medimg.ssl.batches import PoolBatches, StepBatches, as_batch
-    from medimg.ssl.methods import SimCLR
+    from medimg.ssl.modules import SimCLR
     from medimg.ssl.tensor_views import BatchViews
     from medimg.ssl.views import SimCLRViews, simclr_transform, view_settings
 

@@ -100,7 +100,7 @@ def _cmd_pretrain_ssl(args) -> int:
                        imagenet_weights=args.imagenet_reference)
     if not is_main_process():  # a DDP process other than the first: the first writes and reports
         return 0
-    print(f"wrote {out}: {config.arch} pretrained with {METHODS[config.method]['name']} from {config.init} weights on "
+    print(f"wrote {out}: {config.arch} pretrained with {METHODS[config.method].name} from {config.init} weights on "
           f"{', '.join(config.datasets)}")
     return 0
 

@@ -70,7 +70,7 @@ def checks_markdown(checks: dict[str, SSLCheck]) -> str:
 
     def method(c: SSLCheck) -> str:
         first = Path(c.checkpoint).name.split("-")[0]
-        return METHODS[first]["name"] if first in METHODS else Path(c.checkpoint).name
+        return METHODS[first].name if first in METHODS else Path(c.checkpoint).name
 
     return markdown_table([{"target": d, "pretrained with": method(c), "checkpoint": c.val_accuracy,
                             "random init (mean)": c.random_accuracy_mean, "above the best random": c.beats_random}

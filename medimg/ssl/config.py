@@ -14,9 +14,10 @@ from medimg.data.splits import DEFAULT_NEAR_DUPLICATE_DISTANCE
 from medimg.errors import MedimgError
 from medimg.models.architectures import ARCHITECTURES, check_architecture
 from medimg.record_options import setting
+from medimg.ssl.methods import METHODS
 
 INITS = {"random": "random", "imagenet": "auto"}  # --init -> create_backbone's weights
-PRETRAINING_METHODS = ("simclr", "vicreg")  # self-supervised methods; medimg.ssl.methods.METHODS holds what each one is
+PRETRAINING_METHODS = tuple(METHODS)  # the self-supervised methods: the rows of medimg.ssl.methods.METHODS
 # SSLConfig fields added after checkpoints were named: at these values they stay out of the name, so the names
 # (and the committed checks beside them) of checkpoints made before still match
 SSL_LATER_DEFAULTS = dict(method="simclr", steps=None, min_scale=0.4, intensity_jitter=0.4, views="pil",

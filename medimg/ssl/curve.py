@@ -414,7 +414,7 @@ def budget_answer(found: pd.DataFrame) -> str:
     sentences = []
     random = found[found.init == "random"]
     for method, rows in random.groupby("method", sort=False):
-        sentences.append(f"**{METHODS[method]['name']}** ({_budgets(rows)}): its frozen features beat the best random "
+        sentences.append(f"**{METHODS[method].name}** ({_budgets(rows)}): its frozen features beat the best random "
                          f"initialisation on validation {_counts(rows)}. Against the *mean* random initialisation "
                          f"(the best of several seeds is a high bar on small validation splits) they are above on "
                          f"{int((rows['last'] > rows.random_mean).sum())} of {len(rows)} target-protocol pairs, and "
@@ -423,12 +423,12 @@ def budget_answer(found: pd.DataFrame) -> str:
         linear = random[random.protocol == lead_probe().name]
         chosen = linear.loc[linear.groupby("target", sort=False)["last"].idxmax(), ["target", "method"]]
         picked = random[[(t, m) in set(zip(chosen.target, chosen.method)) for t, m in zip(random.target, random.method)]]
-        names = ", ".join(f"{t}: {METHODS[m]['name']}" for t, m in zip(chosen.target, chosen.method))
+        names = ", ".join(f"{t}: {METHODS[m].name}" for t, m in zip(chosen.target, chosen.method))
         sentences.append(f"Taking for each target the checkpoint with the better last linear-probe point on "
                          f"validation, the one its SSL arm fine-tunes from ({names}), the features beat the best "
                          f"random initialisation {_counts(picked)}.")
     for method, rows in found[found.init == "imagenet"].groupby("method", sort=False):
-        sentences.append(f"**{METHODS[method]['name']} continued from ImageNet weights** (where the TL+SSL arms start; "
+        sentences.append(f"**{METHODS[method].name} continued from ImageNet weights** (where the TL+SSL arms start; "
                          f"{_budgets(rows)}): its features beat ImageNet's own on validation "
                          f"{_counts(rows, above='imagenet')}, and the best random initialisation {_counts(rows)}.")
     return "At the end of each checkpoint's budget: " + " ".join(sentences)

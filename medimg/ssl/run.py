@@ -42,7 +42,8 @@ from medimg.models.backbones import WeightSource, create_backbone, save_ssl_back
 from medimg.identity import provenance
 from medimg.ssl.batches import PoolBatches, StepBatches, as_batch
 from medimg.ssl.curve import CurveTarget, LearningCurve, Prober, curve_path, reference_rows
-from medimg.ssl.methods import METHODS, SCHEDULE
+from medimg.ssl.methods import METHODS
+from medimg.ssl.modules import SCHEDULE, module_of
 from medimg.ssl.pool import check_targets, pool_images
 from medimg.ssl.progress import StepProgress
 from medimg.ssl.tensor_views import BatchViews
@@ -174,7 +175,7 @@ def pretrain_ssl(config: SSLConfig, out: Path, *, trainer: TrainerSettings = Tra
         dataset, collate, batch_views = PoolBatches(pool.images), as_batch, BatchViews(views, seed=config.seed)
     else:  # lightly's PIL transform, one image at a time in the loader
         dataset, collate, batch_views = SimCLRViews(pool.images, simclr_transform(views), seed=config.seed), None, None
-    module = METHODS[config.method]["module"](backbone, config, channels_last=trainer.channels_last, views=batch_views)
+    module = module_of(METHODS[config.method])(backbone, config, channels_last=trainer.channels_last, views=batch_views)
     # the resumable state is ours: Lightning's own checkpointing and logs are off, its root a temporary folder
     scratch = tempfile.TemporaryDirectory(prefix="medimg-ssl-")
     # one progress display: the step lines below, not Lightning's bar; one Lightning epoch of every step

@@ -107,7 +107,7 @@ def _method_name(arm: Arm) -> str:
     """The display name of the self-supervised method ``arm``'s checkpoint is pretrained with (SimCLR, VICReg)."""
     from medimg.ssl.methods import METHODS
 
-    return METHODS[arm.ssl_config([arm.dataset]).method]["name"]
+    return METHODS[arm.ssl_config([arm.dataset]).method].name
 
 
 ABLATION_TITLES = {"augmentation": "Ablation: augmentation", "balance": "Ablation: balance",

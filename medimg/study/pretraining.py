@@ -266,5 +266,5 @@ def budget_phrase(checkpoint) -> str:
     meta = read_ssl_meta(checkpoint) if checkpoint.is_file() else None
     if not meta:
         return f"{checkpoint.name} (not here to read its budget)"
-    return (f"{METHODS[meta.get('method', 'simclr')]['name']}, {meta['steps']:,} steps at batch {meta['batch_size']} "
+    return (f"{METHODS[meta.get('method', 'simclr')].name}, {meta['steps']:,} steps at batch {meta['batch_size']} "
             f"on {' + '.join(meta['datasets'])} ({meta['size']} px, {core_hours(meta):.2f} CPU core-hours)")

@@ -105,7 +105,7 @@ def _pretraining_cost(chapter: Chapter, size_of) -> dict:
     if known is not None and config.max_images:
         known = min(known, config.max_images)
     estimate = any(c.estimate for c in counts)
-    return dict(checkpoints=1, network=f"{METHODS[config.method]['name']} {config.arch} {config.size} px",
+    return dict(checkpoints=1, network=f"{METHODS[config.method].name} {config.arch} {config.size} px",
                 epochs=config.epochs, images=str(TrainImages(known, estimate)),
                 passes=None if known is None else 2.0 * known * config.epochs)
 

@@ -37,7 +37,7 @@ def test_the_head_warm_up_leaves_the_backbone_and_frozen_statistics_keep_imagene
     assert "clean" in read_ssl_meta(tmp_path / "plain.safetensors")["batch_norm"]
 
     # after the warm-up the backbone trains; with frozen statistics its running statistics never follow the views
-    from medimg.ssl.methods import SimCLR
+    from medimg.ssl.modules import SimCLR
     config = SSLConfig(**RUN, init="imagenet", steps=4, head_warmup_steps=1, backbone_bn="frozen",
                        backbone_lr_scale=0.1)
     module = SimCLR(create_backbone("mobilenetv2_100", num_classes=0, in_chans=3, weights="auto")[0], config,
@@ -53,7 +53,7 @@ def test_the_head_warm_up_leaves_the_backbone_and_frozen_statistics_keep_imagene
 
 
 def test_the_backbone_rate_starts_after_the_warm_up_and_is_scaled():
-    from medimg.ssl.methods import schedule_factor
+    from medimg.ssl.modules import schedule_factor
 
     head, backbone = schedule_factor(100), schedule_factor(80, 20)
     assert [backbone(s) for s in (0, 19)] == [0.0, 0.0] and backbone(20) == pytest.approx(1 / 8)  # 80 steps: 8 warm

@@ -216,9 +216,10 @@ def test_a_second_method_is_a_setting_of_the_stage(tmp_path):
     assert all(np.isfinite(meta["step_losses"])) and meta["step_losses"][0] > 0
     # another method is another checkpoint: its settings name it apart from SimCLR's
     assert config.identity() != SSLConfig(**{**RUN, "steps": 4}).identity()
-    from medimg.ssl.methods import METHODS, VICReg
+    from medimg.ssl.methods import METHODS
+    from medimg.ssl.modules import SimCLR, VICReg, module_of
 
-    assert METHODS["vicreg"]["module"] is VICReg
+    assert module_of(METHODS["vicreg"]) is VICReg and module_of(METHODS["simclr"]) is SimCLR
     # the budget in words, as the summary states it beside each claim, from the checkpoint's own record
     from medimg.study.pretraining import budget_phrase, core_hours
 
