@@ -202,3 +202,13 @@ def test_every_template_states_exactly_the_parameters_of_its_table():
         assigned = [t.id for node in ast.parse("".join(cell["source"])).body if isinstance(node, ast.Assign)
                     for t in node.targets]
         assert assigned == [*names, *CHAPTER_PARAMETERS], template
+
+
+def test_every_template_hides_its_code():
+    """A chapter shows its results before its code, and no plumbing: every code cell of a template but its
+    parameters is folded (``hide-input``) or left out (``remove-input``) of the book."""
+    hidden = {"parameters", "hide-input", "remove-input", "hide-cell", "remove-cell"}
+    shown = {p.name: [i for i, c in enumerate(json.loads(p.read_text())["cells"])
+                      if c["cell_type"] == "code" and not set(c["metadata"].get("tags", [])) & hidden]
+             for p in (REPO / "notebooks").glob("*.ipynb")}
+    assert {name: cells for name, cells in shown.items() if cells} == {}
