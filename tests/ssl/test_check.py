@@ -1,0 +1,61 @@
+"""The check of a checkpoint against random features (medimg.ssl.check), on validation only."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from conftest import REPO
+from medimg.errors import MedimgError
+from medimg.ssl.run import pretrain_ssl
+from tiny_runs import CPU, tiny
+
+def test_a_checkpoint_is_checked_against_random_features_on_validation_only(tmp_path, monkeypatch):
+    """The SimCLR chapter's check: the probe of the checkpoint's features beside one random init per seed of the
+    arm, each the same numbers a probe fitted by hand gives."""
+    from medimg.finetune.config import FinetuneConfig
+    from medimg.probe.features import extract_features
+    from medimg.probe.linear_knn import LinearProbe
+    from medimg.ssl.check import SSLCheck, check_ssl_checkpoint
+
+    monkeypatch.setenv("MEDIMG_CACHE_DIR", str(tmp_path / "cache"))
+    checkpoint = pretrain_ssl(tiny(("synthetic_grey",), grey_as="replicate"), tmp_path / "c.safetensors", trainer=CPU)
+    run = dict(dataset="synthetic_colour", arch="resnet18", size=32)
+    check = check_ssl_checkpoint(FinetuneConfig(**run, method="ssl", weights=str(checkpoint), seed=0).network,
+                                 [FinetuneConfig(**run, method="scratch", seed=s).network for s in (0, 1)])
+
+    def by_hand(**kw):
+        features = extract_features(FinetuneConfig("synthetic_colour", arch="resnet18", size=32, **kw).network)
+        probe = LinearProbe(random_state=kw["seed"]).fit(features)
+        return float(np.mean(probe.predict_proba(features.x["val"]).argmax(1) == features.y["val"]))
+
+    assert check.val_accuracy == by_hand(method="ssl", weights=str(checkpoint), seed=0)
+    assert check.random_val_accuracy == (by_hand(method="scratch", seed=0), by_hand(method="scratch", seed=1))
+    assert check.seeds == (0, 1) and check.checkpoint == "c.safetensors"
+    assert check.beats_random == (check.val_accuracy > max(check.random_val_accuracy))
+    # kept beside the checkpoint as JSON, read back equal (a committed study has the check, not the checkpoint)
+    import json
+
+    from medimg.ssl.check import check_path, read_check
+    check_path(checkpoint, "synthetic_colour").write_text(json.dumps(check.to_dict()))
+    assert check_path(checkpoint, "synthetic_colour").name == "c.check-synthetic_colour.json"
+    assert read_check(checkpoint, "synthetic_colour") == check and read_check(checkpoint, "other") is None
+    losing = SSLCheck("t", "c", 1.0, 0.6, 0.7, (0, 1), (0.62, 0.58), (0.6, 0.7))
+    assert not losing.beats_random and "do **not** beat" in losing.verdict()
+    assert SSLCheck("t", "c", 1.0, 0.7, 0.6, (0, 1), (0.62, 0.58), (0.6, 0.7)).beats_random
+    from medimg.ssl.check import checks_markdown
+
+    table = checks_markdown({"t": losing})  # the summary's table: checkpoint beside the random mean
+    assert "| target | pretrained with | checkpoint | random init (mean) | above the best random |" in table
+    assert "| t | c | 0.600 | 0.600 | no |" in table
+    named = SSLCheck("t", "vicreg-random-grey-b5bd269fe050.safetensors", 1.0, 0.6, 0.7, (0, 1), (0.62, 0.58), (0.6, 0.7))
+    assert "| t | VICReg | 0.600 | 0.600 | no |" in checks_markdown({"t": named})
+    with pytest.raises(MedimgError, match="reads a self-supervised checkpoint file, not the auto weights"):
+        check_ssl_checkpoint(FinetuneConfig(**run, method="tl", seed=0).network, [])
+    # which arms start from a checkpoint is the study's to know: it refuses to check one that does not
+    from medimg.study.arm import profile_arm
+    from medimg.study.arm_runs import ensure_ssl_check
+    from medimg.study.profiles import load_profile
+
+    with pytest.raises(MedimgError, match="the tl arm starts from no self-supervised checkpoint: check an arm that "
+                                          "does \\(ssl, tl\\+ssl\\)"):
+        ensure_ssl_check(profile_arm(load_profile("quick", REPO / "study.yml"), "breastmnist", "tl"))
