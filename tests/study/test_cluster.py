@@ -406,11 +406,19 @@ def text_outputs(run, path: str) -> list[list[str]]:
     for cell in book.cells:
         if cell.cell_type != "code":
             continue
-        texts = []
+        texts, stream = [], None
         for output in cell.get("outputs", []):
             if output.get("output_type") == "stream":
-                texts.append(output["text"])
-            elif output.get("output_type") == "error":
+                # consecutive writes to one stream read as one text, as Jupyter shows them (how a kernel's
+                # writes are split into outputs depends on when it flushed: timing, not the chapter)
+                if stream == output["name"]:
+                    texts[-1] += output["text"]
+                else:
+                    texts.append(output["text"])
+                stream = output["name"]
+                continue
+            stream = None
+            if output.get("output_type") == "error":
                 texts.append(f"{output['ename']}: {output['evalue']}")
             else:
                 texts += [str(v) for k, v in output.get("data", {}).items() if k.startswith("text/")]
