@@ -39,7 +39,7 @@ test:
 	  --nbval-sanitize-with tests/nbval_sanitize.cfg
 
 # the checks marked long (pyproject.toml): real BreastMNIST runs of every arm, DDP kill-and-resume, the smoke study
-# through submitit-local against --jobs 1 (several minutes)
+# through submitit-local against --jobs 1, a user's folder joining the smoke study (several minutes)
 test-long:
 	@venv=$$(scripts/venv.sh) && HF_HUB_OFFLINE=1 MEDIMG_OFFLINE=1 "$$venv/bin/python" -m pytest tests -m long --durations=10
 

@@ -101,7 +101,7 @@ def test_committed_chapters_match_the_study_file():
 def test_driver_runs_a_profile_end_to_end(smoke_by_jobs_1, tmp_path, monkeypatch):
     """The smoke profile by ``medimg study --jobs 1`` in a copy of the repository (the session's run,
     tests/conftest.py): chapters, toc, book, a quiet console; then, in a copy of that study: reuse, changed chapters
-    executed again (independent ones two at a time), a user's folder joining the study, a failing chapter reported."""
+    executed again (independent ones two at a time), a failing chapter reported and the chapters after it not run."""
     from medimg.study.schedule import run_study
 
     root, out, err = smoke_by_jobs_1.root, smoke_by_jobs_1.done.stdout, smoke_by_jobs_1.done.stderr
@@ -171,9 +171,20 @@ def test_driver_runs_a_profile_end_to_end(smoke_by_jobs_1, tmp_path, monkeypatch
                           for path, why in report.failed.items())
     assert any("synthetic_colour" in path for path in report.executed)
 
-    # a user's own folder, named in the study file by its path, joins the grey targets: a dataset like the others,
-    # with its card, arms and comparison, under its short name in every table (the study file as it was)
-    (root / "study.yml").write_text(text)
+
+
+@pytest.mark.slow
+@pytest.mark.long  # make test-long: six more chapters (about 80 s); tests/study/test_arms.py checks such a folder's arm
+def test_a_users_folder_joins_the_study_as_a_dataset_like_the_others(smoke_by_jobs_1, tmp_path, monkeypatch):
+    """A user's own folder, named in the study file by its path, joins the grey targets of a copy of the session's
+    smoke study: a dataset like the others, with its card, arms and comparison, under its short name in every
+    table."""
+    from medimg.study.schedule import run_study
+
+    assert smoke_by_jobs_1.done.returncode == 0
+    shutil.copytree(smoke_by_jobs_1.root.parent, tmp_path / "copy")
+    root = tmp_path / "copy" / "study"
+    monkeypatch.setenv("MEDIMG_STUDY_ROOT", str(root))
     add_user_folder(root, tmp_path / "scans")
     mine = run_study("smoke", build=False, only="my_scans")
     assert mine.failed == {} and sorted(mine.executed) == sorted(
