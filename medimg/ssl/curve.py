@@ -360,6 +360,36 @@ def crossings(curve: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+NETWORKS_READ = {"checkpoint": "the checkpoint", "imagenet": "ImageNet weights", "random": "random init (seeds' mean)"}
+
+
+def batchnorm_effect(curve: pd.DataFrame, protocol: str | None = None) -> pd.DataFrame:
+    """What the batch-norm rule (:mod:`medimg.probe.batchnorm`) does to a curve's verdicts: per target and network
+    read (the checkpoint at its last point, ImageNet weights, random initialisation as the mean over its seeds), the
+    validation accuracy of ``protocol`` (default: the lead probe, the linear probe) under the rule and under the
+    alternative the curve measured for that network (``carried``: the statistics as stored; ``pool``: recomputed on
+    the pool, ImageNet's included), and their difference. Columns: target, network, rule, alternative, under the
+    rule, under the alternative, difference. Empty for a curve made before issue #30 (read as carried only)."""
+    from medimg.probe.batchnorm import RULE
+    from medimg.probe.protocols import lead_probe
+
+    columns = ["target", "network", "alternative", "under the rule", "under the alternative", "difference"]
+    if "bn" not in curve or curve["bn"].isna().all():
+        return pd.DataFrame(columns=columns)
+    own = curve[curve.protocol == (protocol or lead_probe().name)]
+    last = own[own.kind == "checkpoint"].step.max()
+    own = own[(own.kind != "checkpoint") | (own.step == last)]
+    rows = []
+    for (target, kind), group in own.groupby(["target", "kind"], sort=False):
+        means = group.groupby("bn").val_accuracy.mean()
+        for alternative in (b for b in means.index if b != RULE):
+            if RULE in means:
+                rows.append({"target": target, "network": NETWORKS_READ.get(kind, kind), "alternative": alternative,
+                             "under the rule": float(means[RULE]), "under the alternative": float(means[alternative]),
+                             "difference": float(means[alternative] - means[RULE])})
+    return pd.DataFrame(rows, columns=columns)
+
+
 def crossing_table(found: pd.DataFrame, protocol: str | None = None) -> pd.DataFrame:
     """The budget chapter's opening table: one row per target, one column per checkpoint (``found`` holds
     :func:`crossings` rows with a ``checkpoint`` column naming each), each cell "random @ N; ImageNet @ M" (the first
@@ -380,20 +410,34 @@ def crossing_table(found: pd.DataFrame, protocol: str | None = None) -> pd.DataF
     return pd.DataFrame.from_dict(cells, orient="index").rename_axis("target")
 
 
+PAIRED = "paired bootstrap"  # crossings' rule on a curve with the batch-norm rule's rows (issue #30)
+
+
+def _beats(rule: str) -> str:
+    """How "beats random features" was decided, as the book says it."""
+    return "beats random features (paired test)" if rule == PAIRED else "beats the best random initialisation"
+
+
 def crossing_sentence(row, hours_per_step: float | None = None) -> str:
-    """One line for the book about one target and protocol of :func:`crossings`."""
+    """One line for the book about one target and protocol of :func:`crossings`, in the words of the rule that
+    decided it; on a curve with ImageNet's paired interval, the last point's difference to ImageNet with it."""
     from medimg.probe.protocols import protocol_of
 
     name = protocol_of(row["protocol"]).display
     at = (f"{row['last_step']:,} steps" + (f" ({row['last_step'] * hours_per_step:.2f} CPU core-hours)"
                                            if hours_per_step else ""))
+    beats = _beats(row.get("rule", ""))
+    imagenet = f"ImageNet {row['imagenet']:.3f}"
+    if np.isfinite(row.get("imagenet_difference", np.nan)):
+        imagenet += (f"; the difference to ImageNet {row['imagenet_difference']:+.3f}, 90% interval "
+                     f"{row['imagenet_low']:+.3f} to {row['imagenet_high']:+.3f}")
     if row["above_random_at_end"]:
         first = int(row["first_step_above_random"])
-        return (f"**{row['target']}**, {name}: beats the best random initialisation from step {first:,} on its way "
-                f"to {row['last']:.3f} at {at} (random best {row['random_best']:.3f}, ImageNet {row['imagenet']:.3f}).")
-    return (f"**{row['target']}**, {name}: does **not** beat the best random initialisation at {at} "
-            f"({row['last']:.3f} against {row['random_best']:.3f}; its best was {row['best']:.3f} at step "
-            f"{row['best_step']:,}; ImageNet {row['imagenet']:.3f}).")
+        return (f"**{row['target']}**, {name}: {beats} from step {first:,} on its way to {row['last']:.3f} at {at} "
+                f"(random mean {row['random_mean']:.3f}, best {row['random_best']:.3f}; {imagenet}).")
+    return (f"**{row['target']}**, {name}: does **not** {beats.replace('beats', 'beat', 1)} at {at} "
+            f"({row['last']:.3f} against random mean {row['random_mean']:.3f}, best {row['random_best']:.3f}; its "
+            f"best was {row['best']:.3f} at step {row['best_step']:,}; {imagenet}).")
 
 
 def budget_answer(found: pd.DataFrame) -> str:
@@ -414,8 +458,9 @@ def budget_answer(found: pd.DataFrame) -> str:
     sentences = []
     random = found[found.init == "random"]
     for method, rows in random.groupby("method", sort=False):
-        sentences.append(f"**{METHODS[method].name}** ({_budgets(rows)}): its frozen features beat the best random "
-                         f"initialisation on validation {_counts(rows)}. Against the *mean* random initialisation "
+        sentences.append(f"**{METHODS[method].name}** ({_budgets(rows)}): its frozen features "
+                         f"{_beats(rows['rule'].iloc[0]).replace('beats', 'beat', 1)} on validation {_counts(rows)}. "
+                         f"Against the *mean* random initialisation "
                          f"(the best of several seeds is a high bar on small validation splits) they are above on "
                          f"{int((rows['last'] > rows.random_mean).sum())} of {len(rows)} target-protocol pairs, and "
                          f"against ImageNet's features on {int((rows['last'] > rows.imagenet).sum())} of {len(rows)}.")
@@ -425,12 +470,15 @@ def budget_answer(found: pd.DataFrame) -> str:
         picked = random[[(t, m) in set(zip(chosen.target, chosen.method)) for t, m in zip(random.target, random.method)]]
         names = ", ".join(f"{t}: {METHODS[m].name}" for t, m in zip(chosen.target, chosen.method))
         sentences.append(f"Taking for each target the checkpoint with the better last linear-probe point on "
-                         f"validation, the one its SSL arm fine-tunes from ({names}), the features beat the best "
-                         f"random initialisation {_counts(picked)}.")
+                         f"validation, the one its SSL arm fine-tunes from ({names}), the features "
+                         f"{_beats(picked['rule'].iloc[0]).replace('beats', 'beat', 1)} {_counts(picked)}.")
     for method, rows in found[found.init == "imagenet"].groupby("method", sort=False):
+        held = (f"; they are not below ImageNet's beyond the 90% paired interval {_counts(rows, above='held')}"
+                if "imagenet_high" in rows and rows.imagenet_high.notna().any() else "")
         sentences.append(f"**{METHODS[method].name} continued from ImageNet weights** (where the TL+SSL arms start; "
                          f"{_budgets(rows)}): its features beat ImageNet's own on validation "
-                         f"{_counts(rows, above='imagenet')}, and the best random initialisation {_counts(rows)}.")
+                         f"{_counts(rows, above='imagenet')}{held}; and they "
+                         f"{_beats(rows['rule'].iloc[0]).replace('beats', 'beat', 1)} {_counts(rows)}.")
     return "At the end of each checkpoint's budget: " + " ".join(sentences)
 
 
@@ -443,14 +491,16 @@ def _budgets(rows: pd.DataFrame) -> str:
 
 def _counts(rows: pd.DataFrame, above: str = "random") -> str:
     """"under the linear probe on **a of b** targets (names) and under the kNN on ..." for :func:`crossings` rows, a
-    part per probe of :data:`medimg.probe.protocols.PROTOCOLS`: where the last point beats the best random
-    initialisation (``above="random"``) or ImageNet's features (``"imagenet"``)."""
+    part per probe of :data:`medimg.probe.protocols.PROTOCOLS`: where the last point beats random features by the
+    curve's rule (``above="random"``), is above ImageNet's features (``"imagenet"``), or is not below them beyond the
+    90% paired interval (``"held"``: the upper end of the difference's interval at or above 0)."""
     from medimg.probe.protocols import probes
 
     parts = []
     for protocol in probes():
         own = rows[rows.protocol == protocol.name]
-        won = own[own.above_random_at_end] if above == "random" else own[own["last"] > own.imagenet]
+        won = (own[own.above_random_at_end] if above == "random" else own[own["last"] > own.imagenet]
+               if above == "imagenet" else own[own.imagenet_high >= 0])
         parts.append(f"under the {protocol.display} on **{len(won)} of {len(own)}** targets"
                      + (f" ({', '.join(won.target)})" if len(won) else ""))
     return " and ".join(parts)

@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from medimg.ssl.curve import crossing_table, crossings, pack_bits, unpack_bits
+from medimg.ssl.curve import (batchnorm_effect, budget_answer, crossing_sentence, crossing_table, crossings,
+                              pack_bits, unpack_bits)
 
 
 def row(kind, correct, *, step=None, seed=None, bn="clean", protocol="linear"):
@@ -47,6 +48,44 @@ def test_the_opening_table_says_where_each_checkpoint_crosses_or_its_budget():
     table = crossing_table(pd.concat([good, crossings(flat).assign(checkpoint="VICReg")]))
     assert table.loc["t", "SimCLR"] == "random @ 1,000; ImageNet @ 1,500"
     assert table.loc["t", "VICReg"] == "random: not by 1,500; ImageNet: not by 1,500"
+
+
+def test_the_sentences_say_the_paired_test_and_imagenets_interval():
+    rng = np.random.default_rng(0)
+    found = crossings(curve(rng))
+    line = crossing_sentence(found.iloc[0])
+    assert line.startswith("**t**, linear probe: beats random features (paired test) from step 1,000 on its way to")
+    d = found.iloc[0]
+    assert (f"the difference to ImageNet {d.imagenet_difference:+.3f}, 90% interval {d.imagenet_low:+.3f} to "
+            f"{d.imagenet_high:+.3f}") in line
+    # TL+SSL's start: ImageNet-initialised, counted against ImageNet's own features by the interval
+    below = curve(rng)
+    below.loc[below.kind == "checkpoint", "correct"] = below[below.kind == "random"].correct.iloc[0]
+    below.loc[below.kind == "checkpoint", "val_accuracy"] = below[below.kind == "random"].val_accuracy.iloc[0]
+    both = pd.concat([found.assign(target="a"), crossings(below).assign(target="b")], ignore_index=True)
+    answer = budget_answer(both.assign(method="simclr", init="imagenet", pool="grey", hours_per_step=1e-4))
+    assert ("not below ImageNet's beyond the 90% paired interval under the linear probe on **1 of 2** targets (a)"
+            in answer)
+    assert "and they beat random features (paired test) under the linear probe on **1 of 2** targets (a)" in answer
+    assert "does **not** beat random features (paired test)" in crossing_sentence(crossings(below).iloc[0])
+
+
+def test_the_batchnorm_effect_compares_each_network_under_the_rule_and_its_alternative():
+    rng = np.random.default_rng(2)
+    c = curve(rng)
+    c = pd.concat([c, pd.DataFrame([row("imagenet", rng.random(300) < 0.5, bn="pool"),
+                                    row("checkpoint", rng.random(300) < 0.7, step=1500, bn="pool"),
+                                    row("checkpoint", rng.random(300) < 0.1, step=500, bn="pool")])],
+                  ignore_index=True)
+    effect = batchnorm_effect(c).set_index("network")
+    random = c[(c.kind == "random")].groupby("bn").val_accuracy.mean()
+    assert effect.loc["random init (seeds' mean)", "alternative"] == "carried"
+    assert np.isclose(effect.loc["random init (seeds' mean)", "difference"], random["carried"] - random["clean"])
+    last = c[(c.kind == "checkpoint") & (c.step == 1500)].set_index("bn").val_accuracy  # the last point only
+    assert np.isclose(effect.loc["the checkpoint", "under the rule"], last["clean"])
+    assert np.isclose(effect.loc["the checkpoint", "under the alternative"], last["pool"])
+    assert effect.loc["ImageNet weights", "alternative"] == "pool"
+    assert batchnorm_effect(c.drop(columns="bn")).empty  # a curve from before issue #30
 
 
 def test_a_resumed_curves_references_fill_a_fresh_cache_and_are_not_measured_again(tmp_path, monkeypatch):

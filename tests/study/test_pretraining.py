@@ -313,8 +313,9 @@ def test_an_ssl_arm_fine_tunes_from_the_stage_checkpoint_with_the_better_validat
     assert answer.endswith("**SimCLR continued from ImageNet weights** (where the TL+SSL arms start; grey pool 3,000 "
                            "steps, 0.30 CPU core-hours): its features beat ImageNet's own on validation under the "
                            "linear probe on **2 of 4** targets (breastmnist, busi_256) and under the kNN on **2 of 4** "
-                           "targets (breastmnist, busi_256), and the best random initialisation under the linear probe "
-                           "on **3 of 4** targets (breastmnist, pneumoniamnist, busi_256) and under the kNN on **3 of "
+                           "targets (breastmnist, busi_256); and they beat the best random initialisation under the "
+                           "linear probe on **3 of 4** targets (breastmnist, pneumoniamnist, busi_256) and under the "
+                           "kNN on **3 of "
                            "4** targets (breastmnist, pneumoniamnist, busi_256).")
 
 
