@@ -119,6 +119,10 @@ class TwoViews(pl.LightningModule):
         self.step_losses = list(state["step_losses"])
         self.step_seconds = list(state.get("step_seconds", []))
         self.clock, self.resumed_at = dict(state["clock"]), list(state["resumed_at"]) + [len(state["step_losses"])]
+        if len(self.step_seconds) == len(self.step_losses):  # every step timed: pauses taken out of the clock
+            from medimg.ssl.progress import train_seconds
+
+            self.clock["train_seconds"], self.clock["paused_seconds"] = train_seconds(self.step_seconds)
         self.optimizer_reset_at = list(state.get("optimizer_reset_at", [])) + (
             [len(state["step_losses"])] if state.get("carry") else [])
         _set_rng_state(state["rng"])

@@ -6,17 +6,40 @@ Lines (not a redrawn bar) so that a run in the background leaves a readable log:
 """
 from __future__ import annotations
 
+import statistics
 import sys
 import time
 from datetime import timedelta
 
 import pytorch_lightning as pl
 
+PAUSE_FACTOR = 20  # a step this many times longer than the median of the steps before it was a pause (SIGSTOP, sleep)
+PAUSE_WINDOW = 50  # ... of the last this many steps (at least ten are needed to call one a pause)
+
+
+def working_seconds(seconds: float, before: list[float]) -> float:
+    """The seconds of one step that count as training: its wall time, or, where it is :data:`PAUSE_FACTOR` times
+    the median of the :data:`PAUSE_WINDOW` steps ``before`` it, that median (the process was stopped or the machine
+    slept: the budget in CPU core-hours and the ETA must not count it)."""
+    recent = before[-PAUSE_WINDOW:]
+    if len(recent) < 10:
+        return seconds
+    typical = statistics.median(recent)
+    return typical if seconds > PAUSE_FACTOR * typical else seconds
+
+
+def train_seconds(step_seconds: list[float]) -> tuple[float, float]:
+    """``(training, paused)`` seconds of a run's steps (:func:`working_seconds` of each, in order)."""
+    working = [working_seconds(x, step_seconds[:i]) for i, x in enumerate(step_seconds)]
+    return float(sum(working)), float(sum(step_seconds) - sum(working))
+
 
 class StepProgress(pl.Callback):
     """Prints a progress line every ``every`` steps and at the last one; also keeps the module's training clock
     (``module.clock["train_seconds"]``: wall time from one step's end to the next, making the views included,
-    the learning curve's evaluation, which adds to ``module.clock["curve_seconds"]``, excluded)."""
+    the learning curve's evaluation, which adds to ``module.clock["curve_seconds"]``, excluded, and a pause
+    counted at the typical step's time (:func:`working_seconds`; the rest in ``module.clock["paused_seconds"]``)).
+    ``module.step_seconds`` keeps every step's wall time as it was."""
 
     def __init__(self, label: str, total: int, *, every: int = 10, images_per_step: int, stream=None,
                  quiet: bool = False):
@@ -32,7 +55,9 @@ class StepProgress(pl.Callback):
 
     def on_train_batch_end(self, trainer, module, *_):
         seconds = (time.perf_counter() - self.mark) - (module.clock["curve_seconds"] - self.curve_mark)
-        module.clock["train_seconds"] += seconds
+        working = working_seconds(seconds, module.step_seconds)
+        module.clock["train_seconds"] += working
+        module.clock["paused_seconds"] = module.clock.get("paused_seconds", 0.0) + seconds - working
         module.step_seconds.append(seconds)
         self._mark(module)
         step = trainer.global_step

@@ -205,6 +205,7 @@ def pretrain_ssl(config: SSLConfig, out: Path, *, trainer: TrainerSettings = Tra
             step_losses=[round(x, 5) for x in module.step_losses],
             resumed_at=module.resumed_at, optimizer_reset_at=module.optimizer_reset_at, trainer=trainer.to_dict(),
             timing=dict(train_seconds=module.clock["train_seconds"], curve_seconds=module.clock["curve_seconds"],
+                        paused_seconds=module.clock.get("paused_seconds", 0.0),
                         step_seconds=[round(x, 4) for x in module.step_seconds],
                         images_per_second=2 * steps * config.batch_size * fit.world_size
                         / max(module.clock["train_seconds"], 1e-9)),

@@ -161,3 +161,16 @@ def test_a_float16_checkpoint_is_half_the_file_and_probed_as_the_float32_one(tmp
     assert torch.allclose(a["conv_stem.weight"], b["conv_stem.weight"].float(), atol=1e-3)
     model, _ = create_backbone("mobilenetv2_100", num_classes=2, in_chans=3, weights=half)
     assert model.conv_stem.weight.dtype == torch.float32
+
+
+def test_a_pause_is_not_training_time():
+    """A step 20 times the median of the steps before it (a SIGSTOP, a machine asleep) counts at that median: the
+    budget in core-hours and the ETA leave the pause out, and the record says how long it was."""
+    from medimg.ssl.progress import train_seconds, working_seconds
+
+    steps = [1.0, 1.2, 0.9, 1.1, 1.0, 1.05, 0.95, 1.0, 1.1, 1.0]
+    assert working_seconds(3000.0, steps) == 1.0 and working_seconds(5.0, steps) == 5.0  # slow, not paused
+    assert working_seconds(3000.0, steps[:5]) == 3000.0  # too few steps to tell
+    training, paused = train_seconds(steps + [3000.0] + steps)
+    assert training == pytest.approx(2 * sum(steps) + 1.0) and paused == pytest.approx(2999.0)
+    assert train_seconds(steps) == (pytest.approx(sum(steps)), 0.0)
