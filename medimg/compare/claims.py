@@ -17,6 +17,7 @@ from medimg.finetune.arms import paper_pair, random_init_arm
 TL, SSL = paper_pair()  # the two arms the paper's claims set against each other (medimg.finetune.arms)
 SCRATCH = random_init_arm()
 PAPER_ARMS = (TL, SSL, SCRATCH)
+ANSWER_COUNTS = ("winner", "loser", "wins", "losses", "datasets")  # a claim's counts, beside its verdict and evidence
 
 
 def _pair_rows(tests: pd.DataFrame, a: str, b: str) -> pd.DataFrame:
@@ -30,19 +31,18 @@ def _pair_rows(tests: pd.DataFrame, a: str, b: str) -> pd.DataFrame:
     return pd.concat([direct, flipped], ignore_index=True)
 
 
-def _verdict(rows: pd.DataFrame, winner: str, loser: str) -> tuple[str, str]:
+def _verdict(rows: pd.DataFrame, winner: str, loser: str) -> dict:
+    """The verdict on "``winner`` beats ``loser``" from the pair's rows: ``verdict``, ``evidence`` in words, and the
+    counts it rests on (``wins``/``losses``: datasets where the claimed winner/loser is significantly better)."""
     n = len(rows)
     if n == 0:
-        return "not tested", "no dataset of this kind has both arms"
+        return dict(verdict="not tested", evidence="no dataset of this kind has both arms", wins=0, losses=0)
     wins = int((rows["significant"] & (rows["winner"] == winner)).sum())
     losses = int((rows["significant"] & (rows["winner"] == loser)).sum())
     evidence = (f"{winner} significantly better on {wins} of {n} datasets, {loser} significantly better on "
                 f"{losses}, no significant difference on {n - wins - losses}")
-    if wins > n / 2 and losses == 0:
-        return "holds", evidence
-    if losses > n / 2:
-        return "contradicted", evidence
-    return "not decided", evidence
+    verdict = ("holds" if wins > n / 2 and losses == 0 else "contradicted" if losses > n / 2 else "not decided")
+    return dict(verdict=verdict, evidence=evidence, wins=wins, losses=losses)
 
 
 def modality_claims(main: Comparison, tl: str = TL, ssl: str = SSL) -> list[dict]:
@@ -52,8 +52,8 @@ def modality_claims(main: Comparison, tl: str = TL, ssl: str = SSL) -> list[dict
                                            ("SSL wins on grey-scale images", "grey", ssl, tl)):
         rows = _pair_rows(main.tests, tl, ssl) if not main.tests.empty else pd.DataFrame()
         rows = rows[rows["modality"] == modality] if not rows.empty else rows
-        verdict, evidence = _verdict(rows, winner, loser)
-        out.append(dict(claim=claim, verdict=verdict, evidence=evidence, datasets=int(len(rows))))
+        out.append(dict(claim=claim, **_verdict(rows, winner, loser), datasets=int(len(rows)), winner=winner,
+                        loser=loser))
     return out
 
 
@@ -190,13 +190,14 @@ def modality_claims_checked(main: Comparison, checks: dict, budgets: dict | None
 def claims_by_protocol(comparisons: dict[str, Comparison], checks: dict | None = None,
                        budgets: dict | None = None) -> pd.DataFrame:
     """Claims 1 and 2 under each protocol (``{protocol: Comparison by method}``, e.g. fine-tuning, linear
-    probe, kNN): one row per claim and protocol with ``verdict`` and ``evidence``. Holm's correction runs
+    probe, kNN): one row per claim and protocol with ``verdict`` and ``evidence``, and the counts behind them
+    (:data:`ANSWER_COUNTS`; :func:`medimg.compare.answer.answer_lines` reads them). Holm's correction runs
     within each protocol's comparison."""
     rows = []
     for protocol, c in comparisons.items():
         claims = modality_claims_checked(c, checks, budgets) if checks else modality_claims(c)
-        rows += [dict(claim=k["claim"], protocol=protocol, verdict=k["verdict"], evidence=k["evidence"])
-                 for k in claims]
+        rows += [dict(claim=k["claim"], protocol=protocol, verdict=k["verdict"], evidence=k["evidence"],
+                      **{key: k[key] for key in ANSWER_COUNTS}) for k in claims]
     return pd.DataFrame(rows)
 
 

@@ -320,15 +320,18 @@ def machine_figure(root: Path) -> dict | None:
 def finish_book(p: dict, chapters: list[Chapter], skipped: list[str], root: Path, report: StudyReport, *,
                 build: bool) -> None:
     """What follows the chapters of profile ``p`` (planned as ``chapters``, ``skipped`` the targets missing here),
-    whichever executor ran them: book/PROFILE/datasets.md, ``_toc.yml`` of the chapters executed so far, a line for
+    whichever executor ran them: book/PROFILE/datasets.md, ``_toc.yml`` of the chapters executed so far, the first
+    page ``book/intro.md`` leading with the profile's answer (:func:`medimg.study.answer.write_intro`), a line for
     each skipped target and, with ``build`` and nothing in ``report.failed``, the book built; a build that fails
     adds ``report.failed["book"]``."""
     from medimg.atomic import write_text
+    from medimg.study.answer import write_intro
     from medimg.study.book import build_book, datasets_page, write_toc
 
     datasets = f"book/{p['name']}/datasets"
     write_text(root / f"{datasets}.md", datasets_page(p))
     write_toc(chapters, root, datasets)
+    write_intro(p, root)
     for name in skipped:
         print(f"skipped {name}: not in the data directory ('medimg describe {name}' says how to get it)")
     if build and not report.failed:

@@ -124,6 +124,12 @@ def test_driver_runs_a_profile_end_to_end(smoke_by_jobs_1, tmp_path, monkeypatch
         assert not errors, c.path
     assert (root / "_build" / "html" / "book" / "smoke" / "summary.html").is_file()
     assert "book/smoke/summary" in (root / "_toc.yml").read_text()
+    # the first page leads with the answer the summary recorded, and links to the summary
+    answer = json.loads((root / "results" / "smoke" / "answer.json").read_text())
+    intro = (root / "book" / "intro.md").read_text()
+    assert answer["summary"] == "book/smoke/summary.ipynb" and len(answer["lines"]) == 3
+    assert intro.index(answer["lines"][0]) < intro.index("This book is a reproducible re-examination")
+    assert 'href="smoke/summary.html"' in (root / "_build" / "html" / "book" / "intro.html").read_text()
     # the pages render in a real browser: no missing page, no broken image, no table wider than the text;
     # a chapter shows what it found first and keeps its code folded; screenshots to look at
     from browser import check_book
