@@ -22,16 +22,16 @@ ANSWER_MARKER = "<!-- the answer: written here by medimg study from the summary 
 def modality_budgets(arms) -> dict[str, str]:
     """The self-supervised budget behind each modality's SSL arms, ``{"grey" | "colour": words}``: the checkpoints
     the profile's ``ssl`` arms start from (:func:`medimg.study.arm_runs.arm_ssl_checkpoint`, never pretrained
-    here), each as :func:`medimg.study.pretraining.budget_short`, joined where a modality reads several."""
+    here), each as :func:`medimg.study.pretraining.budget_phrase` (short), joined where a modality reads several."""
     from medimg.data.registry import get_spec
     from medimg.finetune.arms import arm_kind
     from medimg.study.arm_runs import arm_ssl_checkpoint
-    from medimg.study.pretraining import budget_short
+    from medimg.study.pretraining import budget_phrase
 
     by_modality: dict[str, dict[str, None]] = {}
     for arm in arms:
         if arm_kind(arm.method).ssl_only:
-            phrase = budget_short(arm_ssl_checkpoint(arm, create=False))
+            phrase = budget_phrase(arm_ssl_checkpoint(arm, create=False), short=True)
             by_modality.setdefault(get_spec(arm.dataset).modality, {})[phrase] = None
     return {modality: "; ".join(phrases) for modality, phrases in by_modality.items()}
 

@@ -262,23 +262,10 @@ def views_phrase(meta: dict) -> str:
     return f"{2 * meta['pairs'] / 1e6:.2f}M views"
 
 
-def budget_short(checkpoint) -> str:
-    """A self-supervised checkpoint's budget in a few words, from its record: "SimCLR, 2.05M views at 64 px
-    (4.12 CPU core-hours)"; for one not here, its file name."""
-    from medimg.models.backbones import read_ssl_meta
-    from medimg.ssl.methods import METHODS
-
-    checkpoint = Path(checkpoint)
-    meta = read_ssl_meta(checkpoint) if checkpoint.is_file() else None
-    if not meta:
-        return f"{checkpoint.name} (not here to read its budget)"
-    return (f"{METHODS[meta.get('method', 'simclr')].name}, {views_phrase(meta)} at {meta['size']} px "
-            f"({core_hours(meta):.2f} CPU core-hours)")
-
-
-def budget_phrase(checkpoint) -> str:
+def budget_phrase(checkpoint, *, short: bool = False) -> str:
     """The budget of a self-supervised checkpoint in words, from its record: "SimCLR, 3,000 steps at batch 128
-    on pneumoniamnist + iq_othnccd_lung_ct (32 px, 1.80 CPU core-hours)"; for one not here, its file name."""
+    on pneumoniamnist + iq_othnccd_lung_ct (32 px, 1.80 CPU core-hours)"; ``short``: "SimCLR, 2.05M views at
+    64 px (4.12 CPU core-hours)"; for one not here, its file name."""
     from medimg.models.backbones import read_ssl_meta
     from medimg.ssl.methods import METHODS
 
@@ -286,5 +273,8 @@ def budget_phrase(checkpoint) -> str:
     meta = read_ssl_meta(checkpoint) if checkpoint.is_file() else None
     if not meta:
         return f"{checkpoint.name} (not here to read its budget)"
-    return (f"{METHODS[meta.get('method', 'simclr')].name}, {meta['steps']:,} steps at batch {meta['batch_size']} "
-            f"on {' + '.join(meta['datasets'])} ({meta['size']} px, {core_hours(meta):.2f} CPU core-hours)")
+    method, hours = METHODS[meta.get("method", "simclr")].name, f"{core_hours(meta):.2f} CPU core-hours"
+    if short:
+        return f"{method}, {views_phrase(meta)} at {meta['size']} px ({hours})"
+    return (f"{method}, {meta['steps']:,} steps at batch {meta['batch_size']} on {' + '.join(meta['datasets'])} "
+            f"({meta['size']} px, {hours})")

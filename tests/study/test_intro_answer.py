@@ -58,10 +58,10 @@ def test_the_committed_template_is_the_committed_intro_but_for_its_answer():
 
 def test_a_checkpoints_budget_is_stated_in_views_at_its_size_and_core_hours():
     from medimg.models.backbones import read_ssl_meta
-    from medimg.study.pretraining import budget_short, core_hours
+    from medimg.study.pretraining import budget_phrase, core_hours
 
     path = REPO / "results" / "quick" / "ssl" / "simclr-imagenet-grey-e4f82babd8b3.safetensors"
     meta = read_ssl_meta(path)
     assert meta["pairs"] == 2000 * 128  # steps x batch on one process: two views each
-    assert budget_short(path) == f"SimCLR, 0.51M views at 64 px ({core_hours(meta):.2f} CPU core-hours)"
-    assert budget_short(path.with_name("missing.safetensors")) == "missing.safetensors (not here to read its budget)"
+    assert budget_phrase(path, short=True) == f"SimCLR, 0.51M views at 64 px ({core_hours(meta):.2f} CPU core-hours)"
+    assert budget_phrase(path.with_name("missing.safetensors"), short=True) == "missing.safetensors (not here to read its budget)"
