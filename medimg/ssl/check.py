@@ -5,6 +5,15 @@ checkpoint's frozen features, fitted on the target's training split and scored o
 (never test), beside the same probe of the same network at random initialisation, one per seed of the arm
 (the scratch arm's initial networks). A checkpoint that does not beat random features has learned nothing
 useful for that target within its budget, and the SSL claim cannot be tested with it.
+
+Two rules decide "beats random features" (``SSLCheck.rule``):
+
+- :data:`PAIRED` (a checkpoint with a learning curve since issue #30): the check **is** the curve's last point
+  (:func:`check_from_curve`): the probe's C chosen by cross-validation on the training split, every network read
+  under the batch-norm rule (:mod:`medimg.probe.batchnorm`), and the paired two-level bootstrap
+  (:func:`medimg.evaluate.stats.beats_references`) against the random seeds on the same validation images: the same
+  numbers and the same rule as the curves, the crossing table and the summary;
+- :data:`BEST_SEED` (checks made before): above the best of the random seeds, C chosen on validation.
 """
 from __future__ import annotations
 
@@ -18,11 +27,19 @@ from medimg.errors import MedimgError
 from medimg.probe.features import Network
 
 
+PAIRED = "paired bootstrap"  # the rule of curves and checks since issue #30 (medimg.evaluate.stats.beats_references)
+BEST_SEED = "above the best seed"  # the rule of checks and curves before it
+
+
 @dataclass(frozen=True)
 class SSLCheck:
     """Validation accuracy and log loss of the linear probe on a checkpoint's features and on random ones.
 
     ``random_val_accuracy`` and ``random_val_loss`` hold one value per seed (random init differs by seed).
+    ``rule`` says how "beats random features" is decided (:data:`PAIRED` or :data:`BEST_SEED`); under
+    :data:`PAIRED` the check also holds the test's ``difference`` (the checkpoint's accuracy minus the seeds'
+    mean), its one-sided 95% lower bound ``low``, the checkpoint accuracy's 95% bootstrap ``interval`` over the
+    validation images and the curve ``step`` it was read at.
     """
 
     target: str
@@ -33,6 +50,11 @@ class SSLCheck:
     seeds: tuple[int, ...]
     random_val_accuracy: tuple[float, ...]
     random_val_loss: tuple[float, ...]
+    rule: str = BEST_SEED
+    difference: float | None = None
+    low: float | None = None
+    interval: tuple[float, ...] | None = None
+    step: int | None = None
 
     @property
     def random_accuracy_mean(self) -> float:
@@ -40,11 +62,25 @@ class SSLCheck:
 
     @property
     def beats_random(self) -> bool:
-        """True when the checkpoint's validation accuracy is above the best random initialisation's."""
+        """Under :data:`PAIRED`: the paired test's lower bound is above 0; under :data:`BEST_SEED`: the validation
+        accuracy is above the best random initialisation's."""
+        if self.rule == PAIRED:
+            return self.low > 0
         return self.val_accuracy > max(self.random_val_accuracy)
 
     def verdict(self) -> str:
-        """One sentence for the book."""
+        """One sentence for the book, in the words of its rule."""
+        if self.rule == PAIRED:
+            low, high = self.interval
+            measured = (f"{self.val_accuracy:.3f} [{low:.3f}, {high:.3f}] against {self.random_accuracy_mean:.3f} on "
+                        f"average over {len(self.seeds)} random initialisations; difference {self.difference:+.3f}, "
+                        f"one-sided 95% lower bound {self.low:+.3f}")
+            if self.beats_random:
+                return (f"The checkpoint's features beat random ones on {self.target}'s validation split by the paired "
+                        f"test ({measured}).")
+            return (f"The checkpoint's features do **not** beat random ones on {self.target}'s validation split by "
+                    f"the paired test ({measured}): within its budget its pretraining gave this target nothing the "
+                    f"test can tell from random features, so the SSL arm tests that budget.")
         if self.beats_random:
             return (f"The checkpoint's features beat random ones on {self.target}'s validation split "
                     f"({self.val_accuracy:.3f} against at most {max(self.random_val_accuracy):.3f}).")
@@ -72,9 +108,79 @@ def checks_markdown(checks: dict[str, SSLCheck]) -> str:
         first = Path(c.checkpoint).name.split("-")[0]
         return METHODS[first].name if first in METHODS else Path(c.checkpoint).name
 
+    if any(c.rule == PAIRED for c in checks.values()):
+        return markdown_table([{"target": d, "pretrained with": method(c), "checkpoint": c.val_accuracy,
+                                "random init (mean)": c.random_accuracy_mean, "difference": c.difference,
+                                "lower bound": c.low, "beats random (paired test)": c.beats_random}
+                               if c.rule == PAIRED else
+                               {"target": d, "pretrained with": method(c), "checkpoint": c.val_accuracy,
+                                "random init (mean)": c.random_accuracy_mean,
+                                "beats random (paired test)": f"{'yes' if c.beats_random else 'no'} (best seed)"}
+                               for d, c in checks.items()], floatfmt=".3f")
     return markdown_table([{"target": d, "pretrained with": method(c), "checkpoint": c.val_accuracy,
                             "random init (mean)": c.random_accuracy_mean, "above the best random": c.beats_random}
                            for d, c in checks.items()], floatfmt=".3f")
+
+
+def rules_markdown(checks: dict[str, SSLCheck]) -> str:
+    """How the checks in ``checks`` decided "beats random features", in the book's words: the paired test (and that
+    the check is the curve's last point), the best seed (and that the curves may disagree), or each where both
+    are present."""
+    said = []
+    if any(c.rule == PAIRED for c in checks.values()):
+        said.append("a checkpoint beats random features when the paired test says so: a two-level bootstrap over "
+                    "the validation images and the random seeds puts the one-sided 95% lower bound of its accuracy's "
+                    "difference to the seeds' mean above 0. Such a check *is* the last point of the checkpoint's "
+                    "learning curve (the probe's C chosen by cross-validation on the training split, every network "
+                    "read under one batch-norm rule), so the check and the curve never disagree")
+    if any(c.rule != PAIRED for c in checks.values()):
+        mark = " (marked *best seed*)" if said else ""
+        said.append(f"a check made before issue #30{mark} counts a checkpoint as beating random features when it is "
+                    "above the *best* of them; its curve may have probed at another size, so near the line the two "
+                    "can disagree")
+    text = "; ".join(said) + "."
+    return text[0].upper() + text[1:] if said else ""
+
+
+def check_from_curve(curve, target: str, checkpoint: str, seeds) -> SSLCheck | None:
+    """The check of ``checkpoint`` (its file name) for ``target``, read from its learning curve (``curve``:
+    :func:`medimg.ssl.curve.read_curve`) at its last point: the lead probe's rows (the linear probe) under the batch-norm rule, the
+    checkpoint's beside the random initialisations of ``seeds``, decided by the paired test on the validation
+    images they share (:data:`PAIRED`). None where the curve cannot say it: no paired rows (a curve before issue
+    #30), no such target, or random references of other seeds."""
+    from medimg.evaluate.stats import beats_references
+    from medimg.probe.batchnorm import RULE
+    from medimg.probe.protocols import lead_probe
+
+    linear = lead_probe().name
+    if curve is None or "correct" not in curve or not curve["correct"].notna().any():
+        return None
+    rows = curve[(curve.target == target) & (curve.protocol == linear) & (curve.bn == RULE)]
+    points = rows[rows.kind == "checkpoint"].sort_values("step", kind="stable")
+    random = rows[rows.kind == "random"].sort_values("seed", kind="stable")
+    if points.empty or sorted(int(s) for s in random.seed) != sorted(int(s) for s in seeds):
+        return None
+    last = points.iloc[-1]
+    n = int(last.n_val)
+    references = np.stack([unpack_bits(c, n) for c in random.correct])
+    test = beats_references(unpack_bits(last.correct, n), references)
+    return SSLCheck(target=target, checkpoint=checkpoint, C=float(last.setting), val_accuracy=float(last.val_accuracy),
+                    val_loss=float(last.val_log_loss), seeds=tuple(int(s) for s in random.seed),
+                    random_val_accuracy=tuple(float(a) for a in random.val_accuracy),
+                    random_val_loss=tuple(float(a) for a in random.val_log_loss), rule=PAIRED,
+                    difference=test["difference"], low=test["low"], interval=(float(last.val_low), float(last.val_high)),
+                    step=int(last.step))
+
+
+def pack_bits(correct) -> str:
+    """A 0/1 vector (which validation images a network got right) as hex bits, a curve's ``correct`` column
+    (:func:`unpack_bits` reads it back)."""
+    return np.packbits(np.asarray(correct, dtype=bool)).tobytes().hex()
+
+
+def unpack_bits(text: str, n: int) -> np.ndarray:
+    """:func:`pack_bits` read back: ``(n,)`` bool."""
+    return np.unpackbits(np.frombuffer(bytes.fromhex(text), dtype=np.uint8))[:int(n)].astype(bool)
 
 
 def check_path(checkpoint, target: str) -> Path:

@@ -35,6 +35,7 @@ from medimg.atomic import write_text
 from medimg.ssl.config import SSLConfig
 from medimg.data import Preprocess
 from medimg.probe.batchnorm import checkpoint_init
+from medimg.ssl.check import BEST_SEED, PAIRED, pack_bits, unpack_bits  # noqa: F401 (read by the curve's readers)
 
 COLUMNS = ("kind", "step", "pairs", "train_seconds", "target", "protocol", "val_accuracy", "val_log_loss", "setting",
            "seed", "bn", "val_low", "val_high", "n_val", "correct", "rankme", "feature_std")
@@ -147,15 +148,6 @@ class Prober:
                                correct=pack_bits(correct), **signals)
                 out.append(row)
         return out
-
-
-def pack_bits(correct) -> str:
-    """A 0/1 vector as hex bits (:func:`unpack_bits` reads it back)."""
-    return np.packbits(np.asarray(correct, dtype=bool)).tobytes().hex()
-
-
-def unpack_bits(text: str, n: int) -> np.ndarray:
-    return np.unpackbits(np.frombuffer(bytes.fromhex(text), dtype=np.uint8))[:int(n)].astype(bool)
 
 
 REFERENCES_VERSION = 1  # raise when what a reference row holds or how it is measured changes
@@ -348,7 +340,7 @@ def crossings(curve: pd.DataFrame) -> pd.DataFrame:
                    best_step=int(best.step), first_step_above_random=float(above.step.iloc[0]) if len(above) else np.nan,
                    above_random_at_end=bool(beats[-1]) if beats else False,
                    first_step_at_imagenet=float(reach.step.iloc[0]) if len(reach) else np.nan,
-                   rule="paired bootstrap" if paired else "above the best seed")
+                   rule=PAIRED if paired else BEST_SEED)
         if paired and len(imagenet):
             n = int(group.n_val.iloc[0])
             last, ref = unpack_bits(group.correct.iloc[-1], n), unpack_bits(imagenet.correct.iloc[0], n)
@@ -408,9 +400,6 @@ def crossing_table(found: pd.DataFrame, protocol: str | None = None) -> pd.DataF
         imagenet = f"ImageNet @ {int(at):,}" if np.isfinite(at) else f"ImageNet: {budget}"
         cells.setdefault(r["target"], {})[r["checkpoint"]] = f"{random}; {imagenet}"
     return pd.DataFrame.from_dict(cells, orient="index").rename_axis("target")
-
-
-PAIRED = "paired bootstrap"  # crossings' rule on a curve with the batch-norm rule's rows (issue #30)
 
 
 def _beats(rule: str) -> str:

@@ -119,11 +119,15 @@ def protocol_comparisons(arms: list[Arm], by: str, finetuned) -> dict:
 
 
 def ensure_ssl_check(arm: Arm | dict):
-    """The check of ``arm``'s SimCLR checkpoint against random features (:mod:`medimg.ssl.check`), read from
-    beside the checkpoint when it was made before (so a committed study needs no checkpoint), else made and
-    kept there. Refuses (:class:`MedimgError`) an arm that starts from no self-supervised checkpoint."""
+    """The check of ``arm``'s self-supervised checkpoint against random features (:mod:`medimg.ssl.check`), read
+    from beside the checkpoint when it was made before (so a committed study needs no checkpoint), else made and
+    kept there: from the checkpoint's learning curve where it has the paired rows for the arm's target and seeds
+    (:func:`medimg.ssl.check.check_from_curve`: the curve's last point, the same rule), else by probing the
+    checkpoint and random networks on validation. Refuses (:class:`MedimgError`) an arm that starts from no
+    self-supervised checkpoint."""
     from medimg.finetune.runs import write_json
-    from medimg.ssl.check import check_path, check_ssl_checkpoint, read_check
+    from medimg.ssl.check import check_from_curve, check_path, check_ssl_checkpoint, read_check
+    from medimg.ssl.curve import read_curve
 
     arm = arm if isinstance(arm, Arm) else Arm.from_dict(arm)
     if not arm_kind(arm.method).needs_checkpoint:
@@ -133,6 +137,10 @@ def ensure_ssl_check(arm: Arm | dict):
     found = read_check(checkpoint, arm.dataset)
     if found is not None and found.seeds == tuple(arm.seeds):
         return found
+    check = check_from_curve(read_curve(checkpoint), arm.dataset, checkpoint.name, arm.seeds)
+    if check is not None:
+        write_json(check_path(checkpoint, arm.dataset), check.to_dict())
+        return check
     twin = random_init_twin(arm)
     check = check_ssl_checkpoint(arm.finetune_config(arm.seeds[0], str(arm_ssl_checkpoint(arm))).network,
                                  [twin.finetune_config(seed).network for seed in arm.seeds])

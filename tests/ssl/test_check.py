@@ -59,3 +59,48 @@ def test_a_checkpoint_is_checked_against_random_features_on_validation_only(tmp_
     with pytest.raises(MedimgError, match="the tl arm starts from no self-supervised checkpoint: check an arm that "
                                           "does \\(ssl, tl\\+ssl\\)"):
         ensure_ssl_check(profile_arm(load_profile("quick", REPO / "study.yml"), "breastmnist", "tl"))
+
+
+def test_a_checkpoint_with_a_paired_curve_is_checked_by_its_last_point_under_the_curves_rule():
+    """Since issue #30 the check and the curve say one thing: the check is the curve's last point of the linear
+    probe under the batch-norm rule, decided by the same paired test as the crossing table."""
+    from medimg.ssl.check import PAIRED, SSLCheck, check_from_curve, checks_markdown
+    from medimg.ssl.curve import crossings, read_curve
+
+    checkpoint = REPO / "results" / "quick" / "ssl" / "simclr-imagenet-grey-e4f82babd8b3.safetensors"
+    curve = read_curve(checkpoint)
+    found = crossings(curve).set_index(["target", "protocol"])
+    for target in ("breastmnist", "pneumoniamnist", "busi_256", "iq_othnccd_lung_ct"):
+        check = check_from_curve(curve, target, checkpoint.name, (0, 1, 2, 3, 4))
+        row = found.loc[(target, "linear")]
+        last = curve[(curve.target == target) & (curve.protocol == "linear") & (curve.bn == "clean")
+                     & (curve.kind == "checkpoint") & (curve.step == 2000)].iloc[0]
+        assert check.rule == PAIRED and check.step == 2000 and check.seeds == (0, 1, 2, 3, 4)
+        assert check.val_accuracy == row["last"] == last.val_accuracy and check.C == last.setting
+        assert check.random_accuracy_mean == pytest.approx(row["random_mean"])
+        assert check.interval == (last.val_low, last.val_high)
+        assert check.beats_random == row["above_random_at_end"] == (check.low > 0)
+        assert check.difference == pytest.approx(check.val_accuracy - check.random_accuracy_mean)
+        assert SSLCheck.from_dict(check.to_dict()) == check  # kept beside the checkpoint, read back equal
+    assert "by the paired test (" in check.verdict() and "one-sided 95% lower bound" in check.verdict()
+    table = checks_markdown({"iq_othnccd_lung_ct": check})
+    assert "| target | pretrained with | checkpoint | random init (mean) | difference | lower bound | beats random (paired test) |" in table
+    # the curve cannot say it: other seeds, a target it does not probe, a curve from before issue #30
+    assert check_from_curve(curve, "breastmnist", checkpoint.name, (0, 1)) is None
+    assert check_from_curve(curve, "retinamnist", checkpoint.name, (0, 1, 2, 3, 4)) is None
+    old = REPO / "results" / "quick" / "ssl" / "simclr-random-grey-26688e542040.safetensors"
+    assert check_from_curve(read_curve(old), "breastmnist", old.name, (0, 1, 2, 3, 4)) is None
+
+
+def test_the_summary_states_the_rule_its_checks_were_decided_by():
+    from medimg.ssl.check import PAIRED, SSLCheck, rules_markdown
+
+    old = SSLCheck("t", "c", 1.0, 0.6, 0.7, (0, 1), (0.62, 0.58), (0.6, 0.7))
+    new = SSLCheck("u", "c", 1.0, 0.7, 0.6, (0, 1), (0.62, 0.58), (0.6, 0.7), rule=PAIRED, difference=0.1, low=0.02,
+                   interval=(0.6, 0.8), step=100)
+    assert rules_markdown({"t": old}).startswith("A check made before issue #30 counts a checkpoint as beating random "
+                                                 "features when it is above the *best* of them;")
+    assert rules_markdown({"u": new}).startswith("A checkpoint beats random features when the paired test says so")
+    both = rules_markdown({"t": old, "u": new})
+    assert "; a check made before issue #30 (marked *best seed*) counts" in both and rules_markdown({}) == ""
+    assert new.beats_random and not SSLCheck(**dict(new.__dict__, low=-0.01)).beats_random
