@@ -19,7 +19,19 @@ def quick():
     here = [d for _, d in targets(p) if available(d)]
     if not here:
         pytest.skip("no quick target's data here (MEDIMG_DATA_DIR)")
-    return p, [arm for _, arm in book_arms(p, here)]
+    return p, [arm for _, arm in book_arms(p, here)] + ahead_of_the_switch(p, here)
+
+
+def ahead_of_the_switch(p: dict, here: list[str]) -> list:
+    """The arms the book will read once the next stage (issue #30) replaces the stage, that start from one of its
+    finished checkpoints: their runs are made before the switch (as the switch names them) and committed."""
+    from medimg.finetune.arms import arm_kind
+    from medimg.study.arm_runs import arm_ssl_checkpoint
+    from medimg.study.chapter_arms import book_arms
+
+    following = dict(p, pretraining=p["pretraining_next"])
+    return [arm for _, arm in book_arms(following, here)
+            if arm_kind(arm.method).needs_checkpoint and (REPO / arm_ssl_checkpoint(arm, create=False)).is_file()]
 
 
 def _committed(kind: str) -> set:
@@ -81,10 +93,11 @@ def test_every_committed_probe_record_gives_back_its_name_and_its_features_key()
         protocols.add(record["protocol"])
         paths.add(feature_cache_path(config.network, key).name)
     assert protocols == {"linear", "knn"}
-    # feature cache names as they were before issue #32 (a TL, a random and a checkpoint's network), 60 networks
+    # feature cache names as they were before issue #32 (a TL, a random and a checkpoint's network), 60 networks,
+    # and the 6 of the TL+SSL arms made ahead of issue #30's switch (one checkpoint network per target)
     assert {"breastmnist-31dde8fa48ab3192.npz", "breastmnist-64743ba6faca2736.npz",
             "busi_256-e7559378da9e42f5.npz"} <= paths
-    assert len(paths) == 60
+    assert len(paths) == 60 + 6
 
 
 def test_every_pretraining_checkpoint_is_found_under_its_name(quick, monkeypatch):
@@ -100,6 +113,7 @@ def test_every_pretraining_checkpoint_is_found_under_its_name(quick, monkeypatch
     curves = {c.name.removesuffix(".curve.csv") + ".safetensors" for c in (REPO / "results/quick/ssl").glob("*.curve.csv")}
     following = {r.path.name for r in pretraining_runs(p, stage="pretraining_next")}
     assert {path.name for path in stage} == curves - following
-    for arm in arms:
+    ahead = [r.path for r in pretraining_runs(p, stage="pretraining_next")]
+    for arm in arms:  # the book's arms read the stage; those made ahead of the switch, the next stage
         if arm_kind(arm.method).needs_checkpoint:
-            assert arm_ssl_checkpoint(arm, create=False) in stage
+            assert arm_ssl_checkpoint(arm, create=False) in stage + ahead
