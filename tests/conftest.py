@@ -135,8 +135,15 @@ def run_smoke_study(tmp_path_factory, name: str, *options: str) -> StudyRun:
 
 
 @pytest.fixture(scope="session")
+def smoke_study(tmp_path_factory) -> StudyRun:
+    """The smoke study by ``medimg study --jobs 2`` (the local scheduler, two independent chapters at a time: on two
+    cores about 120 s against 150 s for one at a time, kernels mostly start and import), book built, no
+    benchmark: once per session, read by the driver's end-to-end test."""
+    return run_smoke_study(tmp_path_factory, "smoke-jobs2", "--jobs", "2", "--no-benchmark")
+
+
+@pytest.fixture(scope="session")
 def smoke_by_jobs_1(tmp_path_factory) -> StudyRun:
-    """The smoke study by ``medimg study --jobs 1`` (the local scheduler, one chapter at a time), book built, no
-    benchmark: once per session, read by the driver's end-to-end test and compared with the cluster executor's
-    study (tests/study/test_cluster.py)."""
+    """The smoke study by ``medimg study --jobs 1`` (one chapter at a time), book built, no benchmark: compared with
+    the cluster executor's study to the bit (tests/study/test_cluster.py, make test-long)."""
     return run_smoke_study(tmp_path_factory, "smoke-jobs1", "--jobs", "1", "--no-benchmark")

@@ -41,7 +41,8 @@ from medimg.errors import MedimgError
 from medimg.models.backbones import WeightSource, create_backbone, save_ssl_backbone
 from medimg.identity import provenance
 from medimg.ssl.batches import PoolBatches, StepBatches, as_batch
-from medimg.ssl.curve import CurveTarget, LearningCurve, Prober, curve_path, reference_rows
+from medimg.ssl.curve import CurveTarget, Prober, curve_path, reference_rows
+from medimg.ssl.curve_callback import LearningCurve
 from medimg.ssl.methods import METHODS
 from medimg.ssl.modules import SCHEDULE, module_of
 from medimg.ssl.pool import check_targets, pool_images

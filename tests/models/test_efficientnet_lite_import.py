@@ -40,7 +40,8 @@ def labels() -> list[str]:
     """ImageNet's 1000 class names (timm's own list, the order of the 1000-way classifier)."""
     from timm.data import ImageNetInfo
 
-    return [ImageNetInfo().index_to_description(i).split(",")[0] for i in range(1000)]
+    info = ImageNetInfo()  # one: each reads its class files again
+    return [info.index_to_description(i).split(",")[0] for i in range(1000)]
 
 
 def _square(image: np.ndarray, top: int, left: int, side: int) -> np.ndarray:

@@ -98,14 +98,14 @@ def test_committed_chapters_match_the_study_file():
 
 
 @pytest.mark.slow
-def test_driver_runs_a_profile_end_to_end(smoke_by_jobs_1, tmp_path, monkeypatch):
-    """The smoke profile by ``medimg study --jobs 1`` in a copy of the repository (the session's run,
+def test_driver_runs_a_profile_end_to_end(smoke_study, tmp_path, monkeypatch):
+    """The smoke profile by ``medimg study --jobs 2`` in a copy of the repository (the session's run,
     tests/conftest.py): chapters, toc, book, a quiet console; then, in a copy of that study: reuse, changed chapters
     executed again (independent ones two at a time), a failing chapter reported and the chapters after it not run."""
     from medimg.study.schedule import run_study
 
-    root, out, err = smoke_by_jobs_1.root, smoke_by_jobs_1.done.stdout, smoke_by_jobs_1.done.stderr
-    assert smoke_by_jobs_1.done.returncode == 0, out[-3000:] + err[-3000:]
+    root, out, err = smoke_study.root, smoke_study.done.stdout, smoke_study.done.stderr
+    assert smoke_study.done.returncode == 0, out[-3000:] + err[-3000:]
     chapters, _ = plan(load_profile("smoke", root / "study.yml"))
     # a quiet console: one line per chapter and the book's one line; no kernel's log lines, no TCP warning
     assert "IPKernelApp" not in out + err and "without encryption" not in out + err
@@ -113,9 +113,9 @@ def test_driver_runs_a_profile_end_to_end(smoke_by_jobs_1, tmp_path, monkeypatch
     assert len(lines) == len(flatten(chapters)) and out.count("book built: ") == 1 and "WARNING" not in out
     # the study's time, kept for the reproducibility chapter: every chapter, and the real work within the wall time
     timing = json.loads((root / "results" / "smoke" / "study_time.json").read_text())
-    assert timing["jobs"] == 1 and set(timing["chapters"]) == {c.path for c in flatten(chapters)}
+    assert timing["jobs"] == 2 and set(timing["chapters"]) == {c.path for c in flatten(chapters)}
     assert 0 < timing["compute_seconds"]["finetune"] < timing["wall_seconds"] and timing["compute_seconds"]["pretraining"] > 0
-    assert "of wall time with 1 job(s)" in (root / "_build" / "html" / "book" / "smoke" / "reproducibility.html").read_text()
+    assert "of wall time with 2 job(s)" in (root / "_build" / "html" / "book" / "smoke" / "reproducibility.html").read_text()
     for c in flatten(chapters):
         book = nbformat.read(root / c.path, as_version=4)
         assert book.cells[0].source.startswith(f"# {c.title}")
@@ -181,14 +181,14 @@ def test_driver_runs_a_profile_end_to_end(smoke_by_jobs_1, tmp_path, monkeypatch
 
 @pytest.mark.slow
 @pytest.mark.long  # make test-long: six more chapters (about 80 s); tests/study/test_arms.py checks such a folder's arm
-def test_a_users_folder_joins_the_study_as_a_dataset_like_the_others(smoke_by_jobs_1, tmp_path, monkeypatch):
+def test_a_users_folder_joins_the_study_as_a_dataset_like_the_others(smoke_study, tmp_path, monkeypatch):
     """A user's own folder, named in the study file by its path, joins the grey targets of a copy of the session's
     smoke study: a dataset like the others, with its card, arms and comparison, under its short name in every
     table."""
     from medimg.study.schedule import run_study
 
-    assert smoke_by_jobs_1.done.returncode == 0
-    shutil.copytree(smoke_by_jobs_1.root.parent, tmp_path / "copy")
+    assert smoke_study.done.returncode == 0
+    shutil.copytree(smoke_study.root.parent, tmp_path / "copy")
     root = tmp_path / "copy" / "study"
     monkeypatch.setenv("MEDIMG_STUDY_ROOT", str(root))
     add_user_folder(root, tmp_path / "scans")
