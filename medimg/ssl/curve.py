@@ -31,7 +31,7 @@ import pandas as pd
 
 from medimg.ssl.config import SSLConfig
 from medimg.data import Preprocess
-from medimg.ssl.check import BEST_SEED, PAIRED, pack_bits, unpack_bits  # noqa: F401 (read by the curve's readers)
+from medimg.ssl.check import BEST_SEED, PAIRED, pack_bits, unpack_bits
 
 COLUMNS = ("kind", "step", "pairs", "train_seconds", "target", "protocol", "val_accuracy", "val_log_loss", "setting",
            "seed", "bn", "val_low", "val_high", "n_val", "correct", "rankme", "feature_std")
@@ -345,9 +345,10 @@ def crossing_table(found: pd.DataFrame, protocol: str | None = None) -> pd.DataF
     return pd.DataFrame.from_dict(cells, orient="index").rename_axis("target")
 
 
-def _beats(rule: str) -> str:
-    """How "beats random features" was decided, as the book says it."""
-    return "beats random features (paired test)" if rule == PAIRED else "beats the best random initialisation"
+def _beats(rule: str, verb: str = "beats") -> str:
+    """How "beats random features" was decided, as the book says it, with ``verb`` ("beats", or "beat" after a
+    plural or "not")."""
+    return f"{verb} random features (paired test)" if rule == PAIRED else f"{verb} the best random initialisation"
 
 
 def crossing_sentence(row, hours_per_step: float | None = None) -> str:
@@ -367,7 +368,7 @@ def crossing_sentence(row, hours_per_step: float | None = None) -> str:
         first = int(row["first_step_above_random"])
         return (f"**{row['target']}**, {name}: {beats} from step {first:,} on its way to {row['last']:.3f} at {at} "
                 f"(random mean {row['random_mean']:.3f}, best {row['random_best']:.3f}; {imagenet}).")
-    return (f"**{row['target']}**, {name}: does **not** {beats.replace('beats', 'beat', 1)} at {at} "
+    return (f"**{row['target']}**, {name}: does **not** {_beats(row.get('rule', ''), 'beat')} at {at} "
             f"({row['last']:.3f} against random mean {row['random_mean']:.3f}, best {row['random_best']:.3f}; its "
             f"best was {row['best']:.3f} at step {row['best_step']:,}; {imagenet}).")
 
@@ -391,7 +392,7 @@ def budget_answer(found: pd.DataFrame) -> str:
     random = found[found.init == "random"]
     for method, rows in random.groupby("method", sort=False):
         sentences.append(f"**{METHODS[method].name}** ({_budgets(rows)}): its frozen features "
-                         f"{_beats(rows['rule'].iloc[0]).replace('beats', 'beat', 1)} on validation {_counts(rows)}. "
+                         f"{_beats(rows['rule'].iloc[0], 'beat')} on validation {_counts(rows)}. "
                          f"Against the *mean* random initialisation "
                          f"(the best of several seeds is a high bar on small validation splits) they are above on "
                          f"{int((rows['last'] > rows.random_mean).sum())} of {len(rows)} target-protocol pairs, and "
@@ -403,14 +404,14 @@ def budget_answer(found: pd.DataFrame) -> str:
         names = ", ".join(f"{t}: {METHODS[m].name}" for t, m in zip(chosen.target, chosen.method))
         sentences.append(f"Taking for each target the checkpoint with the better last linear-probe point on "
                          f"validation, the one its SSL arm fine-tunes from ({names}), the features "
-                         f"{_beats(picked['rule'].iloc[0]).replace('beats', 'beat', 1)} {_counts(picked)}.")
+                         f"{_beats(picked['rule'].iloc[0], 'beat')} {_counts(picked)}.")
     for method, rows in found[found.init == "imagenet"].groupby("method", sort=False):
         held = (f"; they are not below ImageNet's beyond the 90% paired interval {_counts(rows, above='held')}"
                 if "imagenet_high" in rows and rows.imagenet_high.notna().any() else "")
         sentences.append(f"**{METHODS[method].name} continued from ImageNet weights** (where the TL+SSL arms start; "
                          f"{_budgets(rows)}): its features beat ImageNet's own on validation "
                          f"{_counts(rows, above='imagenet')}{held}; and they "
-                         f"{_beats(rows['rule'].iloc[0]).replace('beats', 'beat', 1)} {_counts(rows)}.")
+                         f"{_beats(rows['rule'].iloc[0], 'beat')} {_counts(rows)}.")
     return "At the end of each checkpoint's budget: " + " ".join(sentences)
 
 

@@ -85,6 +85,11 @@ def test_a_checkpoint_with_a_paired_curve_is_checked_by_its_last_point_under_the
     assert "by the paired test (" in check.verdict() and "one-sided 95% lower bound" in check.verdict()
     table = checks_markdown({"iq_othnccd_lung_ct": check})
     assert "| target | pretrained with | checkpoint | random init (mean) | difference | lower bound | beats random (paired test) |" in table
+    # beside a check made before, in either order: the same columns, the old one marked by its rule
+    old = SSLCheck("t", "c", 1.0, 0.6, 0.7, (0, 1), (0.62, 0.58), (0.6, 0.7))
+    for mixed in ({"t": old, "iq_othnccd_lung_ct": check}, {"iq_othnccd_lung_ct": check, "t": old}):
+        lines = checks_markdown(mixed).splitlines()
+        assert lines[0] == table.splitlines()[0] and "| t | c | 0.600 | 0.600 |  |  | no (best seed) |" in lines
     # the curve cannot say it: other seeds, a target it does not probe, a curve from before issue #30
     assert check_from_curve(curve, "breastmnist", checkpoint.name, (0, 1)) is None
     assert check_from_curve(curve, "retinamnist", checkpoint.name, (0, 1, 2, 3, 4)) is None
