@@ -4,7 +4,8 @@
 
     pretraining:
       ssl: {arch: mobilenetv2_100, size: 32, steps: 3000, batch_size: 128, ...}   # SSLConfig fields
-      methods: [simclr, vicreg]       # medimg.ssl.methods.METHODS; each method pretrains every pool
+      methods: [simclr, vicreg]       # medimg.ssl.methods.METHODS; each method pretrains every pool (a list of
+                                      #   names, or a mapping whose values override SSLConfig fields: {vicreg: {steps: 1000}})
       inits:                          # random: the SSL arm; imagenet: TL+SSL (a list of names, or a mapping
         random: {}                    #   whose values narrow the methods and override SSLConfig fields)
         imagenet: {methods: [simclr], steps: 1000}
@@ -77,15 +78,16 @@ def pretraining_runs(profile: str | dict, *, pools=None, inits=None, methods=Non
     if unknown:
         raise MedimgError(f"profile {p['name']!r} has no pool {', '.join(unknown)}: choose from "
                           f"{', '.join(section['pools'])}")
-    unknown = sorted(set(methods or ()) - set(section.get("methods", ["simclr"])))
+    by_method = stage_methods(section)
+    unknown = sorted(set(methods or ()) - set(by_method))
     if unknown:
         raise MedimgError(f"profile {p['name']!r} pretrains no method {', '.join(unknown)}: choose from "
-                          f"{', '.join(section.get('methods', ['simclr']))} (its 'pretraining.methods')")
+                          f"{', '.join(by_method)} (its 'pretraining.methods')")
     curve = section.get("curve", {})
     caps = {d: s.get("max_train_images") for d, s in p.get("finetune_by_dataset", {}).items()}
     by_init = stage_inits(section)
     out = []
-    combos = [(m, i, n) for m in section.get("methods", ["simclr"]) for i in by_init for n in section["pools"]]
+    combos = [(m, i, n) for m in by_method for i in by_init for n in section["pools"]]
     for method, init, name in combos:
         if (methods and method not in methods) or (inits and init not in inits) or (pools and name not in pools):
             continue
@@ -95,7 +97,7 @@ def pretraining_runs(profile: str | dict, *, pools=None, inits=None, methods=Non
         settings = {k: v for k, v in pool.items() if k not in ("datasets", "modality", "curve_targets")}
         own = {k: v for k, v in by_init[init].items() if k != "methods"}
         config = SSLConfig(datasets=tuple(pool["datasets"]), init=init, method=method,
-                           **{"views": STAGE_VIEWS_BEFORE, **section["ssl"], **settings, **own})
+                           **{"views": STAGE_VIEWS_BEFORE, **section["ssl"], **settings, **own, **by_method[method]})
         modality = pool.get("modality", name)
         served = dict.fromkeys([d for m, d in targets(p) if m == modality] + list(pool.get("curve_targets", [])))
         curve_targets = tuple(CurveTarget(d, caps.get(d) or p["finetune"].get("max_train_images")) for d in served)
@@ -123,6 +125,25 @@ def stage_trainer(profile: str | dict, stage: str = STAGE):
     return TrainerSettings(**{**p["trainer"], **p.get(stage, {}).get("trainer", {}), "progress": True})
 
 
+def _named_overrides(raw) -> dict[str, dict]:
+    """A section's list of names (no overrides) or mapping of name -> overrides, as ``{name: overrides}``."""
+    return {name: {} for name in raw} if isinstance(raw, (list, tuple)) else {k: dict(v or {}) for k, v in raw.items()}
+
+
+def stage_methods(section: dict) -> dict[str, dict]:
+    """The stage's methods as ``{method: overrides}``, in order: ``methods`` of the pretraining section is a list of
+    names (default ``[simclr]``) or a mapping whose values override SSLConfig fields for that method's checkpoints,
+    over the pool's and the initialisation's (the method that does not get the long budget gets fewer ``steps``).
+    Raises :class:`MedimgError` for a method not in :data:`medimg.ssl.methods.METHODS`."""
+    from medimg.ssl.methods import METHODS
+
+    methods = _named_overrides(section.get("methods", ["simclr"]))
+    for name in methods:
+        if name not in METHODS:
+            raise MedimgError(f"pretraining.methods names {name!r}: choose from {', '.join(METHODS)}")
+    return methods
+
+
 def stage_inits(section: dict) -> dict[str, dict]:
     """The stage's initialisations as ``{init: overrides}``: ``inits`` of the pretraining section is a list of
     names (no overrides) or a mapping whose values may narrow ``methods`` and override SSLConfig fields (an
@@ -130,9 +151,8 @@ def stage_inits(section: dict) -> dict[str, dict]:
     steps). Raises :class:`MedimgError` for an unknown initialisation or method."""
     from medimg.ssl.config import INITS
 
-    raw = section.get("inits", ["random"])
-    inits = {name: {} for name in raw} if isinstance(raw, (list, tuple)) else {k: dict(v or {}) for k, v in raw.items()}
-    methods = section.get("methods", ["simclr"])
+    inits = _named_overrides(section.get("inits", ["random"]))
+    methods = list(stage_methods(section))
     for name, own in inits.items():
         if name not in INITS:
             raise MedimgError(f"pretraining.inits names {name!r}: choose from {', '.join(INITS)}")

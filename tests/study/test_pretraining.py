@@ -161,6 +161,16 @@ def test_the_quick_profile_stage_names_one_checkpoint_per_method_init_and_pool()
         stage_inits({"inits": ["noise"]})
     with pytest.raises(MedimgError, match="inits.imagenet.methods names byol"):
         stage_inits({"methods": ["simclr"], "inits": {"imagenet": {"methods": ["byol"]}}})
+    # methods as a list or a mapping whose values override the pool's and the initialisation's settings
+    from medimg.study.pretraining import stage_methods
+    assert stage_methods({}) == {"simclr": {}}
+    assert stage_methods({"methods": {"simclr": None, "vicreg": {"steps": 7}}}) == {"simclr": {}, "vicreg": {"steps": 7}}
+    with pytest.raises(MedimgError, match="pretraining.methods names 'byol'"):
+        stage_methods({"methods": ["simclr", "byol"]})
+    section = dict(p["pretraining"], methods={"simclr": {}, "vicreg": {"steps": 7}},
+                   pools={"grey": dict(p["pretraining"]["pools"]["grey"], steps=50)})
+    steps = {r.label: r.config.steps for r in pretraining_runs(dict(p, pretraining=section))}
+    assert steps == {"simclr random grey": 50, "simclr imagenet grey": 1000, "vicreg random grey": 7}
 
 
 def test_old_checkpoint_names_are_unchanged_by_the_new_settings():
@@ -324,17 +334,23 @@ def test_the_next_stage_pretrains_at_the_size_the_arms_read_with_the_views_the_f
     batch x 2 views) at least the field's: 2M on the grey pool from random weights, 1M on the colour pool, 0.5M
     from ImageNet; the stage before it keeps its checkpoints' names (lightly's PIL views)."""
     from medimg.study.profiles import load_profile
-    from medimg.study.pretraining import pretraining_runs, stage_trainer
+    from medimg.study.pretraining import pretraining_runs, stage_methods, stage_trainer
 
     p = load_profile("quick")
     runs = pretraining_runs("quick", stage="pretraining_next")
     least = {("random", "grey"): 2_000_000, ("random", "colour"): 1_000_000, ("imagenet", "grey"): 500_000,
              ("imagenet", "colour"): 500_000}
     assert {(r.config.init, r.pool) for r in runs} == set(least)
+    long_budget = "simclr"  # the first method gets the field's views; VICReg what compute remains, fewer steps
+    assert list(stage_methods(p["pretraining_next"])) == [long_budget, "vicreg"]
     for run in runs:
         c = run.config
         assert c.size == p["finetune"]["size"] and c.views == "tensor"
-        assert c.steps * c.batch_size * 2 >= least[(c.init, run.pool)]
+        views = c.steps * c.batch_size * 2
+        if c.method == long_budget:
+            assert views >= least[(c.init, run.pool)]
+        else:
+            assert c.init == "random" and c.steps == 1000 and views < least[(c.init, run.pool)]
         if c.init == "imagenet":  # MICLe's way: the head first, ImageNet's statistics kept, a lower backbone rate
             assert c.head_warmup_steps > 0 and c.backbone_bn == "frozen" and c.backbone_lr_scale < 1
     assert not {r.path for r in runs} & {r.path for r in pretraining_runs("quick")}
